@@ -1,0 +1,1 @@
+"""grounded_sam.sam."""
