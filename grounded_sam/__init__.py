@@ -22,7 +22,7 @@ _LAZY = {
     "load_image": "grounded_sam.io",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["SamPredictor", "__version__", "build_sam", "list_models", "load_image"]
 
 if TYPE_CHECKING:
     from grounded_sam.io import load_image

@@ -1,0 +1,151 @@
+"""Reading SAM checkpoints from disk and converting them to our key layout.
+
+Our layout is the official ``segment_anything`` one (``image_encoder.*``, ``prompt_encoder.*``,
+``mask_decoder.*``), so official files need only light cleaning; Hugging Face ``SamModel`` files are
+renamed by :mod:`grounded_sam.sam.convert_hf`. Files of our own carry their architecture as
+safetensors metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from grounded_sam.atomic import atomic_path
+from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict
+from grounded_sam.sam.registry import SamConfig, config_from_dict, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+StateDict = dict[str, torch.Tensor]
+
+OUR_FORMAT = "grounded_sam.sam"
+_HF_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
+_WRAPPER_KEYS = ("model", "state_dict", "model_state")
+_STRIP_PREFIXES = ("module.", "sam.", "model.")
+# Parts of MobileSAM's TinyViT that its image encoder never uses (an ImageNet classifier head).
+_UNUSED_PREFIXES = ("image_encoder.norm_head.", "image_encoder.head.")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model."""
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A state dict in our layout, the format it came in, and the architecture stored with it (if any)."""
+
+    state_dict: StateDict
+    source_format: str
+    config: SamConfig | None = None
+
+
+def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
+    """Read a SAM checkpoint of any supported format and convert it to our key layout.
+
+    Accepts an official ``.pth``/``.pt`` (loaded with ``weights_only=True``), a ``.safetensors`` file
+    (ours or Hugging Face), a Hugging Face ``pytorch_model.bin``, or a Hugging Face model folder.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = _hf_weights_in(path)
+    config = None
+    if path.suffix == ".safetensors":
+        state_dict, metadata = _read_safetensors(path)
+        if metadata.get("format") == OUR_FORMAT:
+            config = config_from_dict(json.loads(metadata["config"]))
+    else:
+        state_dict = _read_pickle(path)
+    state_dict, source_format = to_our_layout(state_dict)
+    if config is not None:
+        source_format = "ours"
+    return LoadedCheckpoint(state_dict, source_format, config)
+
+
+def to_our_layout(state_dict: Mapping[str, torch.Tensor]) -> tuple[StateDict, str]:
+    """Convert an official or Hugging Face SAM state dict to ours; returns it with the detected format."""
+    state_dict = _unwrap(state_dict)
+    if is_hf_sam_state_dict(state_dict):
+        return hf_sam_to_official(state_dict), "hf"
+    return official_sam_to_ours(state_dict), "official"
+
+
+def official_sam_to_ours(state_dict: Mapping[str, torch.Tensor]) -> StateDict:
+    """Strip training-wrapper prefixes and drop the keys of unused parts (MobileSAM's classifier head)."""
+    cleaned: StateDict = {}
+    for key, value in state_dict.items():
+        for prefix in _STRIP_PREFIXES:
+            if key.startswith(prefix) and not key.startswith(
+                ("image_encoder", "prompt_encoder", "mask_decoder")
+            ):
+                key = key[len(prefix) :]
+        if key.startswith(_UNUSED_PREFIXES):
+            continue
+        cleaned[key] = value
+    return cleaned
+
+
+def save_checkpoint(model: torch.nn.Module, config: SamConfig, path: str | Path) -> Path:
+    """Write a model's weights as safetensors of our layout, with its architecture in the metadata."""
+    path = Path(path)
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    metadata = {"format": OUR_FORMAT, "config": json.dumps(config_to_dict(config))}
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
+    return path
+
+
+def _hf_weights_in(folder: Path) -> Path:
+    for name in _HF_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    raise CheckpointError(f"{folder} is a folder without {' or '.join(_HF_FILE_NAMES)}: not a model folder")
+
+
+def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+            return {key: handle.get_tensor(key) for key in handle.keys()}, metadata  # noqa: SIM118
+    except (SafetensorError, OSError) as error:
+        raise CheckpointError(
+            f"cannot read {path} as safetensors ({error}): the file is corrupt or truncated"
+        ) from error
+
+
+def _read_pickle(path: Path) -> StateDict:
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointError(
+            f"refused to load {path}: it holds Python objects besides tensors, and only weights-only "
+            f"checkpoints are loaded (unpickling arbitrary objects can run code). Re-save its state_dict "
+            f"with torch.save(model.state_dict(), ...). Details: {error}"
+        ) from error
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise CheckpointError(f"cannot read {path} ({error}): the file is corrupt or truncated") from error
+    if not isinstance(loaded, Mapping):
+        raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict")
+    return dict(loaded)
+
+
+def _unwrap(state_dict: Mapping[str, object]) -> StateDict:
+    """Unwrap ``{"model": state_dict}``-style training checkpoints; keep only tensors."""
+    for key in _WRAPPER_KEYS:
+        inner = state_dict.get(key)
+        if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+            state_dict = inner
+            break
+    tensors = {key: value for key, value in state_dict.items() if isinstance(value, torch.Tensor)}
+    if not tensors:
+        raise CheckpointError("the checkpoint holds no tensors")
+    return tensors

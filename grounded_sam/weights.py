@@ -1,0 +1,166 @@
+"""Where model weights come from: one registry entry per file, resolved in one documented order.
+
+Resolution order for a weights entry:
+
+1. an explicit path passed by the caller (``checkpoint=...``);
+2. ``$GROUNDED_SAM_HOME/<filename>`` (default ``~/.cache/grounded_sam``);
+3. the Hugging Face cache, then the Hugging Face Hub when online (``HF_HUB_OFFLINE`` unset);
+4. otherwise :class:`WeightsNotFoundError`, which says which file to put where.
+
+Entries with a known sha256 are verified (read in chunks) the first time a file is used in a process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+logger = logging.getLogger(__name__)
+
+WeightsFormat = Literal["official", "hf", "ours"]
+
+HOME_ENV = "GROUNDED_SAM_HOME"
+_CHUNK = 1 << 20
+
+
+class WeightsNotFoundError(FileNotFoundError):
+    """Raised when no copy of a weights file can be found and none can be downloaded."""
+
+
+class WeightsIntegrityError(ValueError):
+    """Raised when a weights file does not match its registered sha256."""
+
+
+@dataclass(frozen=True)
+class WeightsSpec:
+    """One weights file (or, with ``hf_filename=None``, one Hugging Face repository snapshot).
+
+    Attributes:
+        filename: the local name under ``$GROUNDED_SAM_HOME`` (a file, or a folder for snapshots).
+        source_format: the key layout of the file: official release, Hugging Face, or ours.
+        hf_repo_id: the Hugging Face repository holding it, if any.
+        hf_filename: the file's path inside that repository; ``None`` for a whole snapshot.
+        sha256: the full hex digest where it is published; ``None`` where it is not known.
+    """
+
+    filename: str
+    source_format: WeightsFormat
+    hf_repo_id: str | None = None
+    hf_filename: str | None = None
+    sha256: str | None = None
+
+    @property
+    def is_snapshot(self) -> bool:
+        return self.hf_repo_id is not None and self.hf_filename is None
+
+
+def weights_home() -> Path:
+    """The folder searched for weights: ``$GROUNDED_SAM_HOME`` or ``~/.cache/grounded_sam``."""
+    configured = os.environ.get(HOME_ENV)
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "grounded_sam"
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """The hex sha256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_sha256(path: Path, expected: str | None) -> None:
+    """Raise :class:`WeightsIntegrityError` if ``path`` does not hash to ``expected`` (skipped if None)."""
+    if expected is None or path.is_dir():
+        return
+    actual = sha256_of(path)
+    if actual != expected.lower():
+        raise WeightsIntegrityError(
+            f"{path} has sha256 {actual}, expected {expected}: the file is corrupt, truncated or a "
+            "different release. Delete it and put the right file in its place."
+        )
+
+
+def _hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _from_hugging_face(spec: WeightsSpec) -> Path | None:
+    """The file from the Hugging Face cache, or downloaded when online; ``None`` when unavailable."""
+    if spec.hf_repo_id is None:
+        return None
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import HFValidationError
+    except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
+        return None
+    attempts = (True,) if _hub_offline() else (True, False)
+    for local_only in attempts:
+        try:
+            if spec.hf_filename is None:
+                found = huggingface_hub.snapshot_download(spec.hf_repo_id, local_files_only=local_only)
+            else:
+                found = huggingface_hub.hf_hub_download(
+                    spec.hf_repo_id, spec.hf_filename, local_files_only=local_only
+                )
+            return Path(found)
+        except (OSError, ValueError, HFValidationError) as error:
+            # Not cached (first attempt) or no network / no such file (second): both mean "not here".
+            logger.debug("%s not available from Hugging Face (local_only=%s): %s", spec, local_only, error)
+    return None
+
+
+def resolve_weights(
+    name: str,
+    spec: WeightsSpec | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Find the weights of model ``name`` and return their local path.
+
+    Args:
+        name: the registered model name, used in messages.
+        spec: the model's weights entry, or ``None`` if it has no published weights.
+        checkpoint: an explicit file or folder, which wins over everything else.
+
+    Raises:
+        WeightsNotFoundError: the explicit path does not exist, or no copy was found anywhere.
+        WeightsIntegrityError: a registered sha256 does not match.
+    """
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.exists():
+            raise WeightsNotFoundError(f"checkpoint for {name!r} not found at {path}")
+        if spec is not None and spec.sha256 is not None and path.name == spec.filename:
+            verify_sha256(path, spec.sha256)
+        return path
+    if spec is None:
+        raise WeightsNotFoundError(
+            f"{name!r} has no published weights: pass checkpoint= with a file of your own"
+        )
+    local = weights_home() / spec.filename
+    if local.exists():
+        verify_sha256(local, spec.sha256)
+        return local
+    found = _from_hugging_face(spec)
+    if found is not None:
+        verify_sha256(found, spec.sha256)
+        return found
+    raise WeightsNotFoundError(_missing_message(name, spec, local))
+
+
+def _missing_message(name: str, spec: WeightsSpec, local: Path) -> str:
+    where = f"put {spec.filename!r} in {local.parent}"
+    if spec.is_snapshot:
+        where = f"put the files of the Hugging Face repository {spec.hf_repo_id!r} in the folder {local}"
+    hub = ""
+    if spec.hf_repo_id is not None:
+        state = "HF_HUB_OFFLINE is set" if _hub_offline() else "the Hugging Face Hub could not be reached"
+        hub = f" ({state} and it is not in the Hugging Face cache)"
+    return (
+        f"weights for {name!r} not found{hub}: {where} (set ${HOME_ENV} to use another folder), "
+        "or pass checkpoint= with the path of the file"
+    )
