@@ -1,1 +1,24 @@
-"""grounded_sam.sam."""
+"""Segment Anything, written in this package: the network parts, builders, registry and predictor.
+
+This package knows nothing about text; :mod:`grounded_sam.pipeline` joins it to the text stages.
+"""
+
+from grounded_sam.sam.build import build_sam, build_sam_from_config, load_sam
+from grounded_sam.sam.predictor import ImageEmbedding, SamPredictor
+from grounded_sam.sam.registry import ModelSpec, SamConfig, TinyViTConfig, ViTConfig, get_spec, list_models
+from grounded_sam.sam.sam import Sam
+
+__all__ = [
+    "ImageEmbedding",
+    "ModelSpec",
+    "Sam",
+    "SamConfig",
+    "SamPredictor",
+    "TinyViTConfig",
+    "ViTConfig",
+    "build_sam",
+    "build_sam_from_config",
+    "get_spec",
+    "list_models",
+    "load_sam",
+]

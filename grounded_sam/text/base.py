@@ -1,0 +1,99 @@
+"""The two text-stage protocols: a detector (phrases → boxes) and a labeler (masks → class names).
+
+The text stages know nothing about SAM; :mod:`grounded_sam.pipeline` joins them to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+NO_LABEL = "no label"
+
+
+def _as_array(values: object, dtype: type, shape_tail: tuple[int, ...], name: str, count: int) -> np.ndarray:
+    array = np.asarray(values, dtype=dtype)
+    if count == 0 and array.size == 0:
+        array = array.reshape(0, *shape_tail)
+    if array.shape != (count, *shape_tail):
+        raise ValueError(f"{name} must have shape {(count, *shape_tail)}, got {array.shape}")
+    return array
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Boxes found for a list of phrases in one image.
+
+    Attributes:
+        boxes: (N, 4) float32 XYXY in input-image pixels.
+        scores: (N,) float32 detector confidence.
+        phrase_ids: (N,) int64 index of each box's phrase in ``phrases``.
+        phrases: the user's phrases, exactly as parsed (every box maps to exactly one of them).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    phrase_ids: np.ndarray
+    phrases: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        count = len(np.asarray(self.scores).reshape(-1))
+        object.__setattr__(self, "boxes", _as_array(self.boxes, np.float32, (4,), "boxes", count))
+        object.__setattr__(self, "scores", _as_array(self.scores, np.float32, (), "scores", count))
+        object.__setattr__(self, "phrase_ids", _as_array(self.phrase_ids, np.int64, (), "phrase_ids", count))
+        object.__setattr__(self, "phrases", tuple(self.phrases))
+        if count and (self.phrase_ids.min() < 0 or self.phrase_ids.max() >= len(self.phrases)):
+            raise ValueError(f"phrase_ids must index the {len(self.phrases)} phrases, got {self.phrase_ids}")
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+    @property
+    def labels(self) -> list[str]:
+        """The phrase of each box."""
+        return [self.phrases[i] for i in self.phrase_ids]
+
+    @classmethod
+    def empty(cls, phrases: Sequence[str] = ()) -> Detections:
+        return cls(np.zeros((0, 4)), np.zeros(0), np.zeros(0), tuple(phrases))
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A class name and probability for each of N masks; ``class_ids`` is -1 where none was confident."""
+
+    class_ids: np.ndarray
+    scores: np.ndarray
+    classes: tuple[str, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [self.classes[i] if i >= 0 else NO_LABEL for i in self.class_ids]
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Finds boxes for phrases."""
+
+    def detect(
+        self,
+        image: np.ndarray,
+        phrases: Sequence[str],
+        *,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
+    ) -> Detections:
+        """Boxes for ``phrases`` in an (H, W, 3) uint8 RGB image; thresholds default to the detector's own."""
+        ...
+
+
+@runtime_checkable
+class Labeler(Protocol):
+    """Names masks with one of a list of classes."""
+
+    def label(self, image: np.ndarray, masks: np.ndarray, classes: Sequence[str]) -> Labels:
+        """Labels for (N, H, W) bool ``masks`` of an (H, W, 3) uint8 RGB image."""
+        ...
