@@ -1,1 +1,142 @@
-"""grounded_sam.export."""
+"""Exporters: every function takes a `Result`; files are written atomically.
+
+Formats of `save_result` (file names under `out_dir`, `stem` defaults to "result"):
+
+* ``json``: ``{stem}.json``, the lossless native format (masks as COCO RLE); read it back with
+  `load_result`.
+* ``coco``: ``{stem}.coco.json``, a one-image COCO instances dataset (`export.coco`).
+* ``yolo``: ``{stem}.txt`` with YOLO segmentation lines (`export.yolo`), plus ``{stem}.classes.txt``
+  (one class name per line, line i = class i) when the class ids were derived from the labels.
+* ``png``: ``{stem}_labels.png`` label-index map, ``{stem}_labels.txt`` legend and one mask PNG per
+  instance (`export.png`).
+* ``overlay``: ``{stem}_overlay.png``, the annotated image (needs `image`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import numpy as np
+
+from grounded_sam.atomic import atomic_path, atomic_write_text
+from grounded_sam.io import ImageInput
+from grounded_sam.result import Result
+
+ExportFormat = Literal["coco", "yolo", "png", "json", "overlay"]
+EXPORT_FORMATS: tuple[str, ...] = get_args(ExportFormat)
+JSON_FORMAT_VERSION = 1
+
+__all__ = [
+    "EXPORT_FORMATS",
+    "ExportFormat",
+    "load_result",
+    "result_from_dict",
+    "result_to_dict",
+    "save_result",
+]
+
+
+def save_result(
+    result: Result,
+    out_dir: str | os.PathLike[str],
+    format: ExportFormat = "json",
+    *,
+    stem: str = "result",
+    image: ImageInput | None = None,
+    class_ids: Mapping[str, int] | None = None,
+) -> list[Path]:
+    """Write `result` to `out_dir` (created if needed) in `format`; return the paths written.
+
+    `image` is required for ``overlay`` and, when it is a path, names the image in the COCO file.
+    `class_ids` maps label -> class id for coco/png (ids >= 1) and yolo (ids from 0); by default the
+    labels of `result` are numbered in sorted order. See the module docstring for the file names.
+
+    Example::
+
+        save_result(result, "out", "coco", stem="img_0001", image="img_0001.jpg")
+    """
+    out = Path(out_dir)
+    if format == "json":
+        return [atomic_write_text(out / f"{stem}.json", json.dumps(result_to_dict(result)))]
+    if format == "coco":
+        from grounded_sam.export.coco import coco_dataset
+
+        file_name = Path(image).name if isinstance(image, (str, os.PathLike)) else stem
+        dataset = coco_dataset([(file_name, result)], class_ids)
+        return [atomic_write_text(out / f"{stem}.coco.json", json.dumps(dataset))]
+    if format == "yolo":
+        from grounded_sam.export.yolo import class_id_map, result_to_yolo_lines
+
+        lines = result_to_yolo_lines(result, class_ids)
+        paths = [atomic_write_text(out / f"{stem}.txt", "".join(line + "\n" for line in lines))]
+        if class_ids is None:
+            names = "".join(name + "\n" for name in class_id_map(result.labels))
+            paths.append(atomic_write_text(out / f"{stem}.classes.txt", names))
+        return paths
+    if format == "png":
+        from grounded_sam.export.png import save_png_masks
+
+        return save_png_masks(result, out, stem=stem, class_ids=class_ids)
+    if format == "overlay":
+        if image is None:
+            raise ValueError("format='overlay' needs the image the result was computed on: pass image=")
+        from grounded_sam.annotate import overlay
+
+        drawn = overlay(image, result)
+        with atomic_path(out / f"{stem}_overlay.png") as tmp:
+            drawn.save(tmp, format="PNG")
+        return [out / f"{stem}_overlay.png"]
+    raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+
+
+def result_to_dict(result: Result) -> dict[str, Any]:
+    """A JSON-ready dict holding everything in `result` (masks as compressed COCO RLE)."""
+    from grounded_sam.export.coco import masks_to_rles
+
+    instances = [
+        {
+            "label": inst.label,
+            "score": inst.score,
+            "mask_score": inst.mask_score,
+            "box": [float(v) for v in inst.box],
+            "area": int(area),
+            "mask": rle,
+        }
+        for inst, area, rle in zip(result, result.areas, masks_to_rles(result.masks), strict=True)
+    ]
+    return {"version": JSON_FORMAT_VERSION, "image_size": list(result.image_size), "instances": instances}
+
+
+def result_from_dict(data: Mapping[str, Any]) -> Result:
+    """Inverse of `result_to_dict`."""
+    from grounded_sam.export.coco import rle_to_mask
+
+    try:
+        h, w = data["image_size"]
+        instances = data["instances"]
+        if not instances:
+            return Result.empty((h, w))
+        return Result(
+            masks=np.stack([rle_to_mask(inst["mask"]) for inst in instances]),
+            boxes=np.array([inst["box"] for inst in instances], dtype=np.float32),
+            labels=[inst["label"] for inst in instances],
+            scores=np.array([inst["score"] for inst in instances], dtype=np.float32),
+            mask_scores=np.array([inst["mask_score"] for inst in instances], dtype=np.float32),
+            image_size=(h, w),
+        )
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"not a grounded_sam result dict (missing or malformed field: {e})") from e
+
+
+def load_result(path: str | os.PathLike[str]) -> Result:
+    """Read a ``json`` export written by `save_result` back into a `Result`."""
+    with open(path, encoding="utf-8") as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+    return result_from_dict(data)
