@@ -16,16 +16,18 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 _LAZY = {
+    "Result": "grounded_sam.result",
     "SamPredictor": "grounded_sam.sam.predictor",
     "build_sam": "grounded_sam.sam.build",
     "list_models": "grounded_sam.sam.registry",
     "load_image": "grounded_sam.io",
 }
 
-__all__ = ["SamPredictor", "__version__", "build_sam", "list_models", "load_image"]
+__all__ = ["Result", "SamPredictor", "__version__", "build_sam", "list_models", "load_image"]
 
 if TYPE_CHECKING:
     from grounded_sam.io import load_image
+    from grounded_sam.result import Result
     from grounded_sam.sam.build import build_sam
     from grounded_sam.sam.predictor import SamPredictor
     from grounded_sam.sam.registry import list_models

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 from grounded_sam.atomic import atomic_path
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict
 from grounded_sam.sam.registry import SamConfig, config_from_dict, config_to_dict
+from grounded_sam.sam.tiny_vit import UNUSED_CHECKPOINT_KEYS
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ _HF_FILE_NAMES = ("model.safetensors", "pytorch_model.bin")
 _WRAPPER_KEYS = ("model", "state_dict", "model_state")
 _STRIP_PREFIXES = ("module.", "sam.", "model.")
 # Parts of MobileSAM's TinyViT that its image encoder never uses (an ImageNet classifier head).
-_UNUSED_PREFIXES = ("image_encoder.norm_head.", "image_encoder.head.")
+_UNUSED_PREFIXES = tuple(f"image_encoder.{key}" for key in UNUSED_CHECKPOINT_KEYS)
 
 
 class CheckpointError(ValueError):
