@@ -111,7 +111,7 @@ def build_sam(
 def load_sam(
     path: str | os.PathLike[str], expected: SamConfig | None = None, expected_name: str | None = None
 ) -> Sam:
-    """Read a checkpoint, build the architecture it holds and load it strictly.
+    """Read a checkpoint, build the architecture it holds and load it strictly; returns it in eval mode.
 
     Raises:
         CheckpointError: unreadable file, or an architecture other than ``expected``, or keys that do not
@@ -126,7 +126,7 @@ def load_sam(
         )
     model = build_sam_from_config(config)
     load_state_dict_strict(model, loaded.state_dict, config, source=str(path))
-    return model
+    return model.eval()
 
 
 def load_state_dict_strict(

@@ -96,7 +96,7 @@ class SamPredictor:
         if image_format == "BGR":
             pixels = np.ascontiguousarray(pixels[..., ::-1])
         resized = resize_longest_side(pixels, self.model.image_size)
-        tensor = torch.as_tensor(resized, device=self.device).permute(2, 0, 1)[None]
+        tensor = torch.tensor(resized, device=self.device).permute(2, 0, 1)[None]
         self.set_torch_image(tensor, (pixels.shape[0], pixels.shape[1]))
 
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:

@@ -1,0 +1,72 @@
+"""Weights resolution order, integrity checks and messages."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from grounded_sam.weights import (
+    WeightsIntegrityError,
+    WeightsNotFoundError,
+    WeightsSpec,
+    resolve_weights,
+    sha256_of,
+    weights_home,
+)
+
+
+@pytest.fixture
+def offline_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"
+
+
+def test_home_defaults_to_the_user_cache(monkeypatch) -> None:
+    monkeypatch.delenv("GROUNDED_SAM_HOME", raising=False)
+    assert weights_home().parts[-2:] == (".cache", "grounded_sam")
+
+
+def test_explicit_path_wins_over_home(offline_home, tmp_path) -> None:
+    spec = WeightsSpec("w.bin", "ours")
+    (offline_home / "w.bin").write_bytes(b"home")
+    explicit = tmp_path / "mine.bin"
+    explicit.write_bytes(b"mine")
+    assert resolve_weights("m", spec, explicit) == explicit
+    assert resolve_weights("m", spec) == offline_home / "w.bin"
+
+
+def test_sha256_is_checked(offline_home) -> None:
+    data = b"weights" * 1000
+    good = WeightsSpec("w.bin", "ours", sha256=hashlib.sha256(data).hexdigest())
+    (offline_home / "w.bin").write_bytes(data)
+    assert sha256_of(offline_home / "w.bin") == good.sha256
+    assert resolve_weights("m", good) == offline_home / "w.bin"
+    (offline_home / "w.bin").write_bytes(data[:-1])
+    with pytest.raises(WeightsIntegrityError, match="corrupt, truncated"):
+        resolve_weights("m", good)
+
+
+def test_missing_everywhere_is_one_clear_error(offline_home) -> None:
+    spec = WeightsSpec("big.pth", "official", hf_repo_id="someone/repo", hf_filename="big.pth")
+    with pytest.raises(WeightsNotFoundError) as info:
+        resolve_weights("big_model", spec)
+    message = str(info.value)
+    assert "'big.pth'" in message and str(offline_home) in message
+    assert "HF_HUB_OFFLINE" in message and "GROUNDED_SAM_HOME" in message
+
+
+def test_snapshot_message_names_the_folder(offline_home) -> None:
+    spec = WeightsSpec("gdino-tiny", "hf", hf_repo_id="org/gdino")
+    with pytest.raises(WeightsNotFoundError, match="repository 'org/gdino' in the folder"):
+        resolve_weights("gdino", spec)
+
+
+def test_explicit_missing_path_and_unpublished_weights(tmp_path) -> None:
+    with pytest.raises(WeightsNotFoundError, match="not found at"):
+        resolve_weights("m", None, tmp_path / "nope.pth")
+    with pytest.raises(WeightsNotFoundError, match="no published weights"):
+        resolve_weights("m", None)
