@@ -118,7 +118,7 @@ def load_sam(
             fit (the message names the architecture and the missing/unexpected keys).
     """
     loaded = read_checkpoint(path)
-    config = loaded.config or infer_config(loaded.state_dict)
+    config = loaded.config or infer_config(loaded.state_dict, decoder_heads=loaded.decoder_heads)
     if expected is not None and config != expected:
         raise CheckpointError(
             f"{path} holds a SAM with architecture {config}, not the {expected_name or 'requested'} "
@@ -176,11 +176,12 @@ def _shape(state_dict: Mapping[str, torch.Tensor], key: str) -> torch.Size:
     return state_dict[key].shape
 
 
-def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SamConfig:
+def infer_config(state_dict: Mapping[str, torch.Tensor], decoder_heads: int | None = None) -> SamConfig:
     """Read the architecture off a state dict in our layout.
 
     Attention head counts do not show in weight shapes except through the relative-position tables
-    (ViT) and attention-bias tables (TinyViT); the decoder uses SAM's 8 heads.
+    (ViT) and attention-bias tables (TinyViT); the decoder has SAM's 8 heads unless ``decoder_heads``
+    says otherwise (Hugging Face folders carry it in their ``config.json``).
     """
     embed = _shape(state_dict, "prompt_encoder.point_embeddings.0.weight")[-1]
     encoder, image_size = (
@@ -194,7 +195,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> SamConfig:
         prompt_embed_dim=embed,
         mask_in_chans=_shape(state_dict, "prompt_encoder.mask_downscaling.3.weight")[0],
         decoder_depth=_count(state_dict, r"mask_decoder\.transformer\.layers\.(\d+)\."),
-        decoder_heads=8 if embed % 8 == 0 else 1,
+        decoder_heads=decoder_heads or 8,
         decoder_mlp_dim=_shape(state_dict, "mask_decoder.transformer.layers.0.mlp.lin1.weight")[0],
         num_multimask_outputs=_shape(state_dict, "mask_decoder.mask_tokens.weight")[0] - 1,
         iou_head_depth=_count(state_dict, r"mask_decoder\.iou_prediction_head\.layers\.(\d+)\."),

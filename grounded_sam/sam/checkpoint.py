@@ -48,6 +48,7 @@ class LoadedCheckpoint:
     state_dict: StateDict
     source_format: str
     config: SamConfig | None = None
+    decoder_heads: int | None = None
 
 
 def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
@@ -57,7 +58,9 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     (ours or Hugging Face), a Hugging Face ``pytorch_model.bin``, or a Hugging Face model folder.
     """
     path = Path(path)
+    decoder_heads = None
     if path.is_dir():
+        decoder_heads = _hf_decoder_heads(path)
         path = _hf_weights_in(path)
     config = None
     if path.suffix == ".safetensors":
@@ -69,7 +72,7 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     state_dict, source_format = to_our_layout(state_dict)
     if config is not None:
         source_format = "ours"
-    return LoadedCheckpoint(state_dict, source_format, config)
+    return LoadedCheckpoint(state_dict, source_format, config, decoder_heads)
 
 
 def to_our_layout(state_dict: Mapping[str, torch.Tensor]) -> tuple[StateDict, str]:
@@ -110,6 +113,15 @@ def _hf_weights_in(folder: Path) -> Path:
         if (folder / name).is_file():
             return folder / name
     raise CheckpointError(f"{folder} is a folder without {' or '.join(_HF_FILE_NAMES)}: not a model folder")
+
+
+def _hf_decoder_heads(folder: Path) -> int | None:
+    """The mask decoder's head count from a Hugging Face ``config.json`` (weights do not show it)."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        return int(config["mask_decoder_config"]["num_attention_heads"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:

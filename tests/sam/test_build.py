@@ -149,3 +149,42 @@ def test_random_architecture_without_weights() -> None:
     assert infer_config(model.state_dict()) == get_spec("mobile_sam").config
     parameters = sum(p.numel() for p in model.image_encoder.parameters())
     assert 5_000_000 < parameters < 7_500_000
+
+
+def test_hugging_face_model_folder_loads(tmp_path) -> None:
+    import transformers
+
+    config = transformers.SamConfig(
+        vision_config={
+            "hidden_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "mlp_dim": 256,
+            "image_size": 256,
+            "patch_size": 16,
+            "window_size": 4,
+            "global_attn_indexes": [1],
+            "output_channels": 32,
+            "num_pos_feats": 16,
+        },
+        prompt_encoder_config={
+            "hidden_size": 32,
+            "image_size": 256,
+            "patch_size": 16,
+            "mask_input_channels": 8,
+        },
+        mask_decoder_config={
+            "hidden_size": 32,
+            "mlp_dim": 64,
+            "num_attention_heads": 4,
+            "iou_head_hidden_dim": 32,
+        },
+    )
+    hf_model = transformers.SamModel(config).eval()
+    hf_model.save_pretrained(tmp_path / "hf-sam")
+    ours = build_sam(checkpoint=tmp_path / "hf-sam", device="cpu")
+    expected = dataclasses.replace(TINY_VIT_SAM, decoder_heads=4)
+    assert infer_config(ours.state_dict(), decoder_heads=4) == expected
+    assert ours.mask_decoder.transformer.layers[0].self_attn.num_heads == 4
+    hf_pe = hf_model.shared_image_embedding.positional_embedding
+    torch.testing.assert_close(ours.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix, hf_pe)
