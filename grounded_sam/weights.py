@@ -3,9 +3,10 @@
 Resolution order for a weights entry:
 
 1. an explicit path passed by the caller (``checkpoint=...``);
-2. ``$GROUNDED_SAM_HOME/<filename>`` (default ``~/.cache/grounded_sam``);
-3. the Hugging Face cache, then the Hugging Face Hub when online (``HF_HUB_OFFLINE`` unset);
-4. otherwise :class:`WeightsNotFoundError`, which says which file to put where.
+2. for the embedded demo models, the file shipped inside the package (``grounded_sam/assets/``);
+3. ``$GROUNDED_SAM_HOME/<filename>`` (default ``~/.cache/grounded_sam``);
+4. the Hugging Face cache, then the Hugging Face Hub when online (``HF_HUB_OFFLINE`` unset);
+5. otherwise :class:`WeightsNotFoundError`, which says which file to put where.
 
 Entries with a known sha256 are verified (read in chunks) the first time a file is used in a process.
 """
@@ -45,6 +46,7 @@ class WeightsSpec:
         hf_repo_id: the Hugging Face repository holding it, if any.
         hf_filename: the file's path inside that repository; ``None`` for a whole snapshot.
         sha256: the full hex digest where it is published; ``None`` where it is not known.
+        bundled: the file ships inside the package, in ``grounded_sam/assets/``.
     """
 
     filename: str
@@ -52,6 +54,7 @@ class WeightsSpec:
     hf_repo_id: str | None = None
     hf_filename: str | None = None
     sha256: str | None = None
+    bundled: bool = False
 
     @property
     def is_snapshot(self) -> bool:
@@ -62,6 +65,11 @@ def weights_home() -> Path:
     """The folder searched for weights: ``$GROUNDED_SAM_HOME`` or ``~/.cache/grounded_sam``."""
     configured = os.environ.get(HOME_ENV)
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "grounded_sam"
+
+
+def bundled_path(filename: str) -> Path:
+    """Where a weights file shipped inside the package lives."""
+    return Path(__file__).resolve().parent / "assets" / filename
 
 
 def sha256_of(path: str | os.PathLike[str]) -> str:
@@ -141,6 +149,11 @@ def resolve_weights(
         raise WeightsNotFoundError(
             f"{name!r} has no published weights: pass checkpoint= with a file of your own"
         )
+    if spec.bundled:
+        shipped = bundled_path(spec.filename)
+        if shipped.exists():
+            verify_sha256(shipped, spec.sha256)
+            return shipped
     local = weights_home() / spec.filename
     if local.exists():
         verify_sha256(local, spec.sha256)

@@ -70,3 +70,20 @@ def test_explicit_missing_path_and_unpublished_weights(tmp_path) -> None:
         resolve_weights("m", None, tmp_path / "nope.pth")
     with pytest.raises(WeightsNotFoundError, match="no published weights"):
         resolve_weights("m", None)
+
+
+def test_bundled_weights_come_before_home(offline_home, monkeypatch, tmp_path) -> None:
+    import grounded_sam.weights as weights
+
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "demo.safetensors").write_bytes(b"shipped")
+    (offline_home / "demo.safetensors").write_bytes(b"home")
+    monkeypatch.setattr(weights, "bundled_path", lambda name: assets / name)
+    spec = WeightsSpec(
+        "demo.safetensors", "ours", sha256=hashlib.sha256(b"shipped").hexdigest(), bundled=True
+    )
+    assert resolve_weights("demo", spec) == assets / "demo.safetensors"
+    (assets / "demo.safetensors").write_bytes(b"tampered")
+    with pytest.raises(WeightsIntegrityError):
+        resolve_weights("demo", spec)
