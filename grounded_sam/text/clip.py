@@ -1,0 +1,400 @@
+"""CLIP labeler: names masks (or boxes) with one of a list of classes, through open_clip.
+
+Each region is cropped with :mod:`grounded_sam.text.crops` (background outside the region neutralised),
+embedded by the image tower, and compared with the class names embedded by the text tower (averaged
+over a few prompt templates). Probabilities are ``softmax(logit_scale * cosine)`` over the classes.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+import pickle
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grounded_sam.text.base import Labels
+from grounded_sam.text.crops import (
+    Background,
+    ClipInput,
+    background_colour,
+    expand_boxes,
+    image_to_tensor,
+    mask_boxes,
+    prepare_crops,
+)
+from grounded_sam.weights import WeightsSpec, resolve_weights
+
+logger = logging.getLogger(__name__)
+
+Device = str | torch.device | None
+
+DEFAULT_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "a cropped photo of a {}.",
+    "a photo of a small {}.",
+    "a photo of a large {}.",
+)
+_TEXT_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    """One registered CLIP variant.
+
+    Attributes:
+        architecture: the open_clip model name (``open_clip.list_models()``).
+        pretrained_tag: the open_clip tag the weights were published under; its preprocessing (mean,
+            std) and activation (QuickGELU) are applied when the weights are loaded from a local file.
+        weights: where the open_clip checkpoint file comes from.
+    """
+
+    architecture: str
+    pretrained_tag: str
+    weights: WeightsSpec
+
+
+def _open_clip_spec(architecture: str, tag: str, repo: str) -> ClipSpec:
+    # open_clip fetches "<repo>/open_clip_pytorch_model.bin" for these tags (its HF_WEIGHTS_NAME).
+    local = f"open_clip_{architecture}_{tag}.bin"
+    return ClipSpec(architecture, tag, WeightsSpec(local, "official", repo, "open_clip_pytorch_model.bin"))
+
+
+CLIP_MODELS: Mapping[str, ClipSpec] = MappingProxyType(
+    {
+        "clip_vit_b32": _open_clip_spec(
+            "ViT-B-32", "laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+        ),
+        "clip_vit_b16": _open_clip_spec(
+            "ViT-B-16", "laion2b_s34b_b88k", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"
+        ),
+        "clip_vit_l14": _open_clip_spec(
+            "ViT-L-14", "laion2b_s32b_b82k", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K"
+        ),
+        "clip_vit_b32_openai": _open_clip_spec("ViT-B-32", "openai", "timm/vit_base_patch32_clip_224.openai"),
+    }
+)
+DEFAULT_CLIP_MODEL = "clip_vit_b32"
+
+
+def list_clip_models() -> list[str]:
+    """The registered CLIP names, sorted."""
+    return sorted(CLIP_MODELS)
+
+
+class ClipLabeler:
+    """Names masks or boxes with the class whose text embedding is closest to the region's crop.
+
+    Args:
+        model: an open_clip model (anything with ``encode_image``, ``encode_text`` and a log
+            ``logit_scale``); moved to ``device`` and put in eval mode.
+        tokenizer: turns a list of strings into an (n, context) token tensor.
+        preprocess: the model's input size and normalisation: a :class:`ClipInput`, an open_clip
+            preprocess config, an open_clip eval transform, or ``None`` to read it from the model.
+        device: where to run (default: CUDA when available, else the CPU).
+        templates: prompt templates with a ``{}`` for the class name; embeddings are averaged over them.
+        threshold: a region whose top probability is below this gets class id -1 ("no label"); its
+            score is still that probability. 0.0 (the default) always names the best class.
+        background_value: fill for pixels outside the region: ``"mean"`` (the model's mean colour,
+            zero after normalisation), ``"grey"``, an (r, g, b) in [0, 1], or ``None`` to keep them.
+        margin: context around each region's box, as a fraction of its longer side (clipped at the
+            image border).
+        batch_size: crops per image-tower call.
+        text_cache_size: how many class lists keep their text embeddings.
+
+    Example:
+        >>> labeler = ClipLabeler.from_pretrained("clip_vit_b32")
+        >>> labels = labeler.label(image, masks, ["cat", "dog"])  # (H, W, 3) uint8, (N, H, W) bool
+        >>> labels.names, labels.scores
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        preprocess: ClipInput | Mapping[str, Any] | Any | None = None,
+        device: Device = None,
+        *,
+        templates: Sequence[str] = DEFAULT_TEMPLATES,
+        threshold: float = 0.0,
+        background_value: Background = "mean",
+        margin: float = 0.1,
+        batch_size: int = 32,
+        text_cache_size: int = 16,
+    ) -> None:
+        self.templates = _check_templates(templates)
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold is a probability in [0, 1], got {threshold}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        if batch_size < 1 or text_cache_size < 1:
+            raise ValueError(
+                f"batch_size and text_cache_size must be >= 1, got {batch_size}, {text_cache_size}"
+            )
+        self.device = _resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.clip_input = _clip_input(preprocess, model)
+        background_colour(background_value, self.clip_input)  # validates it
+        self.background_value = background_value
+        self.threshold = float(threshold)
+        self.margin = float(margin)
+        self.batch_size = int(batch_size)
+        self._text_cache_size = int(text_cache_size)
+        self._text_cache: OrderedDict[tuple[tuple[str, ...], tuple[str, ...]], torch.Tensor] = OrderedDict()
+        floats = (p.dtype for p in model.parameters() if p.is_floating_point())
+        self._dtype = next(floats, torch.float32)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | os.PathLike[str] = DEFAULT_CLIP_MODEL,
+        *,
+        checkpoint: str | os.PathLike[str] | None = None,
+        architecture: str | Mapping[str, Any] | None = None,
+        device: Device = None,
+        **options: Any,
+    ) -> ClipLabeler:
+        """A labeler from a registered name (weights via :func:`resolve_weights`) or a checkpoint file.
+
+        Args:
+            name_or_path: a name from :data:`CLIP_MODELS`, or the path of an open_clip checkpoint.
+            checkpoint: an explicit weights file for a registered name.
+            architecture: for a path only: the open_clip model name (e.g. ``"ViT-B-32"``) or a model
+                config dict (``embed_dim``, ``vision_cfg``, ``text_cfg``, ...); it is never guessed.
+            device: where to run (default: CUDA when available, else the CPU).
+            **options: keyword arguments of :class:`ClipLabeler` (templates, threshold, ...).
+
+        Raises:
+            WeightsNotFoundError: no weights file was found (the message says where to put it).
+            ValueError: an unknown name, a missing ``architecture``, or weights that do not fit it.
+        """
+        name = os.fspath(name_or_path)
+        tag = None
+        if name in CLIP_MODELS:
+            if architecture is not None:
+                raise ValueError(
+                    f"{name!r} is registered with its own architecture; do not pass architecture="
+                )
+            spec = CLIP_MODELS[name]
+            path = resolve_weights(name, spec.weights, checkpoint)
+            architecture, tag = spec.architecture, spec.pretrained_tag
+        else:
+            if checkpoint is not None:
+                raise ValueError(
+                    f"{name!r} is not a registered CLIP model; checkpoint= is only for registered names"
+                )
+            if architecture is None:
+                raise ValueError(_unknown_message(name))
+            path = resolve_weights(name, None, name)
+        if path.is_dir():
+            raise ValueError(f"{path} is a folder: pass the open_clip checkpoint file inside it")
+        model, tokenizer, clip_input = load_open_clip(architecture, path, tag)
+        return cls(model, tokenizer, clip_input, device, **options)
+
+    def text_embeddings(self, classes: Sequence[str]) -> torch.Tensor:
+        """(K, D) L2-normalised class embeddings, averaged over the templates; cached per class list."""
+        names = _check_classes(classes)
+        key = (names, self.templates)
+        cached = self._text_cache.get(key)
+        if cached is not None:
+            self._text_cache.move_to_end(key)
+            return cached
+        prompts = [template.replace("{}", name) for name in names for template in self.templates]
+        with torch.inference_mode():
+            parts = [
+                self.model.encode_text(self.tokenizer(prompts[start : start + _TEXT_BATCH]).to(self.device))
+                for start in range(0, len(prompts), _TEXT_BATCH)
+            ]
+            per_prompt = F.normalize(torch.cat(parts).float(), dim=-1)
+            embeddings = F.normalize(per_prompt.view(len(names), len(self.templates), -1).mean(dim=1), dim=-1)
+        self._text_cache[key] = embeddings
+        if len(self._text_cache) > self._text_cache_size:
+            self._text_cache.popitem(last=False)
+        return embeddings
+
+    def label(self, image: np.ndarray, masks: np.ndarray, classes: Sequence[str]) -> Labels:
+        """Labels for (N, H, W) bool ``masks`` of an (H, W, 3) uint8 RGB image.
+
+        Empty masks get class id -1 and score 0; the others the best class and its probability
+        (class id -1 if that is below ``threshold``).
+        """
+        names = _check_classes(classes)
+        pixels = _check_image(image)
+        height, width = pixels.shape[:2]
+        masks = np.asarray(masks)
+        if masks.ndim != 3 or masks.shape[1:] != (height, width):
+            raise ValueError(
+                f"masks must have shape (N, {height}, {width}) to match the image, got {masks.shape}"
+            )
+        masks = masks.astype(bool, copy=False)
+        tight = mask_boxes(masks)
+        filled = tight[:, 2] > tight[:, 0]
+        boxes = expand_boxes(tight, self.margin, height, width)
+        return self._classify(pixels, boxes, filled, names, masks)
+
+    def label_boxes(self, image: np.ndarray, boxes: np.ndarray, classes: Sequence[str]) -> Labels:
+        """Labels for (N, 4) XYXY pixel ``boxes`` of an (H, W, 3) uint8 RGB image.
+
+        Pixels outside each box (grown by the margin) are neutralised; boxes with no area inside the
+        image get class id -1 and score 0.
+        """
+        names = _check_classes(classes)
+        pixels = _check_image(image)
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4 or not np.isfinite(boxes).all():
+            raise ValueError(f"boxes must be finite (N, 4) XYXY pixels, got shape {boxes.shape}")
+        grown = expand_boxes(boxes, self.margin, *pixels.shape[:2])
+        filled = (grown[:, 2] > grown[:, 0]) & (grown[:, 3] > grown[:, 1])
+        return self._classify(pixels, grown, filled, names, None)
+
+    def _classify(
+        self,
+        image: np.ndarray,
+        boxes: np.ndarray,
+        filled: np.ndarray,
+        names: tuple[str, ...],
+        masks: np.ndarray | None,
+    ) -> Labels:
+        """Best class per region; regions where ``filled`` is False are skipped (-1, score 0)."""
+        class_ids = np.full(len(boxes), -1, dtype=np.int64)
+        scores = np.zeros(len(boxes), dtype=np.float32)
+        todo = np.flatnonzero(filled)
+        if todo.size == 0:
+            return Labels(class_ids, scores, names)
+        text = self.text_embeddings(names)
+        scale = self.model.logit_scale.exp().clamp(max=100.0).float()
+        probabilities = []
+        with torch.inference_mode():
+            image_tensor = image_to_tensor(image, self.device)
+            for start in range(0, todo.size, self.batch_size):
+                chosen = todo[start : start + self.batch_size]
+                crops = prepare_crops(
+                    image_tensor,
+                    torch.from_numpy(boxes[chosen]),
+                    self.clip_input,
+                    None if masks is None else torch.from_numpy(masks[chosen]),
+                    self.background_value,
+                )
+                features = F.normalize(self.model.encode_image(crops.to(self._dtype)).float(), dim=-1)
+                probabilities.append((scale * features @ text.T).softmax(dim=-1))
+            best_probability, best_class = torch.cat(probabilities).max(dim=-1)
+        best_probability, best_class = best_probability.cpu().numpy(), best_class.cpu().numpy()
+        class_ids[todo] = np.where(best_probability >= self.threshold, best_class, -1)
+        scores[todo] = best_probability
+        return Labels(class_ids, scores, names)
+
+
+def build_clip_labeler(
+    name: str = DEFAULT_CLIP_MODEL,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: Device = None,
+    **options: Any,
+) -> ClipLabeler:
+    """A :class:`ClipLabeler` for a registered name (see :data:`CLIP_MODELS`); options as in its __init__."""
+    if name not in CLIP_MODELS:
+        raise ValueError(_unknown_message(name))
+    return ClipLabeler.from_pretrained(name, checkpoint=checkpoint, device=device, **options)
+
+
+def load_open_clip(
+    architecture: str | Mapping[str, Any], path: Path, pretrained_tag: str | None = None
+) -> tuple[nn.Module, Any, ClipInput]:
+    """An open_clip model with the weights of the file ``path`` (never downloaded), its tokenizer and input.
+
+    ``architecture`` is an open_clip model name or a model config dict; ``pretrained_tag`` (names
+    only) supplies the preprocessing and activation the weights were trained with.
+    """
+    try:
+        if isinstance(architecture, str):
+            tag_config = open_clip.get_pretrained_cfg(architecture, pretrained_tag) if pretrained_tag else {}
+            model = open_clip.create_model(
+                architecture,
+                pretrained=str(path),
+                force_quick_gelu=bool(tag_config.get("quick_gelu", False)),
+                force_preprocess_cfg={key: tag_config[key] for key in ("mean", "std") if key in tag_config},
+                require_pretrained=True,
+            )
+            tokenizer = open_clip.get_tokenizer(architecture)
+        else:
+            config = dict(architecture)
+            model_class = open_clip.CustomTextCLIP if config.pop("custom_text", False) else open_clip.CLIP
+            model = model_class(**config)
+            open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
+            tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
+    except (RuntimeError, pickle.UnpicklingError) as error:
+        raise ValueError(f"could not load {path} as open_clip {architecture!r}: {error}") from error
+    logger.debug("loaded open_clip %r from %s", architecture, path)
+    return model, tokenizer, _clip_input(None, model)
+
+
+def _clip_input(preprocess: ClipInput | Mapping[str, Any] | Any | None, model: nn.Module) -> ClipInput:
+    if isinstance(preprocess, ClipInput):
+        return preprocess
+    if isinstance(preprocess, Mapping):
+        return ClipInput.from_config(preprocess)
+    if preprocess is not None:
+        return ClipInput.from_transform(preprocess)
+    return ClipInput.from_model(model)
+
+
+def _resolve_device(device: Device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _unknown_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(CLIP_MODELS), n=3, cutoff=0.4)
+    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+    return (
+        f"{name!r} is not a registered CLIP model ({', '.join(list_clip_models())}).{hint} To load a "
+        "checkpoint file, use ClipLabeler.from_pretrained(path, architecture=<open_clip name or config>)."
+    )
+
+
+def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(templates, str):
+        raise TypeError("templates must be a list of strings, not one string")
+    templates = tuple(templates)
+    if not templates or not all(isinstance(t, str) and "{}" in t for t in templates):
+        raise ValueError(
+            f"templates must be a non-empty list of strings with a '{{}}' each, got {templates!r}"
+        )
+    return templates
+
+
+def _check_classes(classes: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(classes, str):
+        raise TypeError(f"classes must be a list of class names, not one string: use [{classes!r}]")
+    names = tuple(classes)
+    if not names:
+        raise ValueError("classes is empty: pass at least one class name, e.g. ['cat', 'dog']")
+    if not all(isinstance(name, str) and name.strip() for name in names):
+        raise ValueError(f"classes must be non-empty strings, got {names!r}")
+    return names
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+        raise ValueError(
+            f"image must be a non-empty (H, W, 3) uint8 RGB array, got {image.dtype} {image.shape}; "
+            "load files with grounded_sam.io.load_image"
+        )
+    return image
