@@ -16,17 +16,33 @@ except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0"
 
 _LAZY = {
+    "GroundedSAM": "grounded_sam.pipeline",
+    "LangSAM": "grounded_sam.compat",
     "Result": "grounded_sam.result",
     "SamPredictor": "grounded_sam.sam.predictor",
     "build_sam": "grounded_sam.sam.build",
     "list_models": "grounded_sam.sam.registry",
     "load_image": "grounded_sam.io",
+    "predict": "grounded_sam.api",
 }
 
-__all__ = ["Result", "SamPredictor", "__version__", "build_sam", "list_models", "load_image"]
+__all__ = [
+    "GroundedSAM",
+    "LangSAM",
+    "Result",
+    "SamPredictor",
+    "__version__",
+    "build_sam",
+    "list_models",
+    "load_image",
+    "predict",
+]
 
 if TYPE_CHECKING:
+    from grounded_sam.api import predict
+    from grounded_sam.compat import LangSAM
     from grounded_sam.io import load_image
+    from grounded_sam.pipeline import GroundedSAM
     from grounded_sam.result import Result
     from grounded_sam.sam.build import build_sam
     from grounded_sam.sam.predictor import SamPredictor

@@ -1,0 +1,120 @@
+"""Text → masks: a detector turns phrases into boxes, SAM turns boxes into masks.
+
+This is the only module that knows both the text stages and SAM.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from grounded_sam.io import ImageInput, load_image
+from grounded_sam.result import Result
+from grounded_sam.sam.build import Device, build_sam
+from grounded_sam.sam.predictor import SamPredictor
+from grounded_sam.text.base import Detector, Labeler
+from grounded_sam.text.prompts import parse_prompt
+
+logger = logging.getLogger(__name__)
+
+Prompt = str | Sequence[str]
+
+
+class GroundedSAM:
+    """Grounded segmentation: ``predict(image, "window. door")`` → a :class:`Result` with one mask per object.
+
+    One detector forward and one image embedding per image; all boxes of an image are decoded by SAM in
+    one batched call, and masks come back at the image's original resolution.
+
+    Args:
+        detector: phrases → boxes (e.g. :class:`~grounded_sam.text.grounding_dino.GroundingDinoDetector`).
+        predictor: a :class:`SamPredictor` (or the SAM model itself, wrapped for you).
+        labeler: optional; relabels each mask with the best of the prompt's phrases (e.g. CLIP), useful when
+            the detector's phrase assignment is unreliable.
+
+    Example:
+        >>> pipeline = GroundedSAM.from_pretrained("sam_vit_b", "grounding_dino_tiny")  # doctest: +SKIP
+        >>> result = pipeline.predict("street.jpg", "car. traffic light")  # doctest: +SKIP
+        >>> result.labels, result.masks.shape  # doctest: +SKIP
+        (['car', 'car', 'traffic light'], (3, 720, 1280))
+    """
+
+    def __init__(
+        self, detector: Detector, predictor: SamPredictor | Any, labeler: Labeler | None = None
+    ) -> None:
+        self.detector = detector
+        self.predictor = predictor if isinstance(predictor, SamPredictor) else SamPredictor(predictor)
+        self.labeler = labeler
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        sam: str | None = "sam_vit_b",
+        detector: str = "grounding_dino_tiny",
+        *,
+        sam_checkpoint: str | os.PathLike[str] | None = None,
+        detector_checkpoint: str | os.PathLike[str] | None = None,
+        device: Device = None,
+        **detector_options: Any,
+    ) -> GroundedSAM:
+        """Build from registered names (weights found via :mod:`grounded_sam.weights`) or explicit files."""
+        from grounded_sam.text.registry import build_detector
+
+        sam_model = build_sam(sam, checkpoint=sam_checkpoint, device=device)
+        text_stage = build_detector(
+            detector, checkpoint=detector_checkpoint, device=device, **detector_options
+        )
+        return cls(text_stage, SamPredictor(sam_model))
+
+    def predict(
+        self,
+        image: ImageInput,
+        text: Prompt,
+        *,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
+    ) -> Result:
+        """Masks of everything ``text`` names in ``image``.
+
+        Args:
+            image: a path, PIL image, (H, W, 3) uint8 array or CHW tensor (see :func:`load_image`).
+            text: phrases as one string ("window. door", "window, door") or a list of phrases.
+            box_threshold, text_threshold: override the detector's thresholds for this call.
+
+        Returns:
+            A :class:`Result` at the image's size; labels are the user's phrases. Empty (N = 0) when the
+            prompt holds no phrase or nothing is found.
+        """
+        pixels = load_image(image)
+        phrases = parse_prompt(text)
+        size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        if not phrases:
+            return Result.empty(size)
+        detections = self.detector.detect(
+            pixels, phrases, box_threshold=box_threshold, text_threshold=text_threshold
+        )
+        if len(detections) == 0:
+            return Result.empty(size)
+        self.predictor.set_image(pixels)
+        masks, mask_scores, _ = self.predictor.predict_boxes(detections.boxes, multimask_output=False)
+        labels = detections.labels
+        scores = detections.scores
+        if self.labeler is not None:
+            relabelled = self.labeler.label(pixels, masks[:, 0], phrases)
+            labels, scores = relabelled.names, relabelled.scores
+        return Result(
+            masks=masks[:, 0],
+            boxes=detections.boxes,
+            labels=labels,
+            scores=scores,
+            mask_scores=mask_scores[:, 0],
+            image_size=size,
+        )
+
+    def predict_batch(
+        self, images: Iterable[ImageInput], text: Prompt, **thresholds: float | None
+    ) -> list[Result]:
+        """:meth:`predict` for each image, in order (one detector forward and one embedding each)."""
+        return [self.predict(image, text, **thresholds) for image in images]

@@ -1,0 +1,89 @@
+"""GroundedSAM: detector → batched SAM decode → Result, with a scripted detector and a tiny random SAM."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from grounded_sam.compat import LangSAM
+from grounded_sam.pipeline import GroundedSAM
+from grounded_sam.result import Result
+from tests.pipelines import SCENE, scripted_pipeline
+
+
+@pytest.fixture(scope="module")
+def pipeline() -> GroundedSAM:
+    return scripted_pipeline()
+
+
+def test_predict_returns_one_mask_per_detected_box(pipeline: GroundedSAM) -> None:
+    phrase = SCENE.labels[0]
+    expected = [i for i, label in enumerate(SCENE.labels) if label == phrase]
+    result = pipeline.predict(SCENE.image, phrase.upper() + ".")
+    assert isinstance(result, Result) and len(result) == len(expected)
+    assert result.masks.shape == (len(expected), 120, 160) and result.masks.dtype == bool
+    assert result.labels == [phrase] * len(expected)
+    np.testing.assert_allclose(result.boxes, SCENE.boxes[expected])
+    assert result.mask_scores.shape == (len(expected),)
+
+
+def test_masks_equal_the_predictors_batched_box_decode(pipeline: GroundedSAM) -> None:
+    phrases = sorted(set(SCENE.labels))
+    result = pipeline.predict(SCENE.image, phrases)
+    pipeline.predictor.set_image(SCENE.image)
+    masks, scores, _ = pipeline.predictor.predict_boxes(result.boxes)
+    np.testing.assert_array_equal(result.masks, masks[:, 0])
+    np.testing.assert_allclose(result.mask_scores, scores[:, 0], atol=1e-6)
+
+
+def test_one_embedding_and_one_detector_call_per_image(pipeline: GroundedSAM) -> None:
+    encoder, detector = pipeline.predictor.model.image_encoder, pipeline.detector
+    encoder_calls, detector_calls = encoder.calls, detector.calls
+    results = pipeline.predict_batch([SCENE.image, SCENE.image[:, ::-1].copy()], ". ".join(SCENE.labels))
+    assert len(results) == 2 and all(len(r) == len(SCENE.labels) for r in results)
+    assert encoder.calls - encoder_calls == 2 and detector.calls - detector_calls == 2
+
+
+@pytest.mark.parametrize("prompt", ["", "   ", ".,;", [], ["", " "]])
+def test_empty_prompts_give_an_empty_result_without_running_models(pipeline: GroundedSAM, prompt) -> None:
+    calls = pipeline.detector.calls
+    result = pipeline.predict(SCENE.image, prompt)
+    assert len(result) == 0 and result.masks.shape == (0, 120, 160) and result.image_size == (120, 160)
+    assert pipeline.detector.calls == calls
+
+
+@pytest.mark.parametrize("prompt", ["unicorn", "🦄 独角兽", "x" * 2000])
+def test_no_detections_give_an_empty_result(pipeline: GroundedSAM, prompt: str) -> None:
+    encoder_calls = pipeline.predictor.model.image_encoder.calls
+    result = pipeline.predict(SCENE.image, prompt)
+    assert len(result) == 0 and result.boxes.shape == (0, 4)
+    assert pipeline.predictor.model.image_encoder.calls == encoder_calls  # no detection, no SAM
+
+
+def test_every_input_type_gives_the_same_result(pipeline: GroundedSAM, tmp_path) -> None:
+    path = tmp_path / "scene.png"
+    Image.fromarray(SCENE.image).save(path)
+    inputs = [
+        SCENE.image,
+        path,
+        str(path),
+        Image.fromarray(SCENE.image),
+        torch.from_numpy(SCENE.image).permute(2, 0, 1),
+    ]
+    results = [pipeline.predict(item, SCENE.labels[0]) for item in inputs]
+    for result in results[1:]:
+        np.testing.assert_array_equal(result.masks, results[0].masks)
+
+
+def test_thresholds_reach_the_detector(pipeline: GroundedSAM) -> None:
+    result = pipeline.predict(SCENE.image, SCENE.labels[0], box_threshold=0.42)
+    np.testing.assert_allclose(result.scores, 0.42)
+
+
+def test_lang_sam_interface(pipeline: GroundedSAM) -> None:
+    masks, boxes, phrases, logits = LangSAM(pipeline).predict(Image.fromarray(SCENE.image), SCENE.labels[0])
+    assert isinstance(masks, torch.Tensor) and masks.dtype == torch.bool and masks.shape[1:] == (120, 160)
+    assert boxes.shape == (len(phrases), 4) and logits.shape == (len(phrases),)
+    assert set(phrases) == {SCENE.labels[0]}
