@@ -1,0 +1,89 @@
+"""The text-stage models as data: one entry per detector, built through :func:`build_detector`."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from grounded_sam.text.grounding_dino import Device, GroundingDinoDetector, snapshot_spec
+from grounded_sam.weights import WeightsSpec, resolve_weights
+
+
+@dataclass(frozen=True)
+class DetectorSpec:
+    """A registered detector: its weights (a Hugging Face snapshot folder) and a one-line summary."""
+
+    name: str
+    weights: WeightsSpec
+    description: str
+
+
+_Spec = TypeVar("_Spec")
+
+
+def _table(*specs: Any) -> dict[str, Any]:
+    return {spec.name: spec for spec in specs}
+
+
+def lookup(table: Mapping[str, _Spec], name: str, kind: str) -> _Spec:
+    """``table[name]``; unknown names are answered with the closest registered ones."""
+    try:
+        return table[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.4)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise ValueError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(table))}") from None
+
+
+_DETECTORS: dict[str, DetectorSpec] = _table(
+    DetectorSpec(
+        "grounding_dino_tiny",
+        snapshot_spec("IDEA-Research/grounding-dino-tiny"),
+        "Grounding DINO, Swin-T backbone (172M parameters), transformers format",
+    ),
+    DetectorSpec(
+        "grounding_dino_base",
+        snapshot_spec("IDEA-Research/grounding-dino-base"),
+        "Grounding DINO, Swin-B backbone (233M parameters), transformers format",
+    ),
+)
+
+
+def list_detectors() -> list[str]:
+    """Names of every registered detector, sorted."""
+    return sorted(_DETECTORS)
+
+
+def get_detector_spec(name: str) -> DetectorSpec:
+    """The entry called ``name`` (or whose Hugging Face repo id is ``name``)."""
+    by_repo = {spec.weights.hf_repo_id: spec for spec in _DETECTORS.values()}
+    return by_repo.get(name) or lookup(_DETECTORS, name, "detector")
+
+
+def build_detector(
+    name: str = "grounding_dino_tiny",
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: Device = None,
+    **options: Any,
+) -> GroundingDinoDetector:
+    """A ready detector, its weights found through :func:`grounded_sam.weights.resolve_weights`.
+
+    Args:
+        name: a name from :func:`list_detectors` or its Hugging Face repo id.
+        checkpoint: a folder holding the model and processor files (wins over every other location).
+        device: where to run (default: CUDA when available, else the CPU).
+        options: thresholds and settings of :class:`GroundingDinoDetector` (``box_threshold``,
+            ``text_threshold``, ``max_boxes``, ``nms_threshold``, ``per_class``, ``phrase_score``).
+
+    Raises:
+        WeightsNotFoundError: the weights are nowhere to be found; the message names the folder to fill.
+
+    Example:
+        >>> detector = build_detector("grounding_dino_tiny", box_threshold=0.35)  # doctest: +SKIP
+    """
+    spec = get_detector_spec(name)
+    folder = resolve_weights(spec.name, spec.weights, checkpoint)
+    return GroundingDinoDetector.from_pretrained(folder, device=device, **options)
