@@ -10,9 +10,10 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from grounded_sam.devices import Device
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.result import Result
-from grounded_sam.sam.build import Device, build_sam
+from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Detector, Labeler
 from grounded_sam.text.prompts import parse_prompt

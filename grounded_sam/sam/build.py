@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
+from grounded_sam.devices import Device, resolve_device
 from grounded_sam.sam.checkpoint import CheckpointError, read_checkpoint
 from grounded_sam.sam.image_encoder import ViTImageEncoder
 from grounded_sam.sam.mask_decoder import MaskDecoder
@@ -22,8 +23,6 @@ from grounded_sam.sam.sam import Sam
 from grounded_sam.sam.tiny_vit import TinyViTEncoder
 from grounded_sam.sam.transformer import TwoWayTransformer
 from grounded_sam.weights import resolve_weights
-
-Device = str | torch.device | None
 
 
 def build_sam_from_config(config: SamConfig) -> Sam:
@@ -156,13 +155,6 @@ def _listing(title: str, items: list[str], limit: int = 10) -> str:
         return ""
     more = f" (+{len(items) - limit} more)" if len(items) > limit else ""
     return f"\n  {title} ({len(items)}): {', '.join(items[:limit])}{more}"
-
-
-def resolve_device(device: Device) -> torch.device:
-    """``device`` as a torch.device; ``None`` picks CUDA when available, else the CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _count(state_dict: Mapping[str, torch.Tensor], pattern: str) -> int:

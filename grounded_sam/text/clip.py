@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grounded_sam.devices import Device, resolve_device
 from grounded_sam.text.base import Labels
 from grounded_sam.text.crops import (
     Background,
@@ -38,7 +39,6 @@ from grounded_sam.weights import WeightsSpec, resolve_weights
 
 logger = logging.getLogger(__name__)
 
-Device = str | torch.device | None
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -144,7 +144,7 @@ class ClipLabeler:
             raise ValueError(
                 f"batch_size and text_cache_size must be >= 1, got {batch_size}, {text_cache_size}"
             )
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.clip_input = _clip_input(preprocess, model)
@@ -351,12 +351,6 @@ def _clip_input(preprocess: ClipInput | Mapping[str, Any] | Any | None, model: n
     if preprocess is not None:
         return ClipInput.from_transform(preprocess)
     return ClipInput.from_model(model)
-
-
-def _resolve_device(device: Device) -> torch.device:
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def _unknown_message(name: str) -> str:
