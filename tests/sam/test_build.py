@@ -15,7 +15,6 @@ from grounded_sam.sam.registry import get_spec, list_models
 from grounded_sam.weights import WeightsNotFoundError
 from tests.sam.builders import TINY_TINYVIT_SAM, TINY_VIT_SAM, random_sam, reference_twin
 
-
 FOREIGN_FORMAT_MODELS = [
     n for n in list_models() if (w := get_spec(n).weights) is None or w.source_format != "ours"
 ]
