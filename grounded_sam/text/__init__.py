@@ -1,1 +1,9 @@
-"""grounded_sam.text."""
+"""Text stages: phrases → boxes (Grounding DINO) and masks → class names (CLIP).
+
+This package knows nothing about SAM; :mod:`grounded_sam.pipeline` joins the two.
+"""
+
+from grounded_sam.text.base import Detections, Detector, Labeler, Labels
+from grounded_sam.text.prompts import parse_prompt
+
+__all__ = ["Detections", "Detector", "Labeler", "Labels", "parse_prompt"]

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from grounded_sam.text.grounding_dino import Device, PromptDetector, default_device
+from grounded_sam.devices import Device, resolve_device
+from grounded_sam.text.grounding_dino import PromptDetector
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class GroundingDinoPy(PromptDetector):
             options: thresholds and settings of :class:`PromptDetector`.
         """
         package = import_groundingdino()
-        device = torch.device(device) if device is not None else default_device()
+        device = resolve_device(device)
         args = package.util.slconfig.SLConfig.fromfile(os.fspath(config_path))
         args.device = str(device)
         if text_encoder is not None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from grounded_sam.devices import Device, resolve_device
 from grounded_sam.text.base import Detections
 from grounded_sam.text.phrase_mapping import (
     Matches,
@@ -36,13 +37,6 @@ if TYPE_CHECKING:
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 logger = logging.getLogger(__name__)
-
-Device = str | torch.device | None
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def snapshot_spec(repo_id: str) -> WeightsSpec:
@@ -290,7 +284,7 @@ class GroundingDinoDetector(PromptDetector):
                 "weights), the tokenizer and the image processor files, as saved by save_pretrained or "
                 f"found in the Hugging Face repository ({error})"
             ) from error
-        return cls(model, processor, device if device is not None else default_device(), **options)
+        return cls(model, processor, resolve_device(device), **options)
 
     def tokenize(self, text: str) -> list[int]:
         return list(self.processor.tokenizer(text, add_special_tokens=False)["input_ids"])

@@ -8,7 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from grounded_sam.text.grounding_dino import Device, GroundingDinoDetector, snapshot_spec
+from grounded_sam.devices import Device
+from grounded_sam.text.grounding_dino import GroundingDinoDetector, snapshot_spec
 from grounded_sam.weights import WeightsSpec, resolve_weights
 
 
