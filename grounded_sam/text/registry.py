@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from grounded_sam.devices import Device
+from grounded_sam.text.base import Labeler
 from grounded_sam.text.grounding_dino import GroundingDinoDetector, snapshot_spec
 from grounded_sam.weights import WeightsSpec, resolve_weights
 
@@ -88,3 +89,26 @@ def build_detector(
     spec = get_detector_spec(name)
     folder = resolve_weights(spec.name, spec.weights, checkpoint)
     return GroundingDinoDetector.from_pretrained(folder, device=device, **options)
+
+
+def list_labelers() -> list[str]:
+    """Names of every registered labeler (CLIP models), sorted."""
+    from grounded_sam.text.clip import list_clip_models
+
+    return list_clip_models()
+
+
+def build_labeler(
+    name: str = "clip_vit_b32",
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: Device = None,
+    **options: Any,
+) -> Labeler:
+    """A ready labeler (CLIP through open_clip), its weights found like every other model's.
+
+    Example:
+        >>> labeler = build_labeler("clip_vit_b32", threshold=0.3)  # doctest: +SKIP
+    """
+    from grounded_sam.text.clip import build_clip_labeler
+
+    return build_clip_labeler(name, checkpoint=checkpoint, device=device, **options)

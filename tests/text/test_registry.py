@@ -63,3 +63,17 @@ def test_finds_the_snapshot_in_the_home_folder(offline_home, tiny_folder) -> Non
     assert detector.model.config.num_queries == 20
     by_repo = GroundingDinoDetector.from_pretrained("IDEA-Research/grounding-dino-base", device="cpu")
     assert by_repo.model.config.d_model == 32
+
+
+def test_labeler_registry_lists_clip_models_and_reports_missing_weights(tmp_path, monkeypatch) -> None:
+    from grounded_sam.text.registry import build_labeler, list_labelers
+    from grounded_sam.weights import WeightsNotFoundError
+
+    assert "clip_vit_b32" in list_labelers()
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(WeightsNotFoundError, match=str(tmp_path)):
+        build_labeler("clip_vit_b32", device="cpu")
+    with pytest.raises(ValueError, match="clip_vit_b32"):
+        build_labeler("clip_vit_b33")
