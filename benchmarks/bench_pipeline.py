@@ -1,0 +1,125 @@
+"""Text → masks: ours vs the plain transformers route, with identical random weights.
+
+Grounding DINO (the tiny checkpoint's architecture: Swin-T + BERT-base) and SAM ViT-B are built with
+random weights; both routes get the same weights, image, prompt and thresholds. The transformers route
+is what a transformers user writes: GroundingDinoProcessor → GroundingDinoForObjectDetection →
+post_process_grounded_object_detection → SamProcessor(input_boxes) → SamModel → post_process_masks.
+
+    python benchmarks/bench_pipeline.py [--repeats 2] [--boxes 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from grounded_sam.data import SceneConfig, make_scene  # noqa: E402
+from grounded_sam.pipeline import GroundedSAM  # noqa: E402
+from grounded_sam.sam import SamPredictor, build_sam  # noqa: E402
+from grounded_sam.sam.convert_hf import official_sam_to_hf  # noqa: E402
+from grounded_sam.text.grounding_dino import GroundingDinoDetector  # noqa: E402
+from tests.text.gdino_builders import write_vocab  # noqa: E402
+
+PROMPT = "red circle. blue star. green square"
+
+
+def random_models(folder: Path, seed: int = 0) -> tuple[Any, Any, Any, Any]:
+    """Grounding DINO + processor, our SAM and transformers' SamModel holding the same random weights."""
+    from transformers import (
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        GroundingDinoImageProcessor,
+        GroundingDinoProcessor,
+        SamConfig,
+        SamModel,
+    )
+
+    torch.manual_seed(seed)
+    detector = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
+    tokenizer = BertTokenizer(vocab=str(write_vocab(folder)), do_lower_case=True)
+    processor = GroundingDinoProcessor(image_processor=GroundingDinoImageProcessor(), tokenizer=tokenizer)
+    sam = build_sam("sam_vit_b", pretrained=False, device="cpu")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in sam.state_dict().values():
+            tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.02)
+    hf_sam = SamModel(SamConfig()).eval()
+    hf_sam.load_state_dict(official_sam_to_hf(sam.state_dict()), strict=False)
+    return detector, processor, sam, hf_sam
+
+
+def transformers_route(detector, processor, hf_sam, image: np.ndarray, threshold: float) -> int:
+    from transformers import SamImageProcessor, SamProcessor
+
+    sam_processor = SamProcessor(image_processor=SamImageProcessor())
+    inputs = processor(images=image, text=PROMPT.lower() + ".", return_tensors="pt")
+    with torch.inference_mode():
+        outputs = detector(**inputs)
+    found = processor.post_process_grounded_object_detection(
+        outputs, inputs.input_ids, threshold=threshold, text_threshold=0.0, target_sizes=[image.shape[:2]]
+    )[0]
+    boxes = found["boxes"]
+    if len(boxes) == 0:
+        return 0
+    sam_inputs = sam_processor(images=image, input_boxes=[boxes.tolist()], return_tensors="pt")
+    with torch.inference_mode():
+        sam_outputs = hf_sam(**sam_inputs, multimask_output=False)
+    masks = sam_processor.image_processor.post_process_masks(
+        sam_outputs.pred_masks, sam_inputs["original_sizes"], sam_inputs["reshaped_input_sizes"]
+    )
+    return int(masks[0].shape[0])
+
+
+def calibrate_threshold(detector, processor, image: np.ndarray, count: int) -> float:
+    """A box threshold that lets about ``count`` boxes through (random weights score everything alike)."""
+    inputs = processor(images=image, text=PROMPT.lower() + ".", return_tensors="pt")
+    with torch.inference_mode():
+        logits = detector(**inputs).logits[0].sigmoid().max(dim=-1).values
+    return float(logits.sort(descending=True).values[count].item())
+
+
+def timed(function: Any, repeats: int) -> tuple[float, Any]:
+    best, value = float("inf"), None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        value = function()
+        best = min(best, time.perf_counter() - start)
+    return best, value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--boxes", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    image = make_scene(0, SceneConfig(size=(768, 1024))).image
+    with tempfile.TemporaryDirectory() as folder:
+        detector, processor, sam, hf_sam = random_models(Path(folder))
+    threshold = calibrate_threshold(detector, processor, image, args.boxes)
+    ours = GroundedSAM(
+        GroundingDinoDetector(detector, processor, device="cpu", box_threshold=threshold, text_threshold=0.0),
+        SamPredictor(sam),
+    )
+    ours_time, result = timed(lambda: ours.predict(image, PROMPT), args.repeats)
+    theirs_time, count = timed(lambda: transformers_route(detector, processor, hf_sam, image, threshold), args.repeats)
+    print(f"image {image.shape[1]}x{image.shape[0]}, prompt {PROMPT!r}, box threshold {threshold:.4f}")
+    print(f"{'':14}{'seconds':>10}{'masks':>8}")
+    print(f"{'ours':14}{ours_time:>10.2f}{len(result):>8}")
+    print(f"{'transformers':14}{theirs_time:>10.2f}{count:>8}")
+    print(f"ours/transformers = {ours_time / theirs_time:.3f}")
+
+
+if __name__ == "__main__":
+    main()
