@@ -1,0 +1,240 @@
+"""SAM's two-way transformer: prompt tokens and image tokens attend to each other.
+
+State-dict keys and shapes are those of ``segment_anything.modeling.TwoWayTransformer``. Unlike the
+reference, the image side may have batch 1 while the prompts have batch N: everything computed from the
+image alone (its key/value projections, its query projection) is then computed once and broadcast, and
+per-prompt image features only appear after the first image→token update, where they really differ.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from grounded_sam.sam.common import FeedForward
+
+
+class Attention(nn.Module):
+    """Multi-head attention whose inner width is ``embedding_dim // downsample_rate``.
+
+    Queries (Bq, Lq, C) and keys/values (Bk, Lk, C) may differ in batch when one of them is 1: the
+    batch-1 side is projected once and broadcast. Output: (max(Bq, Bk), Lq, C).
+
+    The result is the reference's multi-head attention, but the projections are applied on whichever
+    side is cheaper (exact algebra, different rounding):
+
+    * many queries, few keys (image → tokens): the value and output projections are merged per key and
+      head, and the query projection is moved onto the keys, so no (Lq, inner) tensor is formed;
+    * few queries, many keys (tokens → image): the key projection is moved onto the queries and the
+      value projection applied after the weighted sum, so the Lk keys are never projected;
+    * otherwise the usual projections and ``scaled_dot_product_attention``.
+    """
+
+    def __init__(self, embedding_dim: int, num_heads: int, downsample_rate: int = 1) -> None:
+        super().__init__()
+        self.inner_dim = embedding_dim // downsample_rate
+        if self.inner_dim % num_heads:
+            raise ValueError(f"num_heads ({num_heads}) must divide the attention width ({self.inner_dim})")
+        self.num_heads = num_heads
+        self.head_dim = self.inner_dim // num_heads
+        self.q_proj = nn.Linear(embedding_dim, self.inner_dim)
+        self.k_proj = nn.Linear(embedding_dim, self.inner_dim)
+        self.v_proj = nn.Linear(embedding_dim, self.inner_dim)
+        self.out_proj = nn.Linear(self.inner_dim, embedding_dim)
+
+    def forward(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attention of q over (k, v), plus ``residual`` (broadcastable to the output) when given.
+
+        The residual is an argument so the image→token path can add it inside its last matrix product
+        instead of in another pass over an (N, h*w, C) tensor.
+        """
+        batch_q, length_q, dim = q.shape
+        batch_k, length_k, _ = k.shape
+        if batch_k == 1 < batch_q:
+            # Every query attends to the same keys: fold the query batch into the sequence.
+            out = self.forward(q.reshape(1, batch_q * length_q, dim), k, v).view(batch_q, length_q, dim)
+            return out if residual is None else out + residual
+        # Multiply-adds per (query, key) pair: usual path ≈ inner·(1 + C/Lq) (the key and value projections
+        # shared by Lq queries, plus the scores and sums); few-keys path heads·C per (query, key) with the
+        # projections merged; many-keys path heads·C with the keys never projected.
+        if length_q > length_k and self.num_heads * length_k < self.inner_dim:
+            return self._attend_few_keys(q, k, v, residual)
+        if batch_q == 1 < batch_k:
+            q = q.expand(batch_k, -1, -1)
+        if length_k > length_q and self.num_heads * length_q * dim < self.inner_dim * (dim + length_q):
+            out = self._attend_many_keys(q, k, v)
+        else:
+            out = self._attend_projected(q, k, v)
+        return out if residual is None else out + residual
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, inner) → (B, heads, L, head_dim), a view."""
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def _per_head(self, linear: nn.Linear) -> torch.Tensor:
+        """An input projection's weight as (heads, head_dim, C)."""
+        return linear.weight.unflatten(0, (self.num_heads, self.head_dim))
+
+    def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The textbook form, for equal batches."""
+        queries = self._split_heads(self.q_proj(q))
+        keys, values = self._split_heads(self.k_proj(k)), self._split_heads(self.v_proj(v))
+        out = F.scaled_dot_product_attention(queries, keys, values)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
+    def _attend_many_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Equal batches B. q·(Wk k + bk) = (Wkᵀ q)·k + q·bk, and the softmax ignores the term constant
+        over keys; the weights sum to one, so Wv and bv are applied after averaging the raw values."""
+        batch, length_q, dim = q.shape
+        queries = self._split_heads(self.q_proj(q))
+        # One model-width query per (head, token), all attending to the same raw keys.
+        wide_queries = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj))
+        mixed = F.scaled_dot_product_attention(
+            wide_queries.reshape(batch, 1, self.num_heads * length_q, dim),
+            k.unsqueeze(1),
+            v.unsqueeze(1),
+            scale=self.head_dim**-0.5,
+        )
+        mixed = mixed.view(batch, self.num_heads, length_q, dim)
+        out = torch.einsum("bhqc,hdc->bqhd", mixed, self._per_head(self.v_proj)) + self.v_proj.bias.view(
+            self.num_heads, self.head_dim
+        )
+        return self.out_proj(out.flatten(2))
+
+    def _attend_few_keys(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Keys/values batch B, queries batch B or 1. Each (head, key) pair becomes one row: its query-space
+        vector Wq,ₕᵀ kₕ (and bias bq,ₕ·kₕ) for the scores, and its output-space value Wo,ₕ (Wv,ₕ v + bv,ₕ)
+        for the result. The output bias is spread over the heads' rows (each head's weights sum to one).
+        """
+        batch, length_k, dim = k.shape
+        length_q = q.shape[1]
+        rows = self.num_heads * length_k
+        keys = self._split_heads(self.k_proj(k)) * self.head_dim**-0.5  # (B, heads, Lk, head_dim)
+        key_rows = torch.einsum("bhkd,hdc->bhkc", keys, self._per_head(self.q_proj)).reshape(batch, rows, dim)
+        key_bias = (keys @ self.q_proj.bias.view(self.num_heads, self.head_dim, 1)).view(batch, rows, 1)
+        out_weight = self.out_proj.weight.unflatten(1, (self.num_heads, self.head_dim))  # (C, heads, hd)
+        values = self._split_heads(self.v_proj(v))
+        value_rows = torch.einsum("bhkd,chd->bhkc", values, out_weight) + self.out_proj.bias / self.num_heads
+        value_rows = value_rows.reshape(batch, rows, dim)
+        if q.shape[0] == 1:
+            # Shared queries: one matrix product for all B, no broadcast copy of q.
+            scores = (key_rows.view(batch * rows, dim) @ q[0].T).view(batch, rows, length_q) + key_bias
+        else:
+            scores = torch.baddbmm(key_bias, key_rows, q.transpose(1, 2))  # (B, heads*Lk, Lq)
+        # Softmax over the Lk keys with the long query axis innermost (much faster than a last dim of Lk).
+        probs = scores.view(batch, self.num_heads, length_k, length_q).softmax(dim=2)
+        probs = probs.view(batch, rows, length_q).transpose(1, 2)
+        if residual is None:
+            return probs @ value_rows
+        return torch.baddbmm(residual, probs, value_rows)
+
+
+class TwoWayAttentionBlock(nn.Module):
+    """Token self-attention, tokens→image attention, token MLP, image→tokens attention; post-norm."""
+
+    def __init__(
+        self,
+        embedding_dim: int,
+        num_heads: int,
+        mlp_dim: int,
+        attention_downsample_rate: int = 2,
+        skip_first_layer_pe: bool = False,
+    ) -> None:
+        super().__init__()
+        self.self_attn = Attention(embedding_dim, num_heads)
+        self.norm1 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.norm2 = nn.LayerNorm(embedding_dim)
+        self.mlp = FeedForward(embedding_dim, mlp_dim, act=nn.ReLU)
+        self.norm3 = nn.LayerNorm(embedding_dim)
+        self.norm4 = nn.LayerNorm(embedding_dim)
+        self.cross_attn_image_to_token = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.skip_first_layer_pe = skip_first_layer_pe
+
+    def forward(
+        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys)."""
+        if self.skip_first_layer_pe:
+            # The first block replaces the tokens by their self-attention (no residual, no PE), as trained.
+            queries = self.norm1(self.self_attn(queries, queries, queries))
+        else:
+            q = queries + query_pe
+            queries = self.norm1(queries + self.self_attn(q, q, queries))
+        keys_with_pe = keys + key_pe  # shared by both cross-attentions
+        q = queries + query_pe
+        queries = self.norm2(self.cross_attn_token_to_image(q, keys_with_pe, keys, residual=queries))
+        queries = self.norm3(queries + self.mlp(queries))
+        q = queries + query_pe
+        keys = self.norm4(self.cross_attn_image_to_token(keys_with_pe, q, queries, residual=keys))
+        return queries, keys
+
+
+class TwoWayTransformer(nn.Module):
+    """A stack of two-way blocks and a final tokens→image attention.
+
+    Example::
+
+        transformer = TwoWayTransformer(depth=2, embedding_dim=256, num_heads=8, mlp_dim=2048)
+        tokens, image = transformer(torch.randn(1, 256, 64, 64), torch.randn(1, 256, 64, 64),
+                                    torch.randn(20, 7, 256))   # → (20, 7, 256), (20, 4096, 256)
+    """
+
+    def __init__(
+        self,
+        depth: int = 2,
+        embedding_dim: int = 256,
+        num_heads: int = 8,
+        mlp_dim: int = 2048,
+        attention_downsample_rate: int = 2,
+    ) -> None:
+        super().__init__()
+        self.depth = depth
+        self.embedding_dim = embedding_dim
+        self.num_heads = num_heads
+        self.mlp_dim = mlp_dim
+        self.layers = nn.ModuleList(
+            TwoWayAttentionBlock(embedding_dim, num_heads, mlp_dim, attention_downsample_rate, i == 0)
+            for i in range(depth)
+        )
+        self.final_attn_token_to_image = Attention(embedding_dim, num_heads, attention_downsample_rate)
+        self.norm_final_attn = nn.LayerNorm(embedding_dim)
+
+    def forward(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run the transformer.
+
+        Args:
+            image_embedding: (1 or N, C, h, w); batch 1 is shared by all N prompts without copies.
+            image_pe: (1, C, h, w) positional encoding of the image cells.
+            point_embedding: (N, T, C) prompt tokens; also used as their positional encoding.
+
+        Returns:
+            queries (N, T, C) and image tokens (N, h*w, C) (row-major cells).
+        """
+        if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
+            raise ValueError(
+                f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
+                f"got {tuple(image_pe.shape)}"
+            )
+        batch = point_embedding.shape[0]
+        if image_embedding.shape[0] not in (1, batch):
+            raise ValueError(
+                f"image_embedding batch must be 1 or the prompt batch {batch}, got {image_embedding.shape[0]}"
+            )
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2)
+        queries = point_embedding
+        for layer in self.layers:
+            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        q = queries + point_embedding
+        queries = self.norm_final_attn(
+            self.final_attn_token_to_image(q, keys + key_pe, keys, residual=queries)
+        )
+        return queries, keys.expand(batch, -1, -1)

@@ -1,0 +1,134 @@
+"""TwoWayTransformer and its Attention against segment_anything's, on random weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from segment_anything import modeling as ref
+from segment_anything.modeling.transformer import Attention as RefAttention
+
+from grounded_sam.sam.transformer import Attention, TwoWayTransformer
+from tests.sam.builders import randomize_
+
+DIM, HEADS, MLP_DIM, GRID, TOKENS = 64, 4, 96, (16, 16), 7
+PATHS = ("_attend_few_keys", "_attend_many_keys", "_attend_projected")
+
+
+@pytest.fixture(scope="module")
+def transformers() -> tuple[ref.TwoWayTransformer, TwoWayTransformer]:
+    reference = ref.TwoWayTransformer(depth=2, embedding_dim=DIM, num_heads=HEADS, mlp_dim=MLP_DIM)
+    randomize_(reference, seed=2, scale=0.3).eval()
+    ours = TwoWayTransformer(depth=2, embedding_dim=DIM, num_heads=HEADS, mlp_dim=MLP_DIM).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+@pytest.fixture(scope="module")
+def attentions() -> tuple[RefAttention, Attention]:
+    # Float64: the formulations are exact algebra, so they must agree to rounding of the reference itself.
+    reference = randomize_(RefAttention(DIM, HEADS, downsample_rate=2), seed=3, scale=0.3).double()
+    ours = Attention(DIM, HEADS, downsample_rate=2).double()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    return reference, ours
+
+
+def _inputs(prompts: int, image_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(prompts)
+    image = torch.randn(image_batch, DIM, *GRID, generator=generator)
+    pe = torch.randn(1, DIM, *GRID, generator=generator)
+    tokens = torch.randn(prompts, TOKENS, DIM, generator=generator)
+    return image, pe, tokens
+
+
+def test_state_dict_keys_and_shapes_match_reference(transformers):
+    reference, ours = transformers
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {
+        k: v.shape for k, v in reference.state_dict().items()
+    }
+
+
+@pytest.mark.parametrize("prompts", [1, 5])
+@pytest.mark.parametrize("shared_image", [True, False])
+def test_transformer_matches_reference(transformers, prompts, shared_image):
+    reference, ours = transformers
+    image, pe, tokens = _inputs(prompts, 1 if shared_image else prompts)
+    with torch.no_grad():
+        # The reference needs one image copy per prompt, as its mask decoder makes with repeat_interleave.
+        expected_queries, expected_keys = reference(image.expand(prompts, -1, -1, -1), pe, tokens)
+        queries, keys = ours(image, pe, tokens)
+    assert queries.shape == (prompts, TOKENS, DIM)
+    assert keys.shape == (prompts, GRID[0] * GRID[1], DIM)
+    torch.testing.assert_close(queries, expected_queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(keys, expected_keys, atol=1e-5, rtol=1e-5)
+
+
+def test_shared_image_is_never_projected_per_prompt(transformers):
+    """With a batch-1 image and N prompts, no linear layer sees N copies of the image tokens."""
+    _, ours = transformers
+    image, pe, tokens = _inputs(6, 1)
+    seen: list[tuple[int, ...]] = []
+    hooks = [
+        module.register_forward_pre_hook(lambda _, args: seen.append(tuple(args[0].shape)))
+        for module in ours.modules()
+        if isinstance(module, torch.nn.Linear)
+    ]
+    try:
+        with torch.no_grad():
+            ours(image, pe, tokens)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    image_inputs = [shape for shape in seen if shape[-2] == GRID[0] * GRID[1]]
+    assert image_inputs, "the image tokens should be projected once"
+    assert all(shape[0] == 1 for shape in image_inputs), image_inputs
+
+
+# (query batch, query length, key batch, key length, expected formulation)
+ATTENTION_CASES = {
+    "image_to_tokens": (3, 200, 3, 5, "_attend_few_keys"),
+    "shared_image_to_tokens": (1, 200, 3, 5, "_attend_few_keys"),
+    "tokens_to_image": (3, 5, 3, 200, "_attend_many_keys"),
+    "few_tokens_to_shared_image": (2, 2, 1, 200, "_attend_many_keys"),
+    "many_tokens_to_shared_image": (3, 20, 1, 200, "_attend_projected"),
+    "self_attention": (3, 6, 3, 6, "_attend_projected"),
+}
+
+
+@pytest.mark.parametrize("case", list(ATTENTION_CASES))
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_attention_formulations_match_reference(attentions, monkeypatch, case, with_residual):
+    reference, ours = attentions
+    batch_q, length_q, batch_k, length_k, expected_path = ATTENTION_CASES[case]
+    generator = torch.Generator().manual_seed(length_q + length_k)
+    q, k, v, residual = (
+        torch.randn(shape, generator=generator, dtype=torch.float64)
+        for shape in [
+            (batch_q, length_q, DIM),
+            (batch_k, length_k, DIM),
+            (batch_k, length_k, DIM),
+            (1, length_q, DIM),
+        ]
+    )
+    calls: list[str] = []
+    for name in PATHS:
+        method = getattr(ours, name)
+        monkeypatch.setattr(ours, name, lambda *args, _n=name, _m=method: calls.append(_n) or _m(*args))
+    batch = max(batch_q, batch_k)
+    with torch.no_grad():
+        expected = reference(q.expand(batch, -1, -1), k.expand(batch, -1, -1), v.expand(batch, -1, -1))
+        out = ours(q, k, v, residual=residual if with_residual else None)
+    assert calls == [expected_path]
+    if with_residual:
+        expected = expected + residual
+    torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_bad_shapes_raise_value_error(transformers):
+    _, ours = transformers
+    image, pe, tokens = _inputs(3, 2)
+    with pytest.raises(ValueError, match="batch must be 1 or the prompt batch 3"):
+        ours(image, pe, tokens)
+    with pytest.raises(ValueError, match="image_pe must be"):
+        ours(image[:1], pe[..., :8], tokens)
+    with pytest.raises(ValueError, match="must divide"):
+        Attention(DIM, num_heads=5)
