@@ -77,19 +77,52 @@ class MaskDecoder(nn.Module):
         Returns:
             low-resolution mask logits (N, 3 or 1, 4h, 4w) and predicted IoUs (N, 3 or 1).
         """
+        tokens, image_tokens = self.attend(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
+        )
+        grid = (image_embeddings.shape[-2], image_embeddings.shape[-1])
+        masks = self.masks_from_tokens(tokens, image_tokens, grid, multimask_output)
+        return masks, self.iou_from_tokens(tokens, multimask_output)
+
+    def attend(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The transformer stage of :meth:`forward` (same arguments).
+
+        Returns output tokens (N, 1 + num_mask_tokens + K, C) (IoU token, mask tokens, prompt tokens) and
+        image tokens (N, h*w, C). Callers that filter prompts on the IoU first can then upscale only the
+        survivors with :meth:`masks_from_tokens`.
+        """
         batch = sparse_prompt_embeddings.shape[0]
         self._check(image_embeddings, dense_prompt_embeddings, batch)
-        selected = range(1, self.num_mask_tokens) if multimask_output else range(1)
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight]).expand(batch, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-        image = image_embeddings + dense_prompt_embeddings
-        tokens, image_tokens = self.transformer(image, image_pe, tokens)
+        return self.transformer(image_embeddings + dense_prompt_embeddings, image_pe, tokens)
 
-        upscaled = self._upscale(image_tokens, (image.shape[-2], image.shape[-1]))
-        hyper = torch.stack([self.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in selected], dim=1)
-        masks = (hyper @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
-        iou = self.iou_prediction_head(tokens[:, 0])[:, selected.start : selected.stop]
-        return masks, iou
+    def iou_from_tokens(self, tokens: torch.Tensor, multimask_output: bool) -> torch.Tensor:
+        """Output tokens (N, T, C) → predicted IoUs (N, 3 or 1)."""
+        first, stop = self._selected(multimask_output)
+        return self.iou_prediction_head(tokens[:, 0])[:, first:stop]
+
+    def masks_from_tokens(
+        self, tokens: torch.Tensor, image_tokens: torch.Tensor, grid: tuple[int, int], multimask_output: bool
+    ) -> torch.Tensor:
+        """Output tokens (N, T, C) and image tokens (N, h*w, C) on an (h, w) grid → mask logits
+        (N, 3 or 1, 4h, 4w). Only the selected mask tokens' hypernetworks run."""
+        first, stop = self._selected(multimask_output)
+        upscaled = self._upscale(image_tokens, grid)
+        hyper = torch.stack(
+            [self.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(first, stop)], 1
+        )
+        return (hyper @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
+
+    def _selected(self, multimask_output: bool) -> tuple[int, int]:
+        """Mask-token range returned: the ambiguity-resolving tokens 1.., or the single-mask token 0."""
+        return (1, self.num_mask_tokens) if multimask_output else (0, 1)
 
     def _upscale(self, image_tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """(N, h*w, C) image tokens → (N, C/8, 4h, 4w) mask features, channels-last in memory.

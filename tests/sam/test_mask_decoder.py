@@ -113,6 +113,22 @@ def test_per_prompt_image_embeddings_equal_shared(pair):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
 
 
+def test_two_stage_decoding_of_a_subset_equals_forward(pair):
+    """attend → iou_from_tokens → masks_from_tokens on kept rows gives forward's rows."""
+    _, boxes, _ = _prompts("boxes")
+    embedding = torch.randn(1, DIM, *GRID, generator=torch.Generator().manual_seed(13))
+    with torch.no_grad():
+        sparse, dense = pair.prompt(points=None, boxes=boxes, masks=None)
+        pe = pair.prompt.get_dense_pe()
+        expected_masks, expected_iou = pair.decoder(embedding, pe, sparse, dense, False)
+        tokens, image_tokens = pair.decoder.attend(embedding, pe, sparse, dense)
+        keep = torch.tensor([1, 4, 6])
+        masks = pair.decoder.masks_from_tokens(tokens[keep], image_tokens[keep], GRID, False)
+        iou = pair.decoder.iou_from_tokens(tokens, False)
+    torch.testing.assert_close(iou, expected_iou)
+    torch.testing.assert_close(masks, expected_masks[keep])
+
+
 def test_no_prompts_give_empty_outputs(pair):
     embedding = torch.randn(1, DIM, *GRID)
     low_res, iou = pair.decode(pair.prompt, pair.decoder, embedding, None, torch.zeros(0, 4), None, True)
