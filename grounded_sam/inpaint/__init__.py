@@ -1,1 +1,10 @@
-"""grounded_sam.inpaint."""
+"""Inpainting: remove what a mask covers (OpenCV) or replace it from a text prompt (diffusers, optional).
+
+Example:
+    >>> from grounded_sam.inpaint import inpaint
+    >>> clean = inpaint(image, result.masks)  # doctest: +SKIP
+"""
+
+from grounded_sam.inpaint.base import BACKENDS, Backend, ReplaceSettings, as_mask, dilate_mask, inpaint
+
+__all__ = ["BACKENDS", "Backend", "ReplaceSettings", "as_mask", "dilate_mask", "inpaint"]

@@ -1,0 +1,148 @@
+"""The diffusers backend on a tiny random Stable Diffusion inpainting model built and saved offline."""
+
+from __future__ import annotations
+
+import json
+import string
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from grounded_sam.inpaint import ReplaceSettings, inpaint
+from grounded_sam.inpaint import diffusers_backend as backend
+from grounded_sam.weights import WeightsNotFoundError
+
+pytest.importorskip(
+    "diffusers", reason="diffusers is an optional extra: pip install 'grounded_sam[diffusers]'"
+)
+
+
+def _tiny_tokenizer(folder: Path):
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for char in string.ascii_lowercase + string.digits + ".,!'-":
+        vocab.setdefault(char, len(vocab))
+        vocab.setdefault(char + "</w>", len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    return CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"), model_max_length=16)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    """A random 9-channel inpainting UNet, a one-level VAE and a one-layer CLIP text encoder, saved."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionInpaintPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = tmp_path_factory.mktemp("tiny_sd")
+    tokenizer = _tiny_tokenizer(folder)
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(
+        sample_size=16,
+        in_channels=9,
+        out_channels=4,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        norm_num_groups=4,
+        attention_head_dim=2,
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8,),
+        down_block_types=("DownEncoderBlock2D",),
+        up_block_types=("UpDecoderBlock2D",),
+        latent_channels=4,
+        norm_num_groups=4,
+    )
+    text_config = CLIPTextConfig(
+        vocab_size=len(tokenizer.get_vocab()),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=16,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
+    pipeline = StableDiffusionInpaintPipeline(
+        vae=vae,
+        text_encoder=CLIPTextModel(text_config),
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=DDIMScheduler(steps_offset=1),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder / "model")
+    return folder / "model"
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv(backend.INPAINT_MODEL_ENV, raising=False)
+
+
+def _image_and_mask() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    mask = np.zeros((20, 30), dtype=bool)
+    mask[6:14, 10:20] = True
+    return image, mask
+
+
+def test_replace_with_a_tiny_model_from_a_folder(tiny_model, no_weights, monkeypatch) -> None:
+    monkeypatch.setenv(backend.INPAINT_MODEL_ENV, str(tiny_model))
+    pipeline = backend.load_inpaint_pipeline(device="cpu")
+    image, mask = _image_and_mask()
+    settings = ReplaceSettings(steps=1, guidance_scale=1.0, seed=3)
+
+    out = inpaint(
+        image, mask, "a red bike", backend="diffusers", dilate=0, settings=settings, pipeline=pipeline
+    )
+    again = inpaint(
+        image, mask, "a red bike", backend="diffusers", dilate=0, settings=settings, pipeline=pipeline
+    )
+
+    assert out.shape == image.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[~mask], image[~mask])
+    assert np.abs(out[mask].astype(int) - image[mask]).mean() > 5, "the masked region must be repainted"
+    np.testing.assert_array_equal(out, again)  # seeded
+
+
+def test_model_size_is_a_multiple_of_eight_with_the_same_aspect() -> None:
+    assert backend._model_size(20, 30, 512) == (24, 32)
+    assert backend._model_size(1000, 2000, 512) == (256, 512)
+    assert backend._model_size(3, 3, 512) == (8, 8)
+
+
+def test_missing_weights_say_where_to_put_them(no_weights) -> None:
+    with pytest.raises(WeightsNotFoundError, match=backend.INPAINT_MODEL_ENV) as caught:
+        backend.load_inpaint_pipeline()
+    assert "stable-diffusion-inpainting" in str(caught.value)
+    image, mask = _image_and_mask()
+    with pytest.raises(WeightsNotFoundError):
+        inpaint(image, mask, "a bicycle", backend="diffusers")
+
+
+def test_a_folder_that_is_not_a_model_is_a_value_error(no_weights, tmp_path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a diffusers inpainting model folder"):
+        backend.load_inpaint_pipeline(tmp_path / "empty")
+
+
+def test_without_diffusers_the_error_names_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "diffusers", None)
+    assert not backend.diffusers_available()
+    with pytest.raises(ImportError, match=r"grounded_sam\[diffusers\]"):
+        backend.load_inpaint_pipeline()
