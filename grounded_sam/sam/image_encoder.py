@@ -8,6 +8,8 @@ so the full (heads, tokens, tokens) bias of a global block never exists at once.
 
 from __future__ import annotations
 
+import itertools
+import math
 from typing import Any
 
 import torch
@@ -109,37 +111,55 @@ class RelPosAttention(nn.Module):
         bias_rows = torch.einsum("nayxc,ykc->nayxk", grid_q, rel_rows)[..., None]  # (N, heads, h, w, h, 1)
         bias_cols = torch.einsum("nayxc,xkc->nayxk", grid_q, rel_cols)[..., None, :]  # (N, heads, h, w, 1, w)
 
-        items, rows = _bias_chunks(n, h, w, heads * w * tokens)
-        # One buffer reused by every chunk; the bias is added into it explicitly because einsum may return
-        # permuted layouts while SDPA wants (N, heads, queries, keys) rows.
-        buffer = q.new_empty(items * rows * heads * w * tokens)
+        chunks = _bias_chunks(n, heads, h, w)
+        # One buffer reused by every chunk (the first is the largest); the bias is added into it explicitly
+        # because einsum may return permuted layouts while SDPA wants (N, heads, queries, keys) rows.
+        buffer = q.new_empty(math.prod(_length(s) for s in chunks[0]) * w * tokens)
         out = q.new_empty(n, tokens, heads, v.shape[-1])
-        for i0 in range(0, n, items):
-            grids = slice(i0, min(n, i0 + items))
-            for r0 in range(0, h, rows):
-                r1 = min(h, r0 + rows)
-                size = (grids.stop - i0, heads, r1 - r0, w, h, w)
-                mask = buffer[: size[0] * heads * (r1 - r0) * w * tokens].view(size)
-                torch.add(bias_rows[grids, :, r0:r1], bias_cols[grids, :, r0:r1], out=mask)
-                mask = mask.view(size[0], heads, (r1 - r0) * w, tokens)
-                span = slice(r0 * w, r1 * w)
-                chunk = F.scaled_dot_product_attention(q[grids, :, span], k[grids], v[grids], attn_mask=mask)
-                out[grids, span] = chunk.transpose(1, 2)
+        for grids, hs, rs in chunks:
+            size = (_length(grids), _length(hs), _length(rs))
+            mask = buffer[: math.prod(size) * w * tokens].view(*size, w, h, w)
+            torch.add(bias_rows[grids, hs, rs], bias_cols[grids, hs, rs], out=mask)
+            span = slice(rs.start * w, rs.stop * w)
+            mask = mask.view(size[0], size[1], size[2] * w, tokens)
+            chunk = F.scaled_dot_product_attention(
+                q[grids, hs, span], k[grids, hs], v[grids, hs], attn_mask=mask
+            )
+            out[grids, span, hs] = chunk.transpose(1, 2)
         return out
 
 
-def _bias_chunks(n: int, h: int, w: int, row_elements: int) -> tuple[int, int]:
-    """How many grids, and how many query rows of one grid, share one attention-bias chunk.
+def _bias_chunks(n: int, heads: int, h: int, w: int) -> list[tuple[slice, slice, slice]]:
+    """Split the bias of N grids of h x w tokens into chunks of (grids, heads, query rows) slices.
 
-    Small grids (windows) are grouped; a large grid is split into balanced bands of query rows, each with
-    at least `_MIN_CHUNK_QUERIES` queries when the grid has that many.
+    Small grids (windows) are grouped whole. A large grid is split into balanced bands of query rows, each
+    with at least `_MIN_CHUNK_QUERIES` queries when the grid has that many, and then into balanced groups of
+    heads when a band of all heads would still exceed `_MAX_BIAS_ELEMENTS`.
     """
-    grid_elements = h * row_elements
-    if grid_elements <= _MAX_BIAS_ELEMENTS:
-        return max(1, min(n, _MAX_BIAS_ELEMENTS // grid_elements)), h
-    rows = max(_MAX_BIAS_ELEMENTS // row_elements, -(-_MIN_CHUNK_QUERIES // w), 1)
-    bands = max(1, h // rows)  # rounding the band count down keeps every band at least `rows` long
-    return 1, -(-h // bands)
+    tokens = h * w
+    if heads * tokens * tokens <= _MAX_BIAS_ELEMENTS:
+        items, group, rows = max(1, _MAX_BIAS_ELEMENTS // (heads * tokens * tokens)), heads, h
+    else:
+        items, min_rows = 1, min(h, _ceil_div(_MIN_CHUNK_QUERIES, w))
+        band_elements = min_rows * w * tokens  # one head
+        if heads * band_elements <= _MAX_BIAS_ELEMENTS:
+            group, rows = heads, _MAX_BIAS_ELEMENTS // (heads * w * tokens)
+        else:
+            group, rows = max(1, _MAX_BIAS_ELEMENTS // band_elements), min_rows
+            group = _ceil_div(heads, _ceil_div(heads, group))
+        rows = _ceil_div(h, max(1, h // rows))  # fewer, equal bands: none shorter than `rows`
+    return [
+        (slice(i, min(n, i + items)), slice(a, min(heads, a + group)), slice(r, min(h, r + rows)))
+        for i, a, r in itertools.product(range(0, n, items), range(0, heads, group), range(0, h, rows))
+    ]
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _length(s: slice) -> int:
+    return s.stop - s.start
 
 
 def window_partition(x: torch.Tensor, window_size: int) -> torch.Tensor:

@@ -103,7 +103,7 @@ def test_batch_of_two_matches_reference_and_single_images() -> None:
         torch.testing.assert_close(batched[1:], ours(x[1:]), atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("budget", [1, 20_000])
+@pytest.mark.parametrize("budget", [1, 2_500, 20_000])
 def test_chunked_attention_bias_matches_reference(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
     """A tiny bias budget forces one query row (or a few windows) per chunk; results must not change."""
     torch.manual_seed(2)
