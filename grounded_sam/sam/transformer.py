@@ -1,9 +1,9 @@
 """SAM's two-way transformer: prompt tokens and image tokens attend to each other.
 
 State-dict keys and shapes are those of ``segment_anything.modeling.TwoWayTransformer``. Unlike the
-reference, the image side may have batch 1 while the prompts have batch N: everything computed from the
-image alone (its key/value projections, its query projection) is then computed once and broadcast, and
-per-prompt image features only appear after the first image→token update, where they really differ.
+reference, the image side may have batch 1 while the prompts have batch N: whatever depends on the image
+alone (the first block's image keys, values and queries) is computed once and broadcast, and per-prompt
+image tokens only appear after the first image→token update, where they really differ.
 """
 
 from __future__ import annotations
@@ -57,18 +57,20 @@ class Attention(nn.Module):
             # Every query attends to the same keys: fold the query batch into the sequence.
             out = self.forward(q.reshape(1, batch_q * length_q, dim), k, v).view(batch_q, length_q, dim)
             return out if residual is None else out + residual
-        # Multiply-adds per (query, key) pair: usual path ≈ inner·(1 + C/Lq) (the key and value projections
-        # shared by Lq queries, plus the scores and sums); few-keys path heads·C per (query, key) with the
-        # projections merged; many-keys path heads·C with the keys never projected.
-        if length_q > length_k and self.num_heads * length_k < self.inner_dim:
+        if length_q > length_k and self._merging_pays(length_k, dim):
             return self._attend_few_keys(q, k, v, residual)
         if batch_q == 1 < batch_k:
             q = q.expand(batch_k, -1, -1)
-        if length_k > length_q and self.num_heads * length_q * dim < self.inner_dim * (dim + length_q):
+        if length_k > length_q and self._merging_pays(length_q, dim):
             out = self._attend_many_keys(q, k, v)
         else:
             out = self._attend_projected(q, k, v)
         return out if residual is None else out + residual
+
+    def _merging_pays(self, short_length: int, dim: int) -> bool:
+        """Multiply-adds per (query, key) pair: the usual path ≈ 2·inner·(1 + C/L), L being the shorter
+        side (the longer side's projections are shared by its L partners); the merged paths 2·heads·C."""
+        return self.num_heads * short_length * dim < self.inner_dim * (short_length + dim)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
         """(B, L, inner) → (B, heads, L, head_dim), a view."""
