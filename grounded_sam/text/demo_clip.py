@@ -1,0 +1,185 @@
+"""The embedded demo CLIP: a small open_clip model trained here on the synthetic shape scenes.
+
+It names mask crops of coloured shapes ("red circle", "blue star", ...) and understands partial
+phrases ("red shape", "circle") and a "background" phrase for regions that are not one object. The
+weights ship in ``grounded_sam/assets/`` and are sha256-checked when loaded; no download is needed.
+Training: :mod:`grounded_sam.train.clip_trainer` (``python -m grounded_sam.train clip``).
+
+Matching masks to a user phrase (the rule measured in the trainer's evaluation): label every mask
+against ``phrase_vocabulary(phrases)`` (the phrases, the 64 class names and "background"); a mask is
+kept for a phrase when its top class is that phrase, or a class name containing every word of the
+phrase (so "red" or "red shape" accepts "red circle"); see :func:`match_phrases`.
+
+Example:
+    >>> labeler = demo_clip_labeler()
+    >>> classes = phrase_vocabulary(["red circle"])
+    >>> hits = match_phrases(labeler.label(image, masks, classes), ["red circle"])  # (N,) phrase index or -1
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import open_clip
+import torch
+from safetensors.torch import load_file
+
+from grounded_sam.data import all_class_names
+from grounded_sam.text.base import Labels
+from grounded_sam.text.clip import DEFAULT_TEMPLATES, ClipLabeler
+from grounded_sam.text.crops import Background, ClipInput
+from grounded_sam.weights import WeightsSpec, resolve_weights
+
+DEMO_CLIP_NAME = "demo_clip"
+
+DEMO_CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
+        "embed_dim": 64,
+        "vision_cfg": {
+            "image_size": 48,
+            "patch_size": 6,
+            "width": 128,
+            "layers": 4,
+            "head_width": 32,
+            "mlp_ratio": 2.0,
+        },
+        "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
+    }
+)
+"""Keyword arguments of ``open_clip.CLIP`` for the demo model (48 px input, 8 x 8 patches)."""
+
+DEMO_CLIP_WEIGHTS = WeightsSpec(
+    "demo_clip.safetensors",
+    "ours",
+    sha256="0000000000000000000000000000000000000000000000000000000000000000",
+    bundled=True,
+)
+
+# How crops are made, shared by training and inference so the model sees the same inputs in both.
+DEMO_CLIP_MARGIN = 0.1
+DEMO_CLIP_BACKGROUND: Background = "mean"
+DEMO_CLIP_TEMPLATES: tuple[str, ...] = DEFAULT_TEMPLATES
+
+BACKGROUND_PHRASE = "background"
+"""The phrase the demo model was taught for regions that are not one whole object."""
+
+# Words that add nothing to a phrase's meaning when matching it against a class name.
+_FILLER_WORDS = frozenset({"a", "an", "the", "shape", "shapes", "object", "objects", "thing", "one"})
+
+
+def demo_clip_config() -> dict[str, Any]:
+    """A fresh, mutable copy of :data:`DEMO_CLIP_CONFIG`."""
+    return copy.deepcopy(dict(DEMO_CLIP_CONFIG))
+
+
+def clip_input_for(config: Mapping[str, Any]) -> ClipInput:
+    """The crop size and normalisation of a model built from ``config`` (OpenAI mean and std)."""
+    return ClipInput(
+        config["vision_cfg"]["image_size"], open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD
+    )
+
+
+def build_demo_clip(config: Mapping[str, Any] | None = None) -> open_clip.CLIP:
+    """A randomly initialised open_clip ``CLIP`` with ``config`` (default :data:`DEMO_CLIP_CONFIG`)."""
+    config = demo_clip_config() if config is None else copy.deepcopy(dict(config))
+    return open_clip.CLIP(**config)
+
+
+def demo_tokenizer(config: Mapping[str, Any] | None = None) -> open_clip.SimpleTokenizer:
+    """open_clip's BPE tokenizer (its vocabulary ships inside open_clip) at the model's context length."""
+    config = DEMO_CLIP_CONFIG if config is None else config
+    return open_clip.SimpleTokenizer(context_length=config["text_cfg"]["context_length"])
+
+
+def load_demo_clip(
+    checkpoint: str | os.PathLike[str] | None = None, config: Mapping[str, Any] | None = None
+) -> open_clip.CLIP:
+    """The demo model in eval mode, float32 on the CPU, with the shipped (sha256-checked) weights.
+
+    Args:
+        checkpoint: another ``.safetensors`` file of the same architecture (e.g. from a training run);
+            it is not hash-checked.
+        config: the architecture of ``checkpoint`` if it is not the demo one.
+
+    Raises:
+        WeightsNotFoundError: the shipped file is missing (broken install) or ``checkpoint`` does not exist.
+        WeightsIntegrityError: the shipped file does not match its sha256.
+        ValueError: the weights do not fit the architecture.
+    """
+    # An explicit file is the caller's own (e.g. a new training run): only the shipped one has a hash.
+    path = resolve_weights(DEMO_CLIP_NAME, None if checkpoint else DEMO_CLIP_WEIGHTS, checkpoint)
+    model = build_demo_clip(config)
+    state = {key: value.float() for key, value in load_file(str(path)).items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"{path} does not hold weights for this CLIP architecture: {error}") from error
+    return model.eval()
+
+
+def demo_clip_labeler(
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: str | torch.device | None = None,
+    **options: Any,
+) -> ClipLabeler:
+    """A :class:`ClipLabeler` for the shipped demo model, with the crop settings it was trained with.
+
+    ``options`` are other :class:`ClipLabeler` keyword arguments (threshold, batch_size, ...).
+
+    Example:
+        >>> labeler = demo_clip_labeler()
+        >>> labeler.label(image, masks, ["red circle", "blue star", "background"]).names
+    """
+    settings: dict[str, Any] = {
+        "templates": DEMO_CLIP_TEMPLATES,
+        "margin": DEMO_CLIP_MARGIN,
+        "background_value": DEMO_CLIP_BACKGROUND,
+    }
+    settings.update(options)
+    model = load_demo_clip(checkpoint)
+    return ClipLabeler(model, demo_tokenizer(), clip_input_for(DEMO_CLIP_CONFIG), device, **settings)
+
+
+def phrase_vocabulary(phrases: Sequence[str]) -> list[str]:
+    """The classes to label masks against for ``phrases``: the phrases, every class name, "background".
+
+    Duplicates are dropped, phrases first, so ``match_phrases`` can map ids back to phrases.
+    """
+    if isinstance(phrases, str):
+        raise TypeError(f"phrases must be a list of strings, not one string: use [{phrases!r}]")
+    names = [*phrases, *all_class_names(), BACKGROUND_PHRASE]
+    return list(dict.fromkeys(name.strip() for name in names))
+
+
+def phrase_words(phrase: str) -> frozenset[str]:
+    """The content words of a phrase: lower-cased, filler words ("a", "shape", ...) removed."""
+    words = phrase.lower().replace(",", " ").replace(".", " ").split()
+    return frozenset(word for word in words if word not in _FILLER_WORDS)
+
+
+def match_phrases(labels: Labels, phrases: Sequence[str]) -> np.ndarray:
+    """(N,) int: the phrase each mask matches (index into ``phrases``), -1 for none.
+
+    ``labels`` come from labelling the masks against ``phrase_vocabulary(phrases)``. A mask matches a
+    phrase when its top class is the phrase itself, or a class name other than "background" whose
+    words include all content words of the phrase; the first phrase that matches wins.
+    """
+    phrase_sets = [phrase_words(p) for p in phrases]
+    stripped = [p.strip() for p in phrases]
+    result = np.full(len(labels.class_ids), -1, dtype=np.int64)
+    for row, class_id in enumerate(labels.class_ids):
+        if class_id < 0:
+            continue
+        top = labels.classes[class_id]
+        top_words = phrase_words(top)
+        for index, (phrase, words) in enumerate(zip(stripped, phrase_sets, strict=True)):
+            named = top != BACKGROUND_PHRASE and bool(words) and words <= top_words
+            if top == phrase or named:
+                result[row] = index
+                break
+    return result
