@@ -20,14 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from grounded_sam.data import SceneConfig, make_scene  # noqa: E402
-from grounded_sam.pipeline import GroundedSAM  # noqa: E402
-from grounded_sam.sam import SamPredictor, build_sam  # noqa: E402
-from grounded_sam.sam.convert_hf import official_sam_to_hf  # noqa: E402
-from grounded_sam.text.grounding_dino import GroundingDinoDetector  # noqa: E402
-from tests.text.gdino_builders import write_vocab  # noqa: E402
+from grounded_sam.data import SceneConfig, make_scene
+from grounded_sam.pipeline import GroundedSAM
+from grounded_sam.sam import SamPredictor, build_sam
+from grounded_sam.sam.convert_hf import official_sam_to_hf
+from grounded_sam.text.grounding_dino import GroundingDinoDetector
 
 PROMPT = "red circle. blue star. green square"
 
@@ -43,6 +40,9 @@ def random_models(folder: Path, seed: int = 0) -> tuple[Any, Any, Any, Any]:
         SamConfig,
         SamModel,
     )
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' offline BERT vocabulary
+    from tests.text.gdino_builders import write_vocab
 
     torch.manual_seed(seed)
     detector = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
@@ -98,7 +98,9 @@ def timed(function: Any, repeats: int) -> tuple[float, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--boxes", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
@@ -113,7 +115,9 @@ def main() -> None:
         SamPredictor(sam),
     )
     ours_time, result = timed(lambda: ours.predict(image, PROMPT), args.repeats)
-    theirs_time, count = timed(lambda: transformers_route(detector, processor, hf_sam, image, threshold), args.repeats)
+    theirs_time, count = timed(
+        lambda: transformers_route(detector, processor, hf_sam, image, threshold), args.repeats
+    )
     print(f"image {image.shape[1]}x{image.shape[0]}, prompt {PROMPT!r}, box threshold {threshold:.4f}")
     print(f"{'':14}{'seconds':>10}{'masks':>8}")
     print(f"{'ours':14}{ours_time:>10.2f}{len(result):>8}")
