@@ -136,6 +136,19 @@ _SPECS: dict[str, ModelSpec] = {
             ),
             description="MobileSAM: a TinyViT-5M encoder distilled from ViT-H, with SAM's decoder",
         ),
+        ModelSpec(
+            name="demo_sam",
+            config=SamConfig(
+                encoder=ViTConfig(128, 4, 4, (1, 3), window_size=8, use_rel_pos=False),
+                image_size=256,
+                prompt_embed_dim=96,
+                decoder_heads=4,
+                decoder_mlp_dim=384,
+                iou_head_hidden_dim=96,
+            ),
+            weights=WeightsSpec("demo_sam.safetensors", "ours", sha256=None, bundled=True),
+            description="A 1.5M-parameter SAM at 256 px shipped with the package, trained on synthetic shapes",
+        ),
     )
 }
 
