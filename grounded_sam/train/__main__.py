@@ -32,6 +32,9 @@ from grounded_sam.train.sam_trainer import CHECKPOINT_NAME, Metrics, SamTrainer,
 VALIDATION_SEED = 1_000_003
 """Stream seed of the held-out scenes watched during training (never a training seed)."""
 
+LOG_EVERY = 50
+"""Steps between plain progress lines when the output is not a terminal (no live progress bar there)."""
+
 
 def _sam_parser(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
@@ -82,6 +85,11 @@ def train_sam(args: argparse.Namespace, console: Console) -> Path:
             progress.update(
                 task, completed=step, rate=rate, loss=smooth["loss"], iou=smooth.get("box_iou", 0.0)
             )
+            if not console.is_terminal and step % LOG_EVERY == 0:  # a log file gets plain lines instead
+                progress.console.print(
+                    f"step {step}/{config.steps}: loss {smooth['loss']:.4f}, "
+                    f"box IoU {smooth.get('box_iou', 0.0):.3f}, {rate:.2f} steps/s"
+                )
             if step % args.eval_every == 0 or step == config.steps:
                 miou = box_prompt_miou(trainer.model, validation)
                 trainer.model.train()

@@ -1,0 +1,212 @@
+"""Accuracy on scenes with ground truth: SAM with box prompts, and whole text-prompted pipelines.
+
+Scenes come from the synthetic generator (:func:`grounded_sam.data.iter_scenes`), a scene folder
+written by :func:`grounded_sam.data.write_scene_folder`, or a COCO instances file
+(:func:`load_coco_scenes`). Boxes are XYXY pixels, masks (H, W) bool.
+
+Example::
+
+    from grounded_sam.data import iter_scenes
+    from grounded_sam.sam import build_sam
+
+    scenes = list(iter_scenes(seed=1000, n=200))
+    miou = box_prompt_miou(build_sam("demo_sam"), scenes)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from grounded_sam.data import Scene, load_scene, masks_to_boxes
+from grounded_sam.result import Result
+from grounded_sam.sam.predictor import SamPredictor
+from grounded_sam.sam.sam import Sam
+
+PredictFn = Callable[[np.ndarray, list[str]], Result]
+"""``predict_fn(image (H, W, 3) uint8 RGB, phrases) -> Result`` for :func:`evaluate_text_prompts`."""
+
+
+def mask_ious(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """IoU of paired masks: predicted (N, H, W), targets (N, H, W) bool → (N,) float64; empty∪empty → 1."""
+    inter = (predicted & targets).reshape(len(targets), -1).sum(1)
+    union = (predicted | targets).reshape(len(targets), -1).sum(1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
+
+
+def box_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of XYXY boxes a (N, 4) and b (M, 4) → (N, M)."""
+    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
+    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
+    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
+    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
+    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def box_prompt_ious(model: Sam | SamPredictor, scenes: Iterable[Scene]) -> np.ndarray:
+    """Prompt SAM with every ground-truth box (one mask each) → IoU of every instance, (total N,)."""
+    predictor = model if isinstance(model, SamPredictor) else SamPredictor(model.eval())
+    ious = []
+    for scene in scenes:
+        if len(scene) == 0:
+            continue
+        predictor.set_image(scene.image)
+        masks, _, _ = predictor.predict_boxes(scene.boxes, multimask_output=False)
+        ious.append(mask_ious(masks[:, 0], scene.masks))
+    return np.concatenate(ious) if ious else np.zeros(0)
+
+
+def box_prompt_miou(model: Sam | SamPredictor, scenes: Iterable[Scene]) -> float:
+    """Mean IoU over all instances of ``scenes`` with their ground-truth boxes as prompts.
+
+    Raises:
+        ValueError: the scenes hold no instance.
+    """
+    ious = box_prompt_ious(model, scenes)
+    if len(ious) == 0:
+        raise ValueError("the scenes hold no instance to evaluate")
+    return float(ious.mean())
+
+
+@dataclass(frozen=True)
+class TextPromptMetrics:
+    """Detection and mask quality of a text-prompted pipeline.
+
+    Attributes:
+        precision, recall: detections matched to a ground-truth instance of the same label with box
+            IoU >= the threshold, over all detections / all ground-truth instances.
+        miou: mean mask IoU of the matched pairs (0 when nothing matched).
+        true_positives, detections, instances: the counts behind precision and recall.
+    """
+
+    precision: float
+    recall: float
+    miou: float
+    true_positives: int
+    detections: int
+    instances: int
+
+
+def evaluate_text_prompts(
+    predict_fn: PredictFn,
+    scenes: Iterable[Scene],
+    phrases: Sequence[str] | None = None,
+    iou_threshold: float = 0.5,
+) -> TextPromptMetrics:
+    """Run ``predict_fn(image, phrases)`` on each scene and match its instances to the ground truth.
+
+    Args:
+        predict_fn: the pipeline under test; its result's labels must be among the phrases.
+        scenes: scenes with ground truth.
+        phrases: the phrases asked for on every image; by default each scene's own labels.
+        iou_threshold: the box IoU a detection needs to match an instance of the same label.
+
+    Matching is greedy by score within each label: a detection matches the unmatched instance it
+    overlaps most, if that box IoU reaches the threshold.
+    """
+    matched_ious: list[float] = []
+    detections = instances = 0
+    for scene in scenes:
+        asked = list(phrases) if phrases is not None else sorted(set(scene.labels))
+        result = predict_fn(scene.image, asked)
+        detections += len(result)
+        instances += sum(label in asked for label in scene.labels)
+        for pred_index, gt_index in _match(result, scene, asked, iou_threshold):
+            matched_ious.append(float(mask_ious(result.masks[[pred_index]], scene.masks[[gt_index]])[0]))
+    hits = len(matched_ious)
+    return TextPromptMetrics(
+        precision=hits / detections if detections else 0.0,
+        recall=hits / instances if instances else 0.0,
+        miou=float(np.mean(matched_ious)) if matched_ious else 0.0,
+        true_positives=hits,
+        detections=detections,
+        instances=instances,
+    )
+
+
+def _match(result: Result, scene: Scene, asked: list[str], threshold: float) -> Iterator[tuple[int, int]]:
+    """Greedy per-label matching → (prediction index, ground-truth index) pairs."""
+    gt_labels = np.asarray(scene.labels, dtype=object)
+    pred_labels = np.asarray(result.labels, dtype=object)
+    for label in asked:
+        gt = np.flatnonzero(gt_labels == label)
+        preds = np.flatnonzero(pred_labels == label)
+        if not len(gt) or not len(preds):
+            continue
+        preds = preds[np.argsort(-result.scores[preds], kind="stable")]
+        overlap = box_ious(result.boxes[preds], scene.boxes[gt])
+        free = np.ones(len(gt), dtype=bool)
+        for row, pred_index in enumerate(preds):
+            candidates = np.where(free, overlap[row], -1.0)
+            best = int(np.argmax(candidates))
+            if candidates[best] >= threshold:
+                free[best] = False
+                yield int(pred_index), int(gt[best])
+
+
+def load_scene_folder(folder: str | os.PathLike[str]) -> list[Scene]:
+    """Every scene of a folder written by :func:`grounded_sam.data.write_scene_folder` (recursive, sorted).
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no scene JSON.
+    """
+    root = Path(folder)
+    files = sorted(root.rglob("*.json")) if root.is_dir() else []
+    if not files:
+        raise FileNotFoundError(f"no scene JSON files under {root}: write them with write_scene_folder")
+    return [load_scene(path) for path in files]
+
+
+def load_coco_scenes(annotations: str | os.PathLike[str], image_dir: str | os.PathLike[str]) -> list[Scene]:
+    """Images of a COCO instances file as scenes (labels = category names; boxes from the masks).
+
+    Segmentations may be polygons, RLE or uncompressed RLE; crowd annotations are skipped.
+
+    Raises:
+        FileNotFoundError: the annotation file or an image is missing.
+    """
+    from PIL import Image
+    from pycocotools import mask as mask_utils
+
+    path = Path(annotations)
+    if not path.is_file():
+        raise FileNotFoundError(f"no COCO annotation file at {path}")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    names = {c["id"]: c["name"] for c in data.get("categories", [])}
+    by_image: dict[int, list[dict]] = {}
+    for ann in data.get("annotations", []):
+        if not ann.get("iscrowd", 0):
+            by_image.setdefault(ann["image_id"], []).append(ann)
+    scenes = []
+    for info in data.get("images", []):
+        image_path = Path(image_dir) / info["file_name"]
+        if not image_path.is_file():
+            raise FileNotFoundError(f"{path} names the image {info['file_name']}, missing from {image_dir}")
+        with Image.open(image_path) as img:
+            image = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+        height, width = image.shape[:2]
+        anns = by_image.get(info["id"], [])
+        masks = np.zeros((len(anns), height, width), dtype=bool)
+        for i, ann in enumerate(anns):
+            segmentation = ann["segmentation"]
+            if isinstance(segmentation, list):
+                segmentation = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+            elif isinstance(segmentation.get("counts"), list):
+                segmentation = mask_utils.frPyObjects(segmentation, height, width)
+            masks[i] = mask_utils.decode(segmentation).astype(bool)
+        keep = masks.reshape(len(anns), -1).any(1)
+        labels = [names.get(ann["category_id"], str(ann["category_id"])) for ann in anns]
+        labels = [label for label, k in zip(labels, keep, strict=True) if k]
+        scenes.append(
+            Scene(image, masks[keep], masks_to_boxes(masks[keep]), labels, labels, [""] * len(labels), "coco")
+        )
+    return scenes
