@@ -1,0 +1,142 @@
+"""What the app's buttons do, over :class:`~grounded_sam.ui.state.AppState` and the shared models.
+
+Each action takes the models' lock while it uses them, so that parallel browser sessions never
+interleave calls on the shared predictor.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from grounded_sam.result import Result
+from grounded_sam.text.base import Labeler
+from grounded_sam.ui.models import Models
+from grounded_sam.ui.refine import InstanceEdit, refine_instance
+from grounded_sam.ui.state import AppState
+
+logger = logging.getLogger(__name__)
+
+
+def _require_image(state: AppState) -> tuple[np.ndarray, str]:
+    if state.image is None or state.image_key is None:
+        raise ValueError("choose an example or upload an image first")
+    return state.image, state.image_key
+
+
+def _require_result(state: AppState) -> Result:
+    if state.result is None:
+        raise ValueError("run a text prompt first")
+    return state.result
+
+
+def run_text(
+    models: Models,
+    state: AppState,
+    prompt: str,
+    box_threshold: float | None = None,
+    text_threshold: float | None = None,
+) -> Result:
+    """Find what ``prompt`` names in the session's image; the embedding computed is kept for refine clicks."""
+    pixels, key = _require_image(state)
+    predictor = models.pipeline.predictor
+    with models.lock:
+        before = predictor.embedding if predictor.is_image_set else None
+        result = models.pipeline.predict(
+            pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
+        )
+        # The pipeline only embeds the image when the detector found something.
+        if predictor.is_image_set and predictor.embedding is not before:
+            models.embeddings.remember(key, predictor)
+    state.set_result(result)
+    return result
+
+
+def add_point(models: Models, state: AppState, index: int, x: float, y: float, positive: bool) -> Result:
+    """Add a clicked point (image pixels) to instance ``index`` and re-decode it; no image re-encoding
+    when the session's image embedding is cached (always, after a text run that found something)."""
+    pixels, key = _require_image(state)
+    result = _require_result(state)
+    edit = state.edit_of(index).with_point(x, y, positive)
+    with models.lock:
+        predictor = models.embeddings.predictor_for(key, pixels, models.pipeline.predictor)
+        refined, edit = refine_instance(predictor, result, index, edit)
+    state.result = refined
+    state.edits[index] = edit
+    return refined
+
+
+def clear_points(models: Models, state: AppState, index: int) -> Result:
+    """Forget instance ``index``'s points and decode it from its box alone again."""
+    pixels, key = _require_image(state)
+    result = _require_result(state)
+    fresh = InstanceEdit(box=state.edit_of(index).box)
+    with models.lock:
+        predictor = models.embeddings.predictor_for(key, pixels, models.pipeline.predictor)
+        refined, _ = refine_instance(predictor, result, index, fresh)
+    state.result = refined
+    state.edits.pop(index, None)
+    return refined
+
+
+def segment_everything(
+    models: Models,
+    image: np.ndarray,
+    classes: Sequence[str] | None,
+    labeler: Labeler | None,
+    points_per_side: int,
+) -> Result:
+    """Every mask in ``image`` from a ``points_per_side``² point grid, labelled with ``classes`` when given.
+
+    Raises RuntimeError when the segment-everything module is not available in this install.
+    """
+    try:
+        from grounded_sam.sam.everything import MaskGenerator
+    except ImportError as error:
+        raise RuntimeError(f"segment everything is not available in this install ({error})") from error
+    generator = MaskGenerator(models.pipeline.predictor.model, points_per_side=points_per_side)
+    with models.lock:
+        return generator.generate_result(image, list(classes) if classes else None, labeler=labeler)
+
+
+def everything_labeler(models: Models) -> tuple[Labeler | None, str]:
+    """A CLIP labeler for naming masks (the pipeline's, else the embedded demo CLIP), and where it is from."""
+    if models.pipeline.labeler is not None:
+        return models.pipeline.labeler, "the pipeline's labeler"
+    try:
+        from grounded_sam.text.demo_clip import demo_clip_labeler
+
+        return demo_clip_labeler(), "the embedded demo CLIP"
+    except (ImportError, OSError, ValueError, RuntimeError) as error:
+        logger.info("no CLIP labeler for segment everything: %s", error)
+        return None, f"no CLIP labeler available ({error})"
+
+
+def inpaint_shown(
+    state: AppState, *, prompt: str | None, dilate: int, pipeline: Any = None, steps: int = 25
+) -> np.ndarray:
+    """Remove (``prompt`` None, OpenCV Telea) or replace (diffusers) the shown text instances."""
+    from grounded_sam.inpaint import ReplaceSettings, inpaint
+
+    pixels, _ = _require_image(state)
+    shown = state.visible()
+    if shown is None or len(shown) == 0:
+        raise ValueError("no instance is shown: run a text prompt and keep at least one instance visible")
+    if prompt:
+        settings = ReplaceSettings(steps=steps)
+        out = inpaint(
+            pixels,
+            shown.masks,
+            prompt,
+            backend="diffusers",
+            dilate=dilate,
+            settings=settings,
+            pipeline=pipeline,
+        )
+    else:
+        out = inpaint(pixels, shown.masks, backend="remove", dilate=dilate)
+    state.inpainted = out
+    return out

@@ -1,0 +1,98 @@
+"""The app's actions on a scripted pipeline: text run, refine clicks without re-encoding, inpaint."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grounded_sam.ui import actions
+from grounded_sam.ui.models import Models
+from grounded_sam.ui.state import AppState
+from tests.pipelines import SCENE, scripted_pipeline
+from tests.ui.results import scene_result
+
+
+@pytest.fixture
+def models() -> Models:
+    torch.manual_seed(0)
+    return Models(scripted_pipeline(), "scripted")
+
+
+@pytest.fixture
+def state() -> AppState:
+    state = AppState()
+    state.use_image(SCENE.image, "scene.png")
+    return state
+
+
+def _encoder_calls(models: Models) -> int:
+    return models.pipeline.predictor.model.image_encoder.calls
+
+
+def test_text_run_then_clicks_reuse_the_embedding(models, state) -> None:
+    result = actions.run_text(models, state, ". ".join(SCENE.labels), 0.3, 0.25)
+    assert result.labels == SCENE.labels and state.result is result
+    assert _encoder_calls(models) == 1
+    for positive in (True, False, True):
+        actions.add_point(models, state, 0, 20.0, 30.0, positive)
+    assert _encoder_calls(models) == 1
+    assert [p[2] for p in state.edits[0].points] == [1, 0, 1]
+    actions.clear_points(models, state, 0)
+    assert 0 not in state.edits and _encoder_calls(models) == 1
+
+
+def test_clicks_still_work_when_another_image_was_embedded_since(models, state) -> None:
+    actions.run_text(models, state, SCENE.labels[0])
+    models.pipeline.predictor.set_image(np.ascontiguousarray(SCENE.image[:, ::-1]))  # another session's image
+    kept = models.embeddings.predictor_for(state.image_key, SCENE.image, models.pipeline.predictor)
+    actions.add_point(models, state, 0, 5.0, 5.0, True)
+    assert _encoder_calls(models) == 2  # the text run and the other image: the session's embedding was kept
+    assert kept.original_size == (120, 160) and state.edits[0].points == ((5.0, 5.0, 1),)
+
+
+def test_nothing_found_keeps_no_stale_embedding(models, state) -> None:
+    models.pipeline.predictor.set_image(np.zeros((32, 32, 3), np.uint8))
+    result = actions.run_text(models, state, "nothing like this")
+    assert len(result) == 0 and state.image_key not in models.embeddings
+
+
+def test_actions_need_an_image_and_a_result(models) -> None:
+    empty = AppState()
+    with pytest.raises(ValueError, match="upload an image"):
+        actions.run_text(models, empty, "x")
+    empty.use_image(SCENE.image, "scene.png")
+    with pytest.raises(ValueError, match="run a text prompt"):
+        actions.add_point(models, empty, 0, 1.0, 1.0, True)
+    with pytest.raises(ValueError, match="no instance is shown"):
+        actions.inpaint_shown(empty, prompt=None, dilate=3)
+
+
+def test_inpaint_removes_only_the_shown_instances(state) -> None:
+    state.set_result(scene_result())
+    state.set_shown(0, False)
+    out = actions.inpaint_shown(state, prompt=None, dilate=0)
+    changed = (out != SCENE.image).any(axis=2)
+    assert not changed[SCENE.masks[0]].any()
+    assert changed[SCENE.masks[1]].mean() > 0.5
+    assert state.inpainted is out
+
+
+def test_everything_wraps_the_mask_generator_when_present(models) -> None:
+    pytest.importorskip("grounded_sam.sam.everything", reason="segment everything has not landed yet")
+    try:
+        found = actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
+    except RuntimeError as error:
+        pytest.skip(str(error))
+    assert found.image_size == (120, 160)
+    assert all(label == "object" for label in found.labels)
+
+
+def test_everything_labeler_prefers_the_pipelines(models) -> None:
+    class Named:
+        def label(self, image, masks, classes):  # pragma: no cover - not called
+            raise AssertionError
+
+    models.pipeline.labeler = Named()
+    labeler, source = actions.everything_labeler(models)
+    assert labeler is models.pipeline.labeler and source == "the pipeline's labeler"
