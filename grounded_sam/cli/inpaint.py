@@ -1,0 +1,79 @@
+"""``grounded-sam inpaint``: find what a prompt names and remove it, or replace it with something else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from PIL import Image
+
+from grounded_sam.atomic import atomic_path
+from grounded_sam.cli.app import app, configure_logging, console
+from grounded_sam.io import load_image
+
+
+@app.command()
+def inpaint(
+    image: Annotated[Path, typer.Argument(help="The image to edit.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help='What to remove, e.g. "car. person".')],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output image file (PNG, JPEG, ...).")],
+    replace_with: Annotated[
+        str | None,
+        typer.Option(help='Paint this instead (Stable Diffusion, needs diffusers), e.g. "a bicycle".'),
+    ] = None,
+    dilate: Annotated[int, typer.Option(help="Grow the masks by this many pixels.", min=0)] = 5,
+    method: Annotated[str, typer.Option(help="Removal method: telea or ns (OpenCV).")] = "telea",
+    steps: Annotated[int, typer.Option(help="Diffusion steps (with --replace-with).", min=1)] = 25,
+    seed: Annotated[int, typer.Option(help="Diffusion seed (with --replace-with).")] = 0,
+    inpaint_model: Annotated[
+        Path | None,
+        typer.Option(help="Diffusers inpainting model folder (else $GROUNDED_SAM_INPAINT_MODEL)."),
+    ] = None,
+    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
+    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
+    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: CUDA if available).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Remove what PROMPT names in IMAGE (or replace it with --replace-with) and write OUT."""
+    configure_logging(verbose)
+    if method not in ("telea", "ns"):
+        raise typer.BadParameter(f"{method!r} is not telea or ns", param_hint="--method")
+    if out.suffix.lower() not in Image.registered_extensions():
+        raise typer.BadParameter(f"{out.name!r} has no image suffix such as .png or .jpg", param_hint="--out")
+    from grounded_sam.api import default_pipeline
+    from grounded_sam.inpaint import ReplaceSettings
+    from grounded_sam.inpaint import inpaint as run_inpaint
+
+    try:
+        pixels = load_image(image)
+        result = default_pipeline(sam, detector, device).predict(
+            pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
+        )
+        if len(result) == 0:
+            console.print(f"[yellow]Nothing found for {prompt!r} in {image}; {out} was not written.")
+            raise typer.Exit(1)
+        if replace_with:
+            from grounded_sam.inpaint.diffusers_backend import load_inpaint_pipeline
+
+            edited = run_inpaint(
+                pixels,
+                result.masks,
+                replace_with,
+                backend="diffusers",
+                dilate=dilate,
+                settings=ReplaceSettings(steps=steps, seed=seed),
+                pipeline=load_inpaint_pipeline(inpaint_model, device),
+            )
+        else:
+            edited = run_inpaint(pixels, result.masks, backend=method, dilate=dilate)  # type: ignore[arg-type]
+    except (OSError, ValueError, ImportError) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from error
+    with atomic_path(out) as tmp:
+        Image.fromarray(edited).save(tmp)
+    action = f"replaced with {replace_with!r}" if replace_with else "removed"
+    labels = ", ".join(sorted(set(result.labels)))
+    console.print(f"{len(result)} instance(s) of {labels} {action}: {out}")
