@@ -1,0 +1,129 @@
+"""``grounded-sam label``: turn a folder of images into a COCO, YOLO or mask dataset by naming classes."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from grounded_sam.cli.app import app, configure_logging, console, progress_bar
+from grounded_sam.labeling import DATASET_FORMATS, LabelingSummary, ProgressUpdate, label_dataset
+
+MAX_LISTED = 10  # failed images printed; all of them (and the skipped files) are in summary.json
+
+
+@app.command()
+def label(
+    images_dir: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder (new, or one to resume).")],
+    classes: Annotated[
+        str | None, typer.Option("--classes", "-c", help='Class names, e.g. "car, person, traffic light".')
+    ] = None,
+    ontology: Annotated[
+        Path | None, typer.Option(help="YAML/JSON file mapping prompts to classes (yellow taxi: car).")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="coco, yolo or masks.")] = "coco",
+    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
+    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
+    split: Annotated[str, typer.Option(help='Split fractions: "0.8,0.2" (train, val[, test]).')] = "1",
+    segmentation: Annotated[str, typer.Option(help="COCO masks as rle or polygon.")] = "rle",
+    engine: Annotated[str, typer.Option(help="local, or ray to spread the work over Ray actors.")] = "local",
+    workers: Annotated[int, typer.Option(help="Ray actors, or I/O threads of the local engine.")] = 1,
+    batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 4,
+    overwrite: Annotated[bool, typer.Option(help="Replace a dataset made with other settings.")] = False,
+    contact_sheet: Annotated[bool, typer.Option(help="Also write contact_sheet.png (overlays).")] = False,
+    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if any).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Label every image under IMAGES_DIR with the named classes and write a dataset to OUT.
+
+    Running the same command again resumes an interrupted run.
+    """
+    configure_logging(verbose)
+    if format not in DATASET_FORMATS:
+        raise typer.BadParameter(
+            f"{format!r} is not one of {', '.join(DATASET_FORMATS)}", param_hint="--format"
+        )
+    if (classes is None) == (ontology is None):
+        raise typer.BadParameter("give exactly one of --classes and --ontology", param_hint="--classes")
+    from grounded_sam import api
+
+    factory = functools.partial(api.default_pipeline, sam, detector, device)
+    sam_name = sam or os.environ.get(api.SAM_ENV) or api.DEMO
+    detector_name = detector or os.environ.get(api.DETECTOR_ENV) or api.DEMO
+    with progress_bar() as bar:
+        task = bar.add_task("label", total=None, rate="")
+        on_progress = _progress_updater(bar, task)
+        try:
+            summary = label_dataset(
+                images_dir,
+                classes if classes is not None else ontology,
+                out,
+                format=format,  # type: ignore[arg-type]
+                pipeline_factory=factory,
+                box_threshold=box_threshold,
+                text_threshold=text_threshold,
+                split=split,
+                segmentation=segmentation,  # type: ignore[arg-type]
+                model_id=f"sam={sam_name}, detector={detector_name}",
+                engine=engine,  # type: ignore[arg-type]
+                workers=workers,
+                batch_size=batch_size,
+                overwrite=overwrite,
+                contact_sheet=contact_sheet,
+                progress=on_progress,
+            )
+        except KeyboardInterrupt:
+            bar.stop()
+            console.print("[yellow]Interrupted.[/yellow] Run the same command again to resume.")
+            raise typer.Exit(130) from None
+        except (ValueError, FileNotFoundError, ImportError) as error:
+            bar.stop()
+            console.print(f"[red]{error}")
+            raise typer.Exit(2) from None
+    _print_summary(summary)
+
+
+def _progress_updater(bar: Any, task: Any) -> Callable[[ProgressUpdate], None]:
+    start = [time.perf_counter()]
+
+    def update(update: ProgressUpdate) -> None:
+        if update.outcome is None:  # labelling starts now (after the model was loaded)
+            start[0] = time.perf_counter()
+            bar.update(task, total=update.total, completed=0)
+            return
+        rate = update.completed / max(time.perf_counter() - start[0], 1e-9)
+        bar.update(task, completed=update.completed, rate=f"{rate:.2f} img/s")
+
+    return update
+
+
+def _print_summary(summary: LabelingSummary) -> None:
+    table = Table("class", "instances", title=f"{summary.format} dataset in {summary.out_dir}")
+    for name, count in summary.instances_per_class.items():
+        table.add_row(name, str(count))
+    console.print(table)
+    splits = ", ".join(f"{name} {count}" for name, count in summary.images_per_split.items())
+    console.print(
+        f"labelled {summary.labelled} of {summary.images} images ({splits}); "
+        f"{summary.resumed} were already done; {summary.images_per_second:.2f} img/s this run"
+    )
+    for path, reason in summary.failed[:MAX_LISTED]:
+        console.print(f"[red]failed[/red] {path}: {reason}")
+    notes = Counter(skipped.note for skipped in summary.skipped)
+    for note, count in notes.most_common():
+        example = next(s.path for s in summary.skipped if s.note == note)
+        console.print(f"[dim]skipped {count} file(s), e.g. {example}: {note}")
+    if len(summary.failed) > MAX_LISTED or summary.skipped:
+        console.print(f"every failed and skipped file is listed in {summary.out_dir / 'summary.json'}")
+    if summary.contact_sheet is not None:
+        console.print(f"contact sheet: {summary.contact_sheet}")

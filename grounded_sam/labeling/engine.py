@@ -1,0 +1,401 @@
+"""`label_dataset`: a folder of images + class names → a COCO, YOLO or mask dataset, resumable.
+
+A run: check the settings against the output folder's fingerprint, list the images (sorted), skip those
+whose record says done, label the rest in batches (here, or on Ray with ``engine="ray"``; each image's
+files and then its record are written atomically by the worker), and finally assemble the dataset files
+from the records. Killing a run at any point and running it again gives the same dataset, byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from grounded_sam.atomic import atomic_write_text
+from grounded_sam.io import load_image
+from grounded_sam.labeling.manifest import (
+    DatasetFormat,
+    ImageTask,
+    LabelingSettings,
+    Manifest,
+    ScanResult,
+    Segmentation,
+    SkippedFile,
+    remove_atomic_temps,
+    scan_images,
+    split_of,
+)
+from grounded_sam.labeling.ontology import as_ontology
+from grounded_sam.labeling.writers import (
+    DatasetLayout,
+    clear_dataset,
+    remove_image_outputs,
+    write_dataset_files,
+    write_image_outputs,
+)
+from grounded_sam.pipeline import GroundedSAM
+
+logger = logging.getLogger(__name__)
+
+Engine = Literal["local", "ray"]
+PipelineFactory = Callable[[], GroundedSAM]
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """What happened to one image: ``done`` (with its instance count) or ``failed`` (with the reason)."""
+
+    rel: str
+    status: Literal["done", "failed"]
+    instances: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """Sent to a progress callback once before labelling (outcome None) and after every image."""
+
+    completed: int
+    total: int
+    outcome: ImageOutcome | None
+
+
+@dataclass(frozen=True)
+class LabelingSummary:
+    """The result of a run (over the whole dataset, including images labelled by earlier runs).
+
+    Attributes:
+        out_dir: the dataset folder.
+        images: images found; labelled + failed.
+        labelled: images with labels in the dataset; `resumed` of them were done by earlier runs.
+        failed: (relative path, reason) of images that could not be labelled.
+        skipped: files of the image folder that were not images, or not safe to read.
+        instances_per_class: number of instances of each class, in class-id order.
+        images_per_split: labelled images in each split.
+        elapsed: seconds spent in this run; images_per_second: images labelled by this run per second.
+        contact_sheet: path of the contact sheet, when one was requested and written.
+    """
+
+    out_dir: Path
+    format: DatasetFormat
+    images: int
+    labelled: int
+    resumed: int
+    failed: tuple[tuple[str, str], ...]
+    skipped: tuple[SkippedFile, ...]
+    instances_per_class: dict[str, int]
+    images_per_split: dict[str, int]
+    elapsed: float = 0.0
+    images_per_second: float = 0.0
+    contact_sheet: Path | None = None
+    files: tuple[Path, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run-independent part, as written to ``summary.json`` (no timings, no resume counts)."""
+        return {
+            "format": self.format,
+            "images": self.images,
+            "labelled": self.labelled,
+            "failed": [{"path": path, "reason": reason} for path, reason in self.failed],
+            "skipped": [{"path": s.path, "note": s.note} for s in self.skipped],
+            "instances_per_class": self.instances_per_class,
+            "images_per_split": self.images_per_split,
+        }
+
+
+def label_dataset(
+    images_dir: str | os.PathLike[str],
+    classes_or_ontology: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    format: DatasetFormat = "coco",
+    pipeline: GroundedSAM | None = None,
+    pipeline_factory: PipelineFactory | None = None,
+    box_threshold: float | None = None,
+    text_threshold: float | None = None,
+    split: str | Sequence[float] = (1.0,),
+    segmentation: Segmentation = "rle",
+    model_id: str | None = None,
+    engine: Engine = "local",
+    workers: int = 1,
+    batch_size: int = 4,
+    overwrite: bool = False,
+    contact_sheet: bool = False,
+    progress: Callable[[ProgressUpdate], None] | None = None,
+) -> LabelingSummary:
+    """Label every image under `images_dir` with the classes named by `classes_or_ontology`.
+
+    Args:
+        classes_or_ontology: "car, person", a list of names, a {prompt: class} mapping, an `Ontology`
+            or a `Path` to a YAML/JSON ontology. Class ids: order of first appearance, from 0.
+        format: ``coco`` (instances json per split), ``yolo`` (Ultralytics segmentation) or ``masks``.
+        pipeline / pipeline_factory: the model, or a picklable zero-argument callable that builds it (the
+            Ray engine builds one per worker). Default: `grounded_sam.api.default_pipeline()`.
+        split: fractions ``"0.8,0.2"`` (train, val[, test]) or ``"train=0.9,val=0.1"``.
+        segmentation: COCO masks as ``rle`` or ``polygon``.
+        model_id: names the model in the settings fingerprint (default: derived from the pipeline).
+        engine, workers, batch_size: ``local`` (one model, `workers` I/O threads) or ``ray`` (`workers`
+            actors, each with its own model); images per model call.
+        overwrite: replace a dataset made with other settings (only files this tool wrote are removed).
+        contact_sheet: also write ``contact_sheet.png``.
+        progress: called with a `ProgressUpdate` before labelling and after each image.
+
+    Raises:
+        SettingsMismatchError: `out_dir` holds a dataset with other settings and `overwrite` is False.
+
+    Example::
+
+        summary = label_dataset(
+            "photos", "car, person, traffic light", "dataset", format="yolo", split="0.8,0.2"
+        )
+    """
+    started = time.perf_counter()
+    images_root, out = Path(images_dir), Path(out_dir)
+    if not images_root.is_dir():
+        raise FileNotFoundError(f"image folder {images_root} does not exist (or is not a folder)")
+    if workers < 1 or batch_size < 1:
+        raise ValueError(f"workers and batch_size must be >= 1; got {workers} and {batch_size}")
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray'; got {engine!r}")
+    factory = _resolve_factory(pipeline, pipeline_factory, engine)
+    settings = LabelingSettings(
+        ontology=as_ontology(classes_or_ontology),
+        format=format,
+        splits=split,  # type: ignore[arg-type]  # parsed and checked by LabelingSettings
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        model=model_id or describe_model(pipeline, pipeline_factory),
+        segmentation=segmentation,
+    )
+    layout = DatasetLayout(out, settings)
+    manifest = prepare_output(images_root, layout, overwrite)
+    scan = scan_images(images_root, settings.splits, exclude=out)
+    records = _forget_vanished(layout, manifest, scan)
+    pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
+    resumed = len(scan.tasks) - len(pending)
+    logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
+    if engine == "ray":
+        from grounded_sam.labeling.ray_engine import run_ray
+
+        outcomes = run_ray(factory, layout, pending, workers=workers, batch_size=batch_size)
+    else:
+        model = factory() if pending else None  # built before the clock of the progress bar starts
+        outcomes = run_local(model, layout, pending, workers=workers, batch_size=batch_size)
+    notify = progress or (lambda update: None)
+    notify(ProgressUpdate(0, len(pending), None))
+    for completed, outcome in enumerate(outcomes, start=1):
+        notify(ProgressUpdate(completed, len(pending), outcome))
+    elapsed = time.perf_counter() - started
+    return finish(layout, manifest, scan, resumed, elapsed, len(pending), contact_sheet)
+
+
+def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) -> Manifest:
+    """Check `layout.root` against the settings (resume, refuse or clear) and store the settings."""
+    out = layout.root
+    if images_root.resolve().is_relative_to(out.resolve()):
+        raise ValueError(f"the output folder {out} must not contain the image folder {images_root}")
+    manifest = Manifest(out)
+    if manifest.exists():
+        if overwrite:
+            old = LabelingSettings.from_dict(manifest.read_settings()["settings"])
+            logger.info("overwrite: removing the dataset in %s", out)
+            clear_dataset(DatasetLayout(out, old), manifest.planned())
+        else:
+            manifest.check_settings(layout.settings)
+            remove_atomic_temps(out)
+    elif out.exists() and any(out.iterdir()):
+        raise ValueError(
+            f"{out} is not empty and holds no dataset written by grounded-sam label; choose a new or empty "
+            "output folder (--overwrite only replaces datasets written by this tool)"
+        )
+    manifest.write_settings(layout.settings)
+    return manifest
+
+
+def _forget_vanished(
+    layout: DatasetLayout, manifest: Manifest, scan: ScanResult
+) -> dict[str, dict[str, Any]]:
+    """Remove the outputs and records of images no longer in the folder, plan the current ones, and
+    return the records of the current images."""
+    current = {t.rel for t in scan.tasks}
+    records = manifest.read_records()
+    for rel in (set(manifest.planned()) | set(records)) - current:
+        logger.info("%s is no longer in the image folder; removing its labels", rel)
+        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits))
+        manifest.remove_record(rel)
+        records.pop(rel, None)
+    manifest.write_plan(current)
+    return records
+
+
+def finish(
+    layout: DatasetLayout,
+    manifest: Manifest,
+    scan: ScanResult,
+    resumed: int,
+    elapsed: float,
+    processed: int,
+    want_sheet: bool,
+) -> LabelingSummary:
+    """Assemble the dataset files and ``summary.json`` from the records; return the summary."""
+    records = manifest.read_records()
+    files = write_dataset_files(layout, scan.tasks, records)
+    done = [t for t in scan.tasks if records.get(t.rel, {}).get("status") == "done"]
+    done_rels = {t.rel for t in done}
+    failed = tuple(
+        (t.rel, str(records.get(t.rel, {}).get("reason", "not labelled")))
+        for t in scan.tasks
+        if t.rel not in done_rels
+    )
+    per_class = Counter(inst["class"] for t in done for inst in records[t.rel]["instances"])
+    per_split = Counter(t.split for t in done)
+    sheet = None
+    if want_sheet:
+        from grounded_sam.labeling.contact_sheet import dataset_contact_sheet
+
+        sheet = dataset_contact_sheet(layout, scan.tasks, records)
+    summary = LabelingSummary(
+        out_dir=layout.root,
+        format=layout.settings.format,
+        images=len(scan.tasks),
+        labelled=len(done),
+        resumed=resumed,
+        failed=failed,
+        skipped=tuple(scan.skipped),
+        instances_per_class={name: per_class.get(name, 0) for name in layout.settings.ontology.class_names},
+        images_per_split={name: per_split.get(name, 0) for name in layout.settings.split_names},
+        elapsed=elapsed,
+        images_per_second=processed / elapsed if elapsed > 0 else 0.0,
+        contact_sheet=sheet,
+        files=tuple(files),
+    )
+    atomic_write_text(layout.path("summary.json"), json.dumps(summary.to_dict(), indent=1))
+    return summary
+
+
+def run_local(
+    pipeline: GroundedSAM | None,
+    layout: DatasetLayout,
+    tasks: Sequence[ImageTask],
+    *,
+    workers: int,
+    batch_size: int,
+) -> Iterator[ImageOutcome]:
+    """Label `tasks` in batches with one pipeline; image decoding and writing use `workers` threads."""
+    if not tasks or pipeline is None:
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="label-io") as pool:
+        for start in range(0, len(tasks), batch_size):
+            yield from label_batch(pipeline, layout, tasks[start : start + batch_size], pool.map)
+
+
+def label_batch(
+    pipeline: GroundedSAM,
+    layout: DatasetLayout,
+    tasks: Sequence[ImageTask],
+    map_fn: Callable[..., Iterable[Any]] = map,
+) -> list[ImageOutcome]:
+    """Load, predict, write files and record, for one batch; per-image failures are recorded, not raised.
+
+    The same function runs in the local engine and in every Ray worker.
+    """
+    manifest = Manifest(layout.root)
+    loaded = list(map_fn(_load, tasks))
+    ready = [
+        (task, pixels) for task, pixels in zip(tasks, loaded, strict=True) if isinstance(pixels, np.ndarray)
+    ]
+    results = _predict(pipeline, layout.settings, [pixels for _, pixels in ready])
+    predicted = dict(zip((task.rel for task, _ in ready), results, strict=True))
+
+    def write(task_and_load: tuple[ImageTask, Any]) -> ImageOutcome:
+        task, pixels = task_and_load
+        outcome = predicted.get(task.rel, pixels)  # the Result, or the loading / prediction error
+        if isinstance(outcome, str):
+            manifest.write_record(
+                {"rel": task.rel, "split": task.split, "status": "failed", "reason": outcome}
+            )
+            logger.warning("failed to label %s: %s", task.rel, outcome)
+            return ImageOutcome(task.rel, "failed", reason=outcome)
+        try:
+            record = write_image_outputs(layout, task, outcome)
+        except ValueError as e:  # unsafe output path
+            manifest.write_record(
+                {"rel": task.rel, "split": task.split, "status": "failed", "reason": str(e)}
+            )
+            return ImageOutcome(task.rel, "failed", reason=str(e))
+        manifest.write_record(record)
+        return ImageOutcome(task.rel, "done", instances=len(record["instances"]))
+
+    return list(map_fn(write, zip(tasks, loaded, strict=True)))
+
+
+def _load(task: ImageTask) -> np.ndarray | str:
+    try:
+        return load_image(task.source)
+    except (OSError, ValueError) as e:  # FileNotFoundError, ImageLoadError, permission errors
+        return f"cannot read the image: {e}"
+
+
+def _predict(pipeline: GroundedSAM, settings: LabelingSettings, images: list[np.ndarray]) -> list[Any]:
+    """A Result per image, or an error string; a failing batch is retried image by image to isolate it."""
+    if not images:
+        return []
+    prompts = list(settings.ontology.prompts)
+    thresholds = {"box_threshold": settings.box_threshold, "text_threshold": settings.text_threshold}
+    try:
+        return list(pipeline.predict_batch(images, prompts, **thresholds))
+    except Exception as e:  # a per-image boundary: any model error becomes that image's failure reason
+        if len(images) == 1:
+            logger.exception("the pipeline failed on an image")
+            return [f"the pipeline failed: {type(e).__name__}: {e}"]
+    return [outcome for image in images for outcome in _predict(pipeline, settings, [image])]
+
+
+def describe_model(pipeline: GroundedSAM | None, factory: PipelineFactory | None) -> str:
+    """A stable name for the model part of the settings fingerprint (no memory addresses)."""
+    if pipeline is not None:
+        sam = type(getattr(pipeline.predictor, "model", pipeline.predictor)).__name__
+        return f"{type(pipeline.detector).__module__}.{type(pipeline.detector).__qualname__}+{sam}"
+    if factory is not None:
+        func = getattr(factory, "func", factory)  # functools.partial
+        args = [repr(a) for a in getattr(factory, "args", ())]
+        name = getattr(func, "__qualname__", type(func).__name__)
+        return f"{getattr(func, '__module__', '')}.{name}({', '.join(args)})"
+    from grounded_sam.api import DETECTOR_ENV, SAM_ENV
+
+    sam, detector = os.environ.get(SAM_ENV, "demo"), os.environ.get(DETECTOR_ENV, "demo")
+    return f"default_pipeline(sam={sam}, detector={detector})"
+
+
+def _resolve_factory(
+    pipeline: GroundedSAM | None, factory: PipelineFactory | None, engine: Engine
+) -> PipelineFactory:
+    if pipeline is not None and factory is not None:
+        raise ValueError("pass either pipeline= or pipeline_factory=, not both")
+    if factory is not None:
+        return factory
+    if pipeline is not None:
+        return _Given(pipeline)
+    from grounded_sam.api import default_pipeline
+
+    return default_pipeline
+
+
+@dataclass(frozen=True)
+class _Given:
+    """A picklable factory returning a pipeline built by the caller."""
+
+    pipeline: GroundedSAM
+
+    def __call__(self) -> GroundedSAM:
+        return self.pipeline

@@ -1,0 +1,343 @@
+"""What a labelling run is (settings + fingerprint), which images it covers, and what is already done.
+
+State lives in ``<out>/.labeling/``:
+
+* ``settings.json``: the settings and their fingerprint; a later run with other settings is refused.
+* ``plan.json``: the image paths (relative, POSIX) of the current run, so that ``overwrite`` and later
+  runs find the files of images interrupted before their record was written, or since removed.
+* ``records/<relative image path>.json``: one small file per image, written atomically after all of
+  the image's outputs. Its presence with ``"status": "done"`` is what makes a resumed run skip it.
+
+Split assignment hashes the relative image path, so it does not depend on the order, the number of
+other images or the machine: resumed, re-run and distributed runs agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal, get_args
+
+from grounded_sam.atomic import atomic_write_text
+from grounded_sam.io import IMAGE_SUFFIXES
+from grounded_sam.labeling.ontology import Ontology
+
+logger = logging.getLogger(__name__)
+
+DatasetFormat = Literal["coco", "yolo", "masks"]
+DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
+Segmentation = Literal["rle", "polygon"]
+STATE_DIR = ".labeling"
+SETTINGS_VERSION = 1
+_DEFAULT_SPLIT_NAMES = {1: ("train",), 2: ("train", "val"), 3: ("train", "val", "test")}
+# Temporary files of grounded_sam.atomic: ".<stem>.<12 hex>.tmp<suffix>" (left behind by a kill -9).
+_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$")
+
+
+class SettingsMismatchError(ValueError):
+    """The output folder holds a dataset made with other settings."""
+
+
+@dataclass(frozen=True)
+class LabelingSettings:
+    """Everything that decides the content of the dataset; its fingerprint guards resumed runs.
+
+    Attributes:
+        ontology: prompts and their classes.
+        format: ``coco``, ``yolo`` or ``masks``.
+        splits: (name, fraction) pairs, fractions summing to 1.
+        box_threshold, text_threshold: detector thresholds (None: the detector's own).
+        model: a name for the models used (part of the fingerprint only).
+        segmentation: COCO segmentation encoding, ``rle`` or ``polygon``.
+    """
+
+    ontology: Ontology
+    format: DatasetFormat = "coco"
+    splits: tuple[tuple[str, float], ...] = (("train", 1.0),)
+    box_threshold: float | None = None
+    text_threshold: float | None = None
+    model: str = "custom"
+    segmentation: Segmentation = "rle"
+
+    def __post_init__(self) -> None:
+        if self.format not in DATASET_FORMATS:
+            raise ValueError(f"unknown dataset format {self.format!r}; choose one of {DATASET_FORMATS}")
+        if self.segmentation not in get_args(Segmentation):
+            raise ValueError(f"segmentation must be 'rle' or 'polygon'; got {self.segmentation!r}")
+        object.__setattr__(self, "splits", parse_splits(self.splits))
+        for name in ("box_threshold", "text_threshold"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must lie in [0, 1]; got {value}")
+
+    @property
+    def split_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.splits)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready settings (the fingerprint is the sha256 of this, canonically serialised)."""
+        return {
+            "version": SETTINGS_VERSION,
+            "ontology": self.ontology.to_dict(),
+            "format": self.format,
+            "splits": [[name, fraction] for name, fraction in self.splits],
+            "box_threshold": self.box_threshold,
+            "text_threshold": self.text_threshold,
+            "model": self.model,
+            "segmentation": self.segmentation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LabelingSettings:
+        onto = data["ontology"]
+        return cls(
+            ontology=Ontology(tuple(onto["prompts"]), tuple(onto["classes"])),
+            format=data["format"],
+            splits=tuple((str(name), float(fraction)) for name, fraction in data["splits"]),
+            box_threshold=data["box_threshold"],
+            text_threshold=data["text_threshold"],
+            model=data["model"],
+            segmentation=data["segmentation"],
+        )
+
+    @property
+    def fingerprint(self) -> str:
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def parse_splits(spec: str | Sequence[float] | Sequence[tuple[str, float]]) -> tuple[tuple[str, float], ...]:
+    """``"0.8,0.2"`` → (("train", 0.8), ("val", 0.2)); also ``"train=0.7,val=0.2,test=0.1"``, a list of
+    fractions (1 to 3 of them: train, val, test) or (name, fraction) pairs. Fractions must sum to 1."""
+    items: list[Any] = (
+        [p.strip() for p in spec.split(",") if p.strip()] if isinstance(spec, str) else list(spec)
+    )
+    pairs: list[tuple[str, float]] = []
+    try:
+        for item in items:
+            if isinstance(item, str) and "=" in item:
+                name, value = item.split("=", 1)
+                pairs.append((name.strip(), float(value)))
+            elif isinstance(item, (tuple, list)):
+                pairs.append((str(item[0]), float(item[1])))
+            else:
+                pairs.append(("", float(item)))
+    except (TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"cannot read the split {spec!r}: use fractions like '0.8,0.2' ({e})") from e
+    if any(not name for name, _ in pairs):
+        if any(name for name, _ in pairs) or len(pairs) not in _DEFAULT_SPLIT_NAMES:
+            raise ValueError(
+                f"give 1 to 3 unnamed fractions (train, val, test) or name all of them; got {spec!r}"
+            )
+        pairs = list(zip(_DEFAULT_SPLIT_NAMES[len(pairs)], (f for _, f in pairs), strict=True))
+    names = [name for name, _ in pairs]
+    if len(set(names)) != len(names) or any(not re.fullmatch(r"[A-Za-z0-9_-]+", n) for n in names):
+        raise ValueError(f"split names must be distinct words (letters, digits, _ or -); got {names}")
+    if any(f < 0 for _, f in pairs) or abs(sum(f for _, f in pairs) - 1.0) > 1e-6:
+        raise ValueError(f"split fractions must be >= 0 and sum to 1; got {spec!r}")
+    return tuple(pairs)
+
+
+def split_of(rel: str, splits: Sequence[tuple[str, float]]) -> str:
+    """The split of the image at relative path `rel`: a hash of the path, uniform in [0, 1), is placed
+    on the cumulative fractions. Independent of the other images, the order and the process."""
+    digest = hashlib.sha256(rel.encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    cumulative = 0.0
+    for name, fraction in splits:
+        cumulative += fraction
+        if u < cumulative:
+            return name
+    return next(name for name, fraction in reversed(splits) if fraction > 0)
+
+
+def check_relative(rel: str) -> str:
+    """`rel` if it is a safe relative POSIX path (not absolute, no ``..``, no backslash); else ValueError."""
+    path = PurePosixPath(rel)
+    if not rel or path.is_absolute() or "\\" in rel or any(part in ("..", ".") for part in rel.split("/")):
+        raise ValueError(
+            f"refusing the path {rel!r}: output names must be relative and must not contain '..'"
+        )
+    return rel
+
+
+def inside(root: Path, rel: str) -> Path:
+    """``root / rel`` after checking that it stays under `root`, also through symlinked folders."""
+    path = root / check_relative(rel)
+    real_root = root.resolve()
+    if not path.parent.resolve().is_relative_to(real_root):
+        raise ValueError(
+            f"refusing to write {path}: a symbolic link leads it outside the output folder {root}"
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ImageTask:
+    """One image to label: POSIX path relative to the image folder, absolute source path, split, and the
+    1-based COCO image id (its position in the sorted list of all images found)."""
+
+    rel: str
+    source: str
+    split: str
+    image_id: int
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file of the image folder that is not labelled, and why."""
+
+    path: str
+    note: str
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    tasks: list[ImageTask] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+
+def scan_images(
+    images_dir: Path, splits: Sequence[tuple[str, float]], exclude: Path | None = None
+) -> ScanResult:
+    """Walk `images_dir` (nested folders, hidden names ignored, `exclude` left out) into sorted tasks.
+
+    Non-images, symbolic links that leave the folder, linked folders and images whose path differs from
+    an earlier one only by the suffix (their labels would share a name) are reported as skipped.
+    """
+    root = images_dir.resolve()
+    excluded = exclude.resolve() if exclude is not None else None
+    images: list[str] = []
+    skipped: list[SkippedFile] = []
+    for folder, dirnames, filenames in os.walk(root):
+        here = Path(folder)
+        for name in sorted(dirnames):
+            full = here / name
+            if name.startswith(".") or full == excluded:
+                dirnames.remove(name)
+            elif full.is_symlink():
+                skipped.append(SkippedFile(_rel(full, root), "symbolic link to a folder; not followed"))
+        for name in filenames:
+            full = here / name
+            rel = _rel(full, root)
+            if name.startswith("."):
+                continue
+            if full.suffix.lower() not in IMAGE_SUFFIXES:
+                skipped.append(SkippedFile(rel, f"not an image (suffix {full.suffix or 'none'!r})"))
+            elif full.is_symlink() and not full.resolve().is_relative_to(root):
+                skipped.append(
+                    SkippedFile(rel, "symbolic link to a file outside the image folder; not followed")
+                )
+            else:
+                images.append(rel)
+    tasks: list[ImageTask] = []
+    stems: dict[str, str] = {}
+    for image_id, rel in enumerate(sorted(images), start=1):
+        stem = str(PurePosixPath(rel).with_suffix(""))
+        if stem in stems:
+            skipped.append(
+                SkippedFile(rel, f"same name as {stems[stem]} apart from the suffix; labels would clash")
+            )
+            continue
+        stems[stem] = rel
+        tasks.append(ImageTask(check_relative(rel), str(root / rel), split_of(rel, splits), image_id))
+    return ScanResult(tasks, sorted(skipped, key=lambda s: s.path))
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+class Manifest:
+    """The state folder of one output dataset: settings, plan and per-image records."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.root = out_dir
+        self.state = out_dir / STATE_DIR
+        self.records_dir = self.state / "records"
+
+    @property
+    def settings_path(self) -> Path:
+        return self.state / "settings.json"
+
+    def exists(self) -> bool:
+        return self.settings_path.is_file()
+
+    def read_settings(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.settings_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ValueError(
+                f"cannot read {self.settings_path} ({e}); delete the output folder to start over"
+            ) from e
+
+    def write_settings(self, settings: LabelingSettings) -> None:
+        data = {"fingerprint": settings.fingerprint, "settings": settings.to_dict()}
+        atomic_write_text(self.settings_path, json.dumps(data, indent=1, sort_keys=True))
+
+    def check_settings(self, settings: LabelingSettings) -> None:
+        """Raise `SettingsMismatchError`, naming what changed, unless the stored settings equal `settings`."""
+        stored = self.read_settings()
+        if stored.get("fingerprint") == settings.fingerprint:
+            return
+        old, new = stored.get("settings", {}), settings.to_dict()
+        changed = sorted(key for key in set(old) | set(new) if old.get(key) != new.get(key))
+        details = "; ".join(f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in changed)
+        raise SettingsMismatchError(
+            f"{self.root} holds a dataset made with other settings ({details}). Run with the same settings "
+            "to resume, pass --overwrite (overwrite=True) to replace it, or choose another output folder."
+        )
+
+    def planned(self) -> list[str]:
+        path = self.state / "plan.json"
+        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+
+    def write_plan(self, rels: Iterable[str]) -> None:
+        atomic_write_text(self.state / "plan.json", json.dumps(sorted(rels)))
+
+    def record_path(self, rel: str) -> Path:
+        return inside(self.records_dir, f"{check_relative(rel)}.json")
+
+    def write_record(self, record: Mapping[str, Any]) -> None:
+        atomic_write_text(self.record_path(record["rel"]), json.dumps(record, separators=(",", ":")))
+
+    def read_records(self) -> dict[str, dict[str, Any]]:
+        """Every readable record, by relative image path."""
+        records: dict[str, dict[str, Any]] = {}
+        if not self.records_dir.is_dir():
+            return records
+        for folder, _, filenames in os.walk(self.records_dir):
+            for name in filenames:
+                if not name.endswith(".json") or _ATOMIC_TEMP.match(name):
+                    continue
+                path = Path(folder, name)
+                try:
+                    record = json.loads(path.read_text(encoding="utf-8"))
+                    records[record["rel"]] = record
+                except (OSError, ValueError, KeyError, TypeError) as e:
+                    logger.warning(
+                        "ignoring unreadable record %s (%s); its image will be labelled again", path, e
+                    )
+        return records
+
+    def remove_record(self, rel: str) -> None:
+        self.record_path(rel).unlink(missing_ok=True)
+
+
+def remove_atomic_temps(root: Path) -> int:
+    """Delete temporary files of interrupted atomic writes under `root`; return how many."""
+    count = 0
+    for folder, _, filenames in os.walk(root):
+        for name in filenames:
+            if _ATOMIC_TEMP.match(name):
+                Path(folder, name).unlink(missing_ok=True)
+                count += 1
+    if count:
+        logger.info("removed %d temporary files left by an interrupted run in %s", count, root)
+    return count

@@ -1,0 +1,286 @@
+"""Dataset layout and writers: the files of one image (written by any worker) and the dataset-level files
+assembled from the per-image records at the end of a run.
+
+Layout under the output folder (``<split>`` is e.g. ``train``; ``<rel>`` the image's path relative to
+the image folder, nested folders kept; ``<stem>`` that path without its suffix)::
+
+    images/<split>/<rel>                     every format: the image, hard-linked (copied across devices)
+    annotations/instances_<split>.json       coco: one COCO instances file per split
+    labels/<split>/<stem>.txt                yolo: Ultralytics segmentation lines "cls x1 y1 x2 y2 ..."
+    data.yaml                                yolo: splits and class names
+    masks/<split>/<stem>.png                 masks: class map, 0 background, class id + 1 elsewhere
+    masks/<split>/<stem>.instances.png       masks: instance map, 0 background, instance id (1..N)
+    masks/<split>/<stem>.json                masks: instances (id, class, box XYXY, scores, RLE mask)
+    classes.json                             masks: class ids and names
+    summary.json                             every format: counts, failed and skipped files
+    contact_sheet.png                        on request: overlays of a sample of images
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from grounded_sam.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from grounded_sam.export.coco import masks_to_rles, result_to_coco_annotations
+from grounded_sam.export.png import index_png_bytes, label_index_map
+from grounded_sam.export.yolo import result_to_yolo_lines
+from grounded_sam.labeling.manifest import (
+    STATE_DIR,
+    ImageTask,
+    LabelingSettings,
+    inside,
+    remove_atomic_temps,
+    split_of,
+)
+from grounded_sam.result import Result
+
+logger = logging.getLogger(__name__)
+
+_OWNED_FOLDERS = ("images", "labels", "masks", "annotations")
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where every file of a dataset goes; picklable, so workers on other processes can use it."""
+
+    root: Path
+    settings: LabelingSettings
+
+    def image_file(self, rel: str, split: str) -> str:
+        return f"images/{split}/{rel}"
+
+    def stem(self, rel: str, split: str, folder: str) -> str:
+        return f"{folder}/{split}/{PurePosixPath(rel).with_suffix('')}"
+
+    def outputs(self, rel: str, split: str) -> list[str]:
+        """Relative paths of every file written for one image in this format."""
+        files = [self.image_file(rel, split)]
+        if self.settings.format == "yolo":
+            files.append(self.stem(rel, split, "labels") + ".txt")
+        elif self.settings.format == "masks":
+            stem = self.stem(rel, split, "masks")
+            files += [f"{stem}.png", f"{stem}.instances.png", f"{stem}.json"]
+        return files
+
+    def dataset_files(self) -> list[str]:
+        """Relative paths of the dataset-level files (assembled at the end of a run)."""
+        files = {"coco": [f"annotations/instances_{s}.json" for s in self.settings.split_names]}
+        files["yolo"], files["masks"] = ["data.yaml"], ["classes.json"]
+        return [*files[self.settings.format], "summary.json", "contact_sheet.png"]
+
+    def path(self, rel: str) -> Path:
+        """Absolute path of an output, checked to stay inside the output folder."""
+        return inside(self.root, rel)
+
+
+def class_result(result: Result, settings: LabelingSettings) -> tuple[Result, list[str]]:
+    """`result` relabelled from prompts to class names (instances of unknown phrases dropped, logged),
+    and the prompt of each kept instance."""
+    classes = [settings.ontology.class_of(label) for label in result.labels]
+    keep = np.array([name is not None for name in classes], dtype=bool)
+    if not keep.all():
+        unknown = sorted({label for label, name in zip(result.labels, classes, strict=True) if name is None})
+        logger.warning(
+            "dropping %d instances whose phrases %s are not in the ontology", (~keep).sum(), unknown
+        )
+    kept = result[keep]
+    names = [name for name in classes if name is not None]
+    return Result(kept.masks, kept.boxes, names, kept.scores, kept.mask_scores, kept.image_size), kept.labels
+
+
+def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) -> dict[str, Any]:
+    """Write the files of one labelled image (atomically) and return its manifest record.
+
+    `result` holds the pipeline's phrases as labels; they are mapped to classes here.
+    """
+    settings = layout.settings
+    classed, prompts = class_result(result, settings)
+    class_ids = {name: settings.ontology.class_id(name) for name in settings.ontology.class_names}
+    instances = instance_records(classed, prompts, class_ids)
+    _place_image(task.source, layout.path(layout.image_file(task.rel, task.split)))
+    record: dict[str, Any] = {
+        "rel": task.rel,
+        "split": task.split,
+        "status": "done",
+        "height": classed.image_size[0],
+        "width": classed.image_size[1],
+        "instances": instances,
+    }
+    if settings.format == "coco":
+        one_based = {name: cid + 1 for name, cid in class_ids.items()}
+        anns = result_to_coco_annotations(
+            classed, task.image_id, one_based, start_id=0, segmentation=settings.segmentation
+        )
+        record["coco"] = [{k: v for k, v in ann.items() if k not in ("id", "image_id")} for ann in anns]
+    elif settings.format == "yolo":
+        lines = result_to_yolo_lines(classed, class_ids)
+        text = "".join(line + "\n" for line in lines)
+        atomic_write_text(layout.path(layout.stem(task.rel, task.split, "labels") + ".txt"), text)
+    else:
+        _write_masks(layout, task, classed, instances, class_ids)
+    return record
+
+
+def instance_records(
+    result: Result, prompts: Sequence[str], class_ids: Mapping[str, int]
+) -> list[dict[str, Any]]:
+    """JSON-ready instances: prompt, class, class_id (from 0), box XYXY, score, mask_score, area, mask RLE."""
+    return [
+        {
+            "prompt": prompt,
+            "class": inst.label,
+            "class_id": class_ids[inst.label],
+            "box": [float(v) for v in inst.box],
+            "score": inst.score,
+            "mask_score": inst.mask_score,
+            "area": int(area),
+            "mask": rle,
+        }
+        for inst, prompt, area, rle in zip(
+            result, prompts, result.areas, masks_to_rles(result.masks), strict=True
+        )
+    ]
+
+
+def _write_masks(
+    layout: DatasetLayout,
+    task: ImageTask,
+    classed: Result,
+    instances: list[dict[str, Any]],
+    class_ids: Mapping[str, int],
+) -> None:
+    stem = layout.stem(task.rel, task.split, "masks")
+    class_map = label_index_map(classed, {name: cid + 1 for name, cid in class_ids.items()})
+    atomic_write_bytes(layout.path(f"{stem}.png"), index_png_bytes(class_map))
+    atomic_write_bytes(layout.path(f"{stem}.instances.png"), index_png_bytes(classed.instance_map() + 1))
+    meta = {
+        "image": layout.image_file(task.rel, task.split),
+        "height": classed.image_size[0],
+        "width": classed.image_size[1],
+        "instances": [{"id": i, **inst} for i, inst in enumerate(instances, start=1)],
+    }
+    atomic_write_text(layout.path(f"{stem}.json"), json.dumps(meta, separators=(",", ":")))
+
+
+def _place_image(source: str, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        try:
+            os.link(source, tmp)
+        except OSError:  # another device, or a file system without hard links
+            shutil.copyfile(source, tmp)
+
+
+def write_dataset_files(
+    layout: DatasetLayout, tasks: Sequence[ImageTask], records: Mapping[str, Mapping[str, Any]]
+) -> list[Path]:
+    """Assemble the dataset-level files of the format from the records of the `tasks` that are done.
+
+    COCO image ids are the tasks' ids (position in the sorted image list); annotation ids run from 1
+    over the images in that order, across splits, so any run over the same images gives the same ids.
+    """
+    settings = layout.settings
+    for split in settings.split_names:  # Ultralytics wants every listed split folder to exist
+        layout.path(f"images/{split}").mkdir(parents=True, exist_ok=True)
+        if settings.format == "yolo":
+            layout.path(f"labels/{split}").mkdir(parents=True, exist_ok=True)
+    names = settings.ontology.class_names
+    if settings.format == "yolo":
+        return [atomic_write_text(layout.path("data.yaml"), yolo_data_yaml(settings.split_names, names))]
+    if settings.format == "masks":
+        classes = {
+            "background": 0,
+            "classes": [{"id": i, "name": n, "mask_value": i + 1} for i, n in enumerate(names)],
+        }
+        return [atomic_write_text(layout.path("classes.json"), json.dumps(classes, indent=1))]
+    datasets = {split: _coco_skeleton(settings) for split in settings.split_names}
+    next_id = 1
+    for task in tasks:
+        record = records.get(task.rel)
+        if record is None or record.get("status") != "done":
+            continue
+        dataset = datasets[task.split]
+        dataset["images"].append(
+            {"id": task.image_id, "file_name": task.rel, "height": record["height"], "width": record["width"]}
+        )
+        for ann in record["coco"]:
+            dataset["annotations"].append({"id": next_id, "image_id": task.image_id, **ann})
+            next_id += 1
+    return [
+        atomic_write_text(
+            layout.path(f"annotations/instances_{split}.json"), json.dumps(data, separators=(",", ":"))
+        )
+        for split, data in datasets.items()
+    ]
+
+
+def _coco_skeleton(settings: LabelingSettings) -> dict[str, Any]:
+    onto = settings.ontology
+    info = {
+        "description": "labelled by grounded_sam",
+        "ontology": dict(zip(onto.prompts, onto.classes, strict=True)),
+    }
+    categories = [{"id": i + 1, "name": name} for i, name in enumerate(onto.class_names)]
+    return {"info": info, "images": [], "annotations": [], "categories": categories}
+
+
+def yolo_data_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
+    """An Ultralytics data.yaml; without a ``path`` key the dataset root is the file's own folder.
+
+    ``train`` is the split named "train" (else the first), ``val`` the one named "val" (else the
+    second, else train's) and ``test`` the one named "test" if any.
+    """
+    train = "train" if "train" in splits else splits[0]
+    val = "val" if "val" in splits else (splits[1] if len(splits) > 1 else train)
+    lines = ["# YOLO segmentation dataset written by grounded-sam label; the root is this file's folder.\n"]
+    lines += [f"train: images/{train}\n", f"val: images/{val}\n"]
+    if "test" in splits:
+        lines.append("test: images/test\n")
+    lines.append(f"nc: {len(names)}\nnames:\n")
+    # JSON strings are valid YAML double-quoted scalars, so any class name survives the round trip.
+    lines += [f"  {i}: {json.dumps(name)}\n" for i, name in enumerate(names)]
+    return "".join(lines)
+
+
+def remove_image_outputs(layout: DatasetLayout, rel: str, split: str) -> None:
+    """Delete the files written for one image (missing ones are fine)."""
+    for file in layout.outputs(rel, split):
+        _unlink_inside(layout, file)
+
+
+def clear_dataset(layout: DatasetLayout, rels: Sequence[str]) -> None:
+    """Delete what this tool wrote for `layout`: the outputs of `rels`, the dataset files, the state
+    folder, temporary files, then the folders left empty. Anything else in the folder stays."""
+    remove_atomic_temps(layout.root)
+    for rel in rels:
+        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits))
+    for file in layout.dataset_files():
+        _unlink_inside(layout, file)
+    shutil.rmtree(layout.root / STATE_DIR, ignore_errors=True)
+    for name in _OWNED_FOLDERS:
+        _prune_empty(layout.root / name)
+
+
+def _unlink_inside(layout: DatasetLayout, rel: str) -> None:
+    try:
+        layout.path(rel).unlink(missing_ok=True)
+    except ValueError as e:
+        logger.warning("not deleting: %s", e)
+
+
+def _prune_empty(folder: Path) -> None:
+    if not folder.is_dir() or folder.is_symlink():
+        return
+    for child in folder.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            _prune_empty(child)
+    if not any(folder.iterdir()):
+        folder.rmdir()

@@ -1,0 +1,90 @@
+"""grounded-sam label, end to end on a folder of synthetic scenes with a scripted pipeline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from grounded_sam import api
+from grounded_sam.cli import app
+from tests.labeling.helpers import CORRUPT, ONTOLOGY, scripted_pipeline_for, write_folder
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The CPU is shared: one torch thread keeps the tiny model fast."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def images(tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    write_folder(folder, n=4)
+    built = []
+
+    def fake_default_pipeline(*names):
+        built.append(names)
+        return scripted_pipeline_for(str(folder))
+
+    monkeypatch.setattr(api, "default_pipeline", fake_default_pipeline)
+    return folder, built
+
+
+def test_label_to_yolo_with_split_and_contact_sheet(images, tmp_path) -> None:
+    folder, built = images
+    out = tmp_path / "ds"
+    args = ["label", str(folder), "--classes", "red circle, blue square", "-o", str(out), "-f", "yolo"]
+    result = runner.invoke(app, [*args, "--split", "0.5,0.5", "--contact-sheet", "--sam", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert built == [("tiny", None, None)]
+    output = " ".join(result.output.split())
+    assert "red circle" in output and "labelled 4 of 5 images" in output
+    assert f"failed {CORRUPT}" in output
+    assert "skipped 4 file(s)" in output and "skipped 1 file(s), e.g. notes.txt" in output
+    data = yaml.safe_load((out / "data.yaml").read_text())
+    assert data["names"] == {0: "red circle", 1: "blue square"}
+    assert (out / "contact_sheet.png").is_file()
+    again = runner.invoke(app, [*args, "--split", "0.5,0.5", "--sam", "tiny"])
+    assert again.exit_code == 0 and "4 were already done" in " ".join(again.output.split())
+
+
+def test_ontology_file_and_changed_settings(images, tmp_path) -> None:
+    folder, _ = images
+    onto = tmp_path / "onto.yaml"
+    onto.write_text(yaml.safe_dump(ONTOLOGY))
+    out = tmp_path / "ds"
+    base = ["label", str(folder), "--ontology", str(onto), "-o", str(out)]
+    assert runner.invoke(app, base).exit_code == 0
+    coco = json.loads((out / "annotations" / "instances_train.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["disc", "box"]
+    changed = runner.invoke(app, [*base, "--box-threshold", "0.5"])
+    assert changed.exit_code == 2 and "other settings" in changed.output and "--overwrite" in changed.output
+    replaced = runner.invoke(app, [*base, "--box-threshold", "0.5", "--overwrite", "-f", "masks"])
+    assert replaced.exit_code == 0, replaced.output
+    assert (out / "classes.json").is_file() and not (out / "annotations").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ([], "exactly one of --classes and --ontology"),
+        (["--classes", "a", "--ontology", "o.yaml"], "exactly one"),
+        (["--classes", "a", "-f", "voc"], "voc"),
+        (["--classes", "a", "--split", "0.5,0.1"], "sum to 1"),
+        (["--ontology", "missing.yaml"], "does not exist"),
+    ],
+)
+def test_bad_input_is_explained(images, tmp_path, extra, message) -> None:
+    folder, _ = images
+    result = runner.invoke(app, ["label", str(folder), "-o", str(tmp_path / "ds"), *extra])
+    assert result.exit_code == 2
+    assert message in " ".join(result.output.split())
