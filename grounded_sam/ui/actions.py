@@ -87,17 +87,26 @@ def segment_everything(
     image: np.ndarray,
     classes: Sequence[str] | None,
     labeler: Labeler | None,
-    points_per_side: int,
+    *,
+    points_per_side: int = 16,
+    min_iou: float = 0.88,
+    min_stability: float = 0.95,
 ) -> Result:
     """Every mask in ``image`` from a ``points_per_side``² point grid, labelled with ``classes`` when given.
 
-    Raises RuntimeError when the segment-everything module is not available in this install.
+    ``min_iou`` and ``min_stability`` are segment-anything's ``pred_iou_thresh`` and
+    ``stability_score_thresh``. Raises RuntimeError when segment everything is not in this install.
     """
     try:
         from grounded_sam.sam.everything import MaskGenerator
     except ImportError as error:
         raise RuntimeError(f"segment everything is not available in this install ({error})") from error
-    generator = MaskGenerator(models.pipeline.predictor.model, points_per_side=points_per_side)
+    generator = MaskGenerator(
+        models.pipeline.predictor.model,
+        points_per_side=points_per_side,
+        pred_iou_thresh=min_iou,
+        stability_score_thresh=min_stability,
+    )
     with models.lock:
         return generator.generate_result(image, list(classes) if classes else None, labeler=labeler)
 

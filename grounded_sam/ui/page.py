@@ -38,7 +38,8 @@ from grounded_sam.ui.uploads import (
     read_upload,
 )
 
-DISPLAY_WIDTH = 720  # the clickable image is shown at most this wide; clicks are scaled back
+# The clickable image is shown between these widths (small images enlarged); clicks are scaled back.
+DISPLAY_WIDTHS = (480, 720)
 POINT_COLORS = {1: (40, 220, 90), 0: (235, 50, 50)}
 
 try:
@@ -168,7 +169,7 @@ def _text_tab(models: Models, state: AppState, hints: list[str]) -> None:
 def _instances_and_refine(models: Models, state: AppState) -> int:
     """Instance table, show/hide toggles and point controls; returns the instance selected for refining."""
     result = state.result
-    st.dataframe(instance_table(result, state.shown), hide_index=True, key=f"table-{state.generation}")
+    st.table(instance_table(result, state.shown), hide_index=True)
     for i, label in enumerate(result.labels):
         key = f"show-{state.generation}-{i}"
         st.checkbox(
@@ -222,10 +223,12 @@ def _on_click(models: Models, state: AppState, key: str, selected: int) -> None:
 def _clickable_overlay(models: Models, state: AppState, selected: int) -> None:
     picture = _with_points(state.visible().overlay(state.image), state, selected)
     if streamlit_image_coordinates is None:
-        st.image(picture, caption="Overlay (install streamlit-image-coordinates to click points)")
+        st.image(
+            picture, caption="Overlay (install streamlit-image-coordinates to click points)", width="stretch"
+        )
         return
     key = f"click-{state.generation}-{selected}"
-    width = min(picture.width, DISPLAY_WIDTH)
+    width = min(max(picture.width, DISPLAY_WIDTHS[0]), DISPLAY_WIDTHS[1])
     streamlit_image_coordinates(
         picture, width=width, key=key, on_click=functools.partial(_on_click, models, state, key, selected)
     )
@@ -269,7 +272,10 @@ def _downloads(image: np.ndarray, result: Result, name: str, key: str) -> None:
 
 
 def _everything_tab(models: Models, state: AppState) -> None:
-    points = st.slider("Points per side", 4, 32, 16, key="points_per_side")
+    grid, iou, stability = st.columns(3)
+    points = grid.slider("Points per side", 4, 32, 16, key="points_per_side")
+    min_iou = iou.slider("Min predicted IoU", 0.0, 1.0, 0.88, 0.01, key="min_iou")
+    min_stability = stability.slider("Min stability", 0.0, 1.0, 0.95, 0.01, key="min_stability")
     classes_text = st.text_input("Class names for CLIP labels (optional, comma-separated)", key="classes")
     classes = [c.strip() for c in classes_text.split(",") if c.strip()]
     if st.button("Segment everything", key="everything"):
@@ -279,7 +285,13 @@ def _everything_tab(models: Models, state: AppState) -> None:
         with st.spinner("Segmenting everything…"):
             try:
                 state.everything = actions.segment_everything(
-                    models, state.image, classes if labeler else None, labeler, points
+                    models,
+                    state.image,
+                    classes if labeler else None,
+                    labeler,
+                    points_per_side=points,
+                    min_iou=min_iou,
+                    min_stability=min_stability,
                 )
             except (RuntimeError, ValueError) as error:
                 st.error(str(error))
@@ -288,7 +300,7 @@ def _everything_tab(models: Models, state: AppState) -> None:
         return
     st.caption(f"{len(found)} mask(s).")
     if len(found):
-        st.image(found.overlay(state.image, show_labels=bool(classes)))
+        st.image(found.overlay(state.image, show_labels=bool(classes)), width="stretch")
         st.dataframe(instance_table(found), hide_index=True, key="everything-table")
     _downloads(state.image, found, state.image_name, "everything")
 
@@ -319,8 +331,8 @@ def _inpaint_tab(state: AppState) -> None:
             actions.inpaint_shown(state, prompt=prompt, dilate=dilate, pipeline=pipeline, steps=steps)
     if state.inpainted is not None:
         before, after = st.columns(2)
-        before.image(state.image, caption="Before")
-        after.image(state.inpainted, caption="After")
+        before.image(state.image, caption="Before", width="stretch")
+        after.image(state.inpainted, caption="After", width="stretch")
         stem = download_stem(state.image_name)
         st.download_button(
             "Inpainted PNG", png_bytes(state.inpainted), f"{stem}_inpainted.png", "image/png", key="inpainted"

@@ -76,13 +76,13 @@ def test_upload_run_table_toggles_and_downloads(app) -> None:
     state = _state(app)
     assert len(state.result) == len(SCENE.labels)
     assert any(c.value.startswith(f"Found {len(SCENE.labels)} instance(s)") for c in app.caption)
-    table = app.dataframe[0].value
+    table = app.table[0].value
     assert list(table["label"]) == SCENE.labels and table["shown"].all()
     assert [d.label for d in app.get("download_button")] == ["Masks (PNG zip)", "COCO json", "Overlay PNG"]
 
     app.checkbox(key=f"show-{state.generation}-0").uncheck().run()
     assert not _state(app).shown[0] and _state(app).visible().labels == SCENE.labels[1:]
-    assert not app.dataframe[0].value["shown"][0]
+    assert not app.table[0].value["shown"][0]
 
 
 def test_refine_points_reuse_the_embedding(app) -> None:
@@ -122,16 +122,17 @@ def test_upload_errors_are_friendly(app, monkeypatch) -> None:
 def test_everything_tab_uses_the_generator_function(app, monkeypatch) -> None:
     calls = []
 
-    def fake(models, image, classes, labeler, points_per_side) -> Result:
-        calls.append((image.shape, classes, points_per_side))
+    def fake(models, image, classes, labeler, **settings) -> Result:
+        calls.append((image.shape, classes, settings))
         n = len(SCENE.labels)
         return Result(SCENE.masks, SCENE.boxes, ["object"] * n, np.ones(n), np.ones(n), SCENE.image.shape[:2])
 
     monkeypatch.setattr(actions, "segment_everything", fake)
     _upload_scene(app)
     app.slider(key="points_per_side").set_value(8)
+    app.slider(key="min_iou").set_value(0.5)
     app.button(key="everything").click().run()
-    assert calls == [((120, 160, 3), None, 8)]
+    assert calls == [((120, 160, 3), None, {"points_per_side": 8, "min_iou": 0.5, "min_stability": 0.95})]
     assert any(c.value == f"{len(SCENE.labels)} mask(s)." for c in app.caption)
     assert "everything-coco" in [d.key for d in app.get("download_button")]
 
