@@ -16,6 +16,7 @@ from grounded_sam.ui import actions
 from grounded_sam.ui.models import PIPELINE_ENV
 from tests.apps.recorded import encoder_calls
 from tests.pipelines import SCENE
+from tests.ui.results import scene_result
 
 APP = str(Path(__file__).resolve().parents[2] / "apps" / "streamlit_app.py")
 PROMPT = ". ".join(dict.fromkeys(SCENE.labels))
@@ -153,3 +154,24 @@ def test_inpaint_tab_removes_and_explains_a_missing_diffusion_model(app, tmp_pat
     app.radio(key="inpaint_mode").set_value("Replace with a prompt (Stable Diffusion)").run()
     assert any("Replacing is unavailable" in w.value for w in app.warning)
     assert app.button(key="inpaint").disabled
+
+
+def test_replace_with_a_configured_diffusion_model(app, tmp_path, monkeypatch) -> None:
+    pytest.importorskip("diffusers")
+    from tests.inpaint.tiny_diffusion import save_tiny_inpainting_model
+
+    monkeypatch.setenv("GROUNDED_SAM_INPAINT_MODEL", str(save_tiny_inpainting_model(tmp_path)))
+    _upload_scene(app)
+    _state(app).set_result(scene_result())  # ground-truth masks: the replaced region is known
+    app.run()
+    app.radio(key="inpaint_mode").set_value("Replace with a prompt (Stable Diffusion)").run()
+    assert not [w for w in app.warning if "unavailable" in w.value]
+    app.text_input(key="replace_with").set_value("a red bike")
+    app.slider(key="steps").set_value(1)
+    app.slider(key="dilate").set_value(0)
+    app.button(key="inpaint").click().run()
+    assert not app.exception, app.exception
+    out = _state(app).inpainted
+    inside = SCENE.masks.any(axis=0)
+    np.testing.assert_array_equal(out[~inside], SCENE.image[~inside])
+    assert np.abs(out[inside].astype(int) - SCENE.image[inside]).mean() > 5
