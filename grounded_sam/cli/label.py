@@ -86,7 +86,7 @@ def label(
             bar.stop()
             console.print("[yellow]Interrupted.[/yellow] Run the same command again to resume.")
             raise typer.Exit(130) from None
-        except (ValueError, FileNotFoundError, ImportError) as error:
+        except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
             bar.stop()
             console.print(f"[red]{error}")
             raise typer.Exit(2) from None

@@ -84,6 +84,7 @@ class LabelingSummary:
         images_per_split: labelled images in each split.
         elapsed: seconds spent in this run; images_per_second: images labelled by this run per second.
         contact_sheet: path of the contact sheet, when one was requested and written.
+        files: the dataset-level files written (COCO json per split, data.yaml or classes.json).
     """
 
     out_dir: Path
@@ -207,7 +208,7 @@ def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) ->
     manifest = Manifest(out)
     if manifest.exists():
         if overwrite:
-            old = LabelingSettings.from_dict(manifest.read_settings()["settings"])
+            old = manifest.stored_settings()
             logger.info("overwrite: removing the dataset in %s", out)
             clear_dataset(DatasetLayout(out, old), manifest.planned())
         else:

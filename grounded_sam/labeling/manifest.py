@@ -277,6 +277,15 @@ class Manifest:
                 f"cannot read {self.settings_path} ({e}); delete the output folder to start over"
             ) from e
 
+    def stored_settings(self) -> LabelingSettings:
+        try:
+            return LabelingSettings.from_dict(self.read_settings()["settings"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{self.settings_path} was written by another version of this tool ({e}); delete the output "
+                "folder to start over"
+            ) from e
+
     def write_settings(self, settings: LabelingSettings) -> None:
         data = {"fingerprint": settings.fingerprint, "settings": settings.to_dict()}
         atomic_write_text(self.settings_path, json.dumps(data, indent=1, sort_keys=True))
