@@ -80,6 +80,12 @@ class SamPredictor:
         """The (1, C, h, w) embedding of the current image."""
         return self.features
 
+    def set_embedding(self, embedding: ImageEmbedding) -> None:
+        """Reuse an embedding computed earlier (e.g. cached per image by an app): no re-encoding."""
+        if embedding.features.device != self.device:
+            raise ValueError(f"the embedding is on {embedding.features.device}, the model on {self.device}")
+        self._embedding = embedding
+
     def reset_image(self) -> None:
         """Forget the current image and its embedding."""
         self._embedding = None

@@ -162,3 +162,11 @@ def test_set_image_accepts_every_input_type(predictors, image: np.ndarray, tmp_p
         assert not ours.is_image_set
     finally:
         ours.set_image(image)
+
+
+def test_a_saved_embedding_can_be_handed_to_another_predictor(predictors) -> None:
+    ours, _ = predictors
+    other = SamPredictor(ours.model)
+    other.set_embedding(ours.embedding)
+    box = np.array([20.0, 30.0, 200.0, 160.0])
+    np.testing.assert_array_equal(other.predict(box=box)[2], ours.predict(box=box)[2])
