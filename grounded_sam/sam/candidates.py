@@ -1,0 +1,295 @@
+"""Candidate masks from prompts: staged decoding, filters, and the columnar set the generator keeps.
+
+The steps of :class:`~grounded_sam.sam.everything.MaskGenerator` between the image embedding and
+non-maximum suppression, written to skip work without changing any result:
+
+* :func:`decode_gated` runs the mask decoder in two stages and skips the upscaling branch (the costly,
+  per-prompt part) of prompts none of whose masks passes the predicted-IoU filter: the IoU head only
+  reads the output tokens;
+* :func:`decode_candidates` upsamples the IoU survivors a few at a time and, mask by mask, computes the
+  stability score, the threshold, the box and a bit-packed copy; full-resolution logits never pile up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from grounded_sam.sam import mask_ops
+from grounded_sam.sam.mask_ops import CompactMask
+from grounded_sam.sam.predictor import ImageEmbedding
+from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.transforms import scale_boxes, scale_coords
+
+if TYPE_CHECKING:
+    from grounded_sam.sam.everything import EverythingConfig
+
+_CHUNK_BYTES = 32 << 20  # float logits upsampled at once: small enough to be reused by the allocator
+
+
+@dataclass
+class GenerationStats:
+    """How many prompts and masks went through each stage of a ``generate*`` call.
+
+    Attributes:
+        prompts: points (or boxes) decoded.
+        upscaled_prompts: prompts whose mask branch ran (the others had no mask above the IoU filter).
+        candidates: masks predicted (three per point, one per box).
+        above_iou: masks past the predicted-IoU filter (upsampled to full resolution).
+        stable: masks past the stability filter.
+        before_nms: masks past the crop-edge filter, i.e. entering non-maximum suppression.
+        kept: masks after the last suppression (before small-region cleaning).
+    """
+
+    prompts: int = 0
+    upscaled_prompts: int = 0
+    candidates: int = 0
+    above_iou: int = 0
+    stable: int = 0
+    before_nms: int = 0
+    kept: int = 0
+
+    def add(self, other: GenerationStats) -> None:
+        """Add ``other``'s counts to these (``kept`` included)."""
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+@dataclass(frozen=True, eq=False)
+class MaskSet:
+    """Columnar set of N candidate masks and what the generator knows about each.
+
+    Attributes:
+        masks: N compact masks, all in one frame.
+        boxes: (N, 4) int64 XYXY, far edge inclusive, in that frame.
+        iou: (N,) float32 predicted IoU.
+        stability: (N,) float32 stability score.
+        prompts: (N, 2) float64 XY prompt points, or (N, 4) XYXY prompt boxes, in that frame.
+        crop_boxes: (N, 4) int64 XYXY (far edge exclusive) crop each mask was predicted in.
+    """
+
+    masks: tuple[CompactMask, ...]
+    boxes: np.ndarray
+    iou: np.ndarray
+    stability: np.ndarray
+    prompts: np.ndarray
+    crop_boxes: np.ndarray
+
+    @classmethod
+    def empty(cls, prompt_dim: int = 2) -> MaskSet:
+        return cls(
+            (),
+            np.zeros((0, 4), np.int64),
+            np.zeros(0, np.float32),
+            np.zeros(0, np.float32),
+            np.zeros((0, prompt_dim), np.float64),
+            np.zeros((0, 4), np.int64),
+        )
+
+    @classmethod
+    def concat(cls, sets: list[MaskSet], prompt_dim: int = 2) -> MaskSet:
+        """All masks of ``sets``, in order (the frames must agree)."""
+        if not sets:
+            return cls.empty(prompt_dim)
+        return cls(
+            tuple(m for s in sets for m in s.masks),
+            np.concatenate([s.boxes for s in sets]),
+            np.concatenate([s.iou for s in sets]),
+            np.concatenate([s.stability for s in sets]),
+            np.concatenate([s.prompts for s in sets]),
+            np.concatenate([s.crop_boxes for s in sets]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.masks)
+
+    def take(self, index: np.ndarray) -> MaskSet:
+        """The masks at the (K,) int ``index``, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return MaskSet(
+            tuple(self.masks[i] for i in index),
+            self.boxes[index],
+            self.iou[index],
+            self.stability[index],
+            self.prompts[index],
+            self.crop_boxes[index],
+        )
+
+    def uncropped(self, crop_box: tuple[int, int, int, int], size: tuple[int, int]) -> MaskSet:
+        """Move masks, boxes and prompts from the frame of ``crop_box`` into the image of ``size`` (H, W)."""
+        x0, y0 = crop_box[:2]
+        offset = np.array([x0, y0] * (self.prompts.shape[1] // 2), dtype=np.float64)
+        return MaskSet(
+            tuple(m.shifted(x0, y0, size) for m in self.masks),
+            self.boxes + np.array([x0, y0, x0, y0], dtype=np.int64),
+            self.iou,
+            self.stability,
+            self.prompts + offset,
+            self.crop_boxes,
+        )
+
+
+def nms(boxes: np.ndarray, scores: np.ndarray | torch.Tensor, iou_threshold: float) -> np.ndarray:
+    """Indices of the (N, 4) XYXY boxes kept by non-maximum suppression, best score first.
+
+    Runs ``torchvision.ops.batched_nms`` with a single category on float32 boxes, so equal inputs give
+    the same order as segment-anything's generator (ties included).
+    """
+    from torchvision.ops import batched_nms
+
+    if len(boxes) == 0:
+        return np.zeros(0, dtype=np.int64)
+    boxes_t = torch.as_tensor(np.asarray(boxes)).float()
+    keep = batched_nms(boxes_t, torch.as_tensor(scores), torch.zeros(len(boxes_t)), iou_threshold)
+    return keep.numpy()
+
+
+def decode_gated(
+    model: Sam,
+    features: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    iou_thresh: float,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
+
+    Args:
+        features: (1, C, h, w) image embedding, shared by every prompt.
+        points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
+        boxes: (B, 4) XYXY in the resized-input frame; one mask each (used when ``points`` is None).
+        iou_thresh: prompts with no predicted IoU above it are not upscaled (≤ 0: all are).
+
+    Returns:
+        IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
+        logits (R, C, 4h, 4w), C = 3 for points and 1 for boxes.
+    """
+    decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
+    multimask = points is not None
+    sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
+    batch = sparse.shape[0]
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
+    tokens, image_tokens = decoder.transformer(
+        features + dense, prompt_encoder.get_dense_pe(), torch.cat([output_tokens, sparse], dim=1)
+    )
+    first, stop = (1, decoder.num_mask_tokens) if multimask else (0, 1)
+    iou = decoder.iou_prediction_head(tokens[:, 0])[:, first:stop].float().cpu().numpy()
+    rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1)) if iou_thresh > 0 else np.arange(batch)
+    if len(rows) < batch:
+        index = torch.from_numpy(rows).to(tokens.device)
+        tokens, image_tokens = tokens[index], image_tokens[index]
+    upscaled = decoder.output_upscaling(image_tokens.transpose(1, 2).unflatten(2, features.shape[-2:]))
+    mlps = decoder.output_hypernetworks_mlps
+    hyper = torch.stack([mlps[i](tokens[:, 1 + i]) for i in range(first, stop)], dim=1)
+    low_res = (hyper @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
+    return iou, rows, low_res
+
+
+def decode_candidates(
+    model: Sam,
+    embedding: ImageEmbedding,
+    prompts: np.ndarray,
+    crop: tuple[int, int, int, int],
+    image_box: tuple[int, int, int, int],
+    config: EverythingConfig,
+    stats: GenerationStats,
+) -> MaskSet:
+    """Masks of (P, 2) XY point prompts (three each) or (P, 4) XYXY box prompts (one each), given in
+    the pixels of the embedded crop, that pass the IoU, stability and crop-edge filters.
+
+    Prompts are decoded ``config.points_per_batch`` at a time; the result is in the crop's frame, in
+    the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
+    """
+    device, side = embedding.features.device, model.image_size
+    found = []
+    for start in range(0, len(prompts), config.points_per_batch):
+        batch = prompts[start : start + config.points_per_batch]
+        if batch.shape[1] == 2:
+            coords = scale_coords(torch.from_numpy(batch), embedding.original_size, side).to(device)
+            labels = torch.ones(len(batch), 1, dtype=torch.int, device=device)
+            decoded = decode_gated(
+                model, embedding.features, (coords[:, None], labels), None, config.pred_iou_thresh
+            )
+        else:
+            boxes = scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device)
+            decoded = decode_gated(model, embedding.features, None, boxes, config.pred_iou_thresh)
+        found.append(_filter(model, embedding, *decoded, batch, crop, image_box, config, stats))
+    return MaskSet.concat(found, prompts.shape[1])
+
+
+def _filter(
+    model: Sam,
+    embedding: ImageEmbedding,
+    iou: np.ndarray,
+    rows: np.ndarray,
+    low_res: torch.Tensor,
+    prompts: np.ndarray,
+    crop: tuple[int, int, int, int],
+    image_box: tuple[int, int, int, int],
+    config: EverythingConfig,
+    stats: GenerationStats,
+) -> MaskSet:
+    """IoU filter on the (B, C) ``iou``, then per survivor (its logits are in ``low_res`` at its
+    prompt's position in ``rows``): upsample, stability filter, threshold, box, crop-edge filter."""
+    if config.pred_iou_thresh > 0:
+        passed = iou > np.float32(config.pred_iou_thresh)
+    else:
+        passed = np.ones(iou.shape, dtype=bool)
+    prompt_ids, token_ids = np.nonzero(passed)  # prompt-major, as the reference flattens
+    row_of = np.full(len(prompts), -1)
+    row_of[rows] = np.arange(len(rows))
+    size = embedding.original_size
+    chunk = max(1, _CHUNK_BYTES // (4 * (model.image_size**2 + size[0] * size[1])))
+    threshold, stable_min = np.float32(model.mask_threshold), np.float32(config.stability_score_thresh)
+    picked, stabilities, masks, boxes = [], [], [], []
+    for start in range(0, len(prompt_ids), chunk):
+        ids = slice(start, start + chunk)
+        selected = low_res[torch.from_numpy(row_of[prompt_ids[ids]]), torch.from_numpy(token_ids[ids])]
+        logits = mask_ops.upsample_logits(selected[:, None], model.image_size, embedding.input_size, size)
+        for offset, mask_logits in enumerate(logits[:, 0].cpu().numpy()):
+            stability = mask_ops.stability_score(
+                mask_logits, model.mask_threshold, config.stability_score_offset
+            )
+            if config.stability_score_thresh > 0 and not stability >= stable_min:
+                continue
+            binary = mask_logits > threshold
+            box = mask_ops.mask_box(binary)
+            picked.append(start + offset)
+            stabilities.append(stability)
+            masks.append(CompactMask.from_mask(binary, box))
+            boxes.append(box or (0, 0, 0, 0))
+    box_array = np.array(boxes, dtype=np.int64).reshape(-1, 4)
+    inside = np.flatnonzero(~mask_ops.box_near_crop_edge(box_array, crop, image_box))
+    index = np.array(picked, dtype=np.int64)[inside]
+    stats.add(GenerationStats(len(prompts), len(rows), iou.size, len(prompt_ids), len(picked), len(inside)))
+    return MaskSet(
+        tuple(masks[i] for i in inside),
+        box_array[inside],
+        iou[prompt_ids[index], token_ids[index]],
+        np.array(stabilities, dtype=np.float32)[inside],
+        prompts[prompt_ids[index]].astype(np.float64),
+        np.tile(np.asarray(crop, dtype=np.int64), (len(inside), 1)),
+    )
+
+
+def clean_small_regions(found: MaskSet, min_area: int, iou_threshold: float) -> MaskSet:
+    """Fill holes and drop islands smaller than ``min_area`` pixels in every mask, then suppress the
+    duplicates this creates at box IoU ``iou_threshold``, preferring masks that did not change."""
+    if min_area <= 0 or len(found) == 0:
+        return found
+    masks, boxes, untouched = list(found.masks), found.boxes.copy(), []
+    for i, compact in enumerate(found.masks):
+        mask, holes = mask_ops.remove_small_regions(compact.to_mask(), min_area, "holes")
+        mask, islands = mask_ops.remove_small_regions(mask, min_area, "islands")
+        untouched.append(float(not (holes or islands)))
+        if holes or islands:
+            masks[i] = CompactMask.from_mask(mask)
+            boxes[i] = masks[i].box
+    # Suppression compares the boxes of the masks as they now are (an empty mask's is all zeros).
+    current = np.array([m.box for m in masks], dtype=np.int64)
+    keep = nms(current, torch.as_tensor(untouched), iou_threshold)
+    return MaskSet(tuple(masks), boxes, found.iou, found.stability, found.prompts, found.crop_boxes).take(
+        keep
+    )
