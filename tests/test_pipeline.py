@@ -41,9 +41,12 @@ def test_masks_equal_the_predictors_batched_box_decode(pipeline: GroundedSAM) ->
 def test_one_embedding_and_one_detector_call_per_image(pipeline: GroundedSAM) -> None:
     encoder, detector = pipeline.predictor.model.image_encoder, pipeline.detector
     encoder_calls, detector_calls = encoder.calls, detector.calls
-    results = pipeline.predict_batch([SCENE.image, SCENE.image[:, ::-1].copy()], ". ".join(SCENE.labels))
+    images = [SCENE.image[::-1].copy(), SCENE.image[:, ::-1].copy()]
+    results = pipeline.predict_batch(images, ". ".join(SCENE.labels))
     assert len(results) == 2 and all(len(r) == len(SCENE.labels) for r in results)
     assert encoder.calls - encoder_calls == 2 and detector.calls - detector_calls == 2
+    pipeline.predict(images[1], SCENE.labels[0])  # the same image again: its embedding is reused
+    assert encoder.calls - encoder_calls == 2 and detector.calls - detector_calls == 3
 
 
 @pytest.mark.parametrize("prompt", ["", "   ", ".,;", [], ["", " "]])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,11 +31,13 @@ class ImageEmbedding:
         features: (1, C, h, w) image embedding on the model's device.
         original_size: (H, W) of the image as given.
         input_size: (h, w) of the resized image inside the encoder's square input.
+        image_digest: a hash of the RGB pixels it was computed from (``None`` for tensors given directly).
     """
 
     features: torch.Tensor
     original_size: tuple[int, int]
     input_size: tuple[int, int]
+    image_digest: str | None = None
 
 
 class SamPredictor:
@@ -94,16 +98,21 @@ class SamPredictor:
         """Load ``image`` (path, PIL image, HWC uint8 array or CHW tensor) and compute its embedding.
 
         EXIF orientation is applied and any colour mode is converted to RGB (see :func:`load_image`).
-        ``image_format="BGR"`` declares that an array's channels are in OpenCV's order.
+        ``image_format="BGR"`` declares that an array's channels are in OpenCV's order. Setting the same
+        pixels again keeps the current embedding (call :meth:`reset_image` after changing the weights).
         """
         if image_format not in ("RGB", "BGR"):
             raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
         pixels = load_image(image)
         if image_format == "BGR":
             pixels = np.ascontiguousarray(pixels[..., ::-1])
+        digest = _digest(pixels)
+        if self._embedding is not None and self._embedding.image_digest == digest:
+            return
         resized = resize_longest_side(pixels, self.model.image_size)
         tensor = torch.tensor(resized, device=self.device).permute(2, 0, 1)[None]
         self.set_torch_image(tensor, (pixels.shape[0], pixels.shape[1]))
+        self._embedding = dataclasses.replace(self.embedding, image_digest=digest)
 
     def set_torch_image(self, transformed_image: torch.Tensor, original_image_size: tuple[int, int]) -> None:
         """Embed a (1, 3, h, w) image already resized so that max(h, w) equals the encoder's input size."""
@@ -252,6 +261,13 @@ class SamPredictor:
             torch.zeros((0, channels), device=self.device),
             torch.zeros((0, channels, *low), device=self.device),
         )
+
+
+def _digest(pixels: np.ndarray) -> str:
+    """A short hash identifying an (H, W, 3) uint8 image."""
+    digest = hashlib.blake2b(pixels.tobytes(), digest_size=16)
+    digest.update(repr(pixels.shape).encode())
+    return digest.hexdigest()
 
 
 def _prompt_count(*prompts: torch.Tensor | None) -> int:

@@ -170,3 +170,16 @@ def test_a_saved_embedding_can_be_handed_to_another_predictor(predictors) -> Non
     other.set_embedding(ours.embedding)
     box = np.array([20.0, 30.0, 200.0, 160.0])
     np.testing.assert_array_equal(other.predict(box=box)[2], ours.predict(box=box)[2])
+
+
+def test_setting_the_same_pixels_again_keeps_the_embedding(image: np.ndarray) -> None:
+    predictor = SamPredictor(random_sam(seed=3))
+    predictor.set_image(image)
+    first = predictor.features
+    predictor.set_image(image.copy())
+    assert predictor.features is first
+    predictor.set_image(image[::-1].copy())
+    assert predictor.features is not first
+    predictor.reset_image()
+    predictor.set_image(image)
+    torch.testing.assert_close(predictor.features, first)
