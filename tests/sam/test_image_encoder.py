@@ -25,7 +25,7 @@ CONFIGS = {
     "no-rel-pos": dict(
         SMALL, img_size=224, depth=4, window_size=5, use_rel_pos=False, global_attn_indexes=(0, 3)
     ),
-    # grid 24 (patch 8), window 7 needs padding; no absolute position embedding; all windowed.
+    # grid 24 (patch 8), window 7 needs padding; no absolute position embedding, no qkv bias; all windowed.
     "no-abs-pos": dict(
         SMALL,
         img_size=192,
@@ -34,6 +34,7 @@ CONFIGS = {
         num_heads=4,
         window_size=7,
         use_abs_pos=False,
+        qkv_bias=False,
         global_attn_indexes=(),
     ),
     # no window at all: every block global.
