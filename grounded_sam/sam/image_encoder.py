@@ -18,14 +18,16 @@ from torch import nn
 
 from grounded_sam.sam.common import FeedForward, LayerNorm2d
 
-# Upper bound on the elements of one additive attention-bias chunk (8 Mi floats = 32 MiB in fp32): small
-# enough to stay in cache between being written and being read by SDPA, large enough to keep the number
-# of kernel calls low (24 per ViT-B global block, 2 per windowed block).
-_MAX_BIAS_ELEMENTS = 1 << 23
+# Upper bound on the elements of one additive attention-bias chunk (7 Mi floats = 28 MiB in fp32): small
+# enough to stay in cache between being written and being read by SDPA, and below glibc's 32 MiB mmap
+# threshold so the buffer is recycled rather than page-faulted in anew; large enough to keep the number of
+# kernel calls low (30 per ViT-B global block, 2 per windowed block).
+_MAX_BIAS_ELEMENTS = 7 << 20
 # PyTorch's CPU flash-attention kernel uses its largest query block (256) from 768 queries on, which is
-# markedly faster for long key sequences; bands of query rows keep at least 1024 queries (4 whole blocks,
-# which also split evenly over 2 or 4 threads) when the grid has that many.
-_MIN_CHUNK_QUERIES = 1024
+# markedly faster for long key sequences; bands of query rows keep at least that many queries.
+_MIN_CHUNK_QUERIES = 768
+# The MLP runs over bands of about this many tokens, so its 4x wide hidden activation stays small.
+_MLP_CHUNK_TOKENS = 1024
 
 
 def relative_position_table(table: torch.Tensor, size: int) -> torch.Tensor:
@@ -100,15 +102,22 @@ class RelPosAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C); tokens attend within `window_size` windows, or globally if 0."""
         h, w, dim = x.shape[1:]
-        qkv = self.qkv(x)
-        if self.window_size > 0:
-            # The reference pads the normalised tokens with zeros before this projection, so a padding
-            # token's q/k/v is just the bias: projecting only the real tokens and padding with the bias
-            # gives the same windows for ~20 % fewer projection FLOPs at ViT-B/1024.
-            qkv = window_partition(qkv, self.window_size, fill=self.qkv.bias)
-        n, gh, gw, _ = qkv.shape
-        # (N, gh*gw, 3, heads, hd) -> three (N, heads, gh*gw, hd) views; SDPA takes the strides as they are.
-        q, k, v = qkv.view(n, gh * gw, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        projections = []
+        # q, k and v are projected one at a time: each (B, H, W, C) result of ViT-B then stays below glibc's
+        # 32 MiB mmap threshold, so its memory is recycled instead of page-faulted in anew at every block.
+        for part in (slice(0, dim), slice(dim, 2 * dim), slice(2 * dim, 3 * dim)):
+            part_bias = None if bias is None else bias[part]
+            projected = F.linear(x, weight[part], part_bias)
+            if self.window_size > 0:
+                # The reference pads the normalised tokens with zeros before projecting them, so padding
+                # tokens project to the bias: projecting only the real tokens and padding with the bias
+                # gives the same windows for ~16 % fewer FLOPs at ViT-B/1024.
+                projected = window_partition(projected, self.window_size, fill=part_bias)
+            projections.append(projected)
+        n, gh, gw, _ = projections[0].shape
+        # Three (N, heads, gh*gw, hd) views; SDPA takes the strides as they are.
+        q, k, v = (p.view(n, gh * gw, self.num_heads, -1).transpose(1, 2) for p in projections)
         if self.use_rel_pos:
             out = self._attend_with_rel_pos(q, k, v, gh, gw)
         else:
@@ -240,7 +249,11 @@ class EncoderBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         x = x + self.attn(self.norm1(x))
-        return x + self.mlp(self.norm2(x))
+        rows = max(1, _MLP_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
+        if rows >= x.shape[1]:
+            return x + self.mlp(self.norm2(x))
+        # Bands of rows keep the (tokens, 4C) hidden activation cache-sized and under the mmap threshold.
+        return x + torch.cat([self.mlp(self.norm2(band)) for band in x.split(rows, dim=1)], dim=1)
 
 
 class ViTImageEncoder(nn.Module):

@@ -105,11 +105,13 @@ def test_batch_of_two_matches_reference_and_single_images() -> None:
 
 
 @pytest.mark.parametrize("budget", [1, 2_500, 20_000])
-def test_chunked_attention_bias_matches_reference(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A tiny bias budget forces one query row (or a few windows) per chunk; results must not change."""
+def test_chunked_computation_matches_reference(budget: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiny budgets force one query row or head (or a few windows) per bias chunk and MLP bands of a
+    few rows; results must not change."""
     torch.manual_seed(2)
     monkeypatch.setattr(image_encoder, "_MAX_BIAS_ELEMENTS", budget)
     monkeypatch.setattr(image_encoder, "_MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(image_encoder, "_MLP_CHUNK_TOKENS", budget // 200)
     ref, ours = _loaded_pair(CONFIGS["padding"], seed=2)
     _assert_parity(ref, ours, torch.randn(2, 3, 160, 160))
 
