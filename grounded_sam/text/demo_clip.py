@@ -56,7 +56,7 @@ DEMO_CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
 DEMO_CLIP_WEIGHTS = WeightsSpec(
     "demo_clip.safetensors",
     "ours",
-    sha256="0000000000000000000000000000000000000000000000000000000000000000",
+    sha256="fc2e141d4a76d066cc032cec34316df3760ab3339983dfab32b78625a6d5ba58",
     bundled=True,
 )
 

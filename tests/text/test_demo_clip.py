@@ -1,0 +1,158 @@
+"""Tests for the embedded demo CLIP: shipped weights, integrity check, accuracy, the phrase rule."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from grounded_sam import weights
+from grounded_sam.data import SceneConfig, all_class_names, iter_scenes
+from grounded_sam.text.base import Labels
+from grounded_sam.text.clip import ClipLabeler
+from grounded_sam.text.demo_clip import (
+    BACKGROUND_PHRASE,
+    DEMO_CLIP_CONFIG,
+    DEMO_CLIP_MARGIN,
+    DEMO_CLIP_WEIGHTS,
+    build_demo_clip,
+    clip_input_for,
+    demo_clip_labeler,
+    demo_tokenizer,
+    load_demo_clip,
+    match_phrases,
+    phrase_vocabulary,
+    phrase_words,
+)
+from grounded_sam.train.clip_data import region_crops
+from grounded_sam.weights import WeightsIntegrityError, bundled_path, sha256_of
+
+HELD_OUT_SEED = 424_242  # never a training stream
+CLASSES = all_class_names()
+
+
+@pytest.fixture(scope="module")
+def held_out():
+    return list(iter_scenes(HELD_OUT_SEED, 20, SceneConfig()))
+
+
+@pytest.fixture(scope="module")
+def labeler():
+    return demo_clip_labeler(device="cpu")
+
+
+def class_accuracy(labeler: ClipLabeler, scenes) -> float:
+    right = total = 0
+    for scene in scenes:
+        ids = labeler.label(scene.image, scene.masks, CLASSES).class_ids
+        right += sum(CLASSES[i] == label for i, label in zip(ids, scene.labels, strict=True))
+        total += len(scene)
+    return right / total
+
+
+def test_shipped_weights_match_their_sha256_and_config():
+    path = bundled_path(DEMO_CLIP_WEIGHTS.filename)
+    assert DEMO_CLIP_WEIGHTS.bundled and path.is_file()
+    assert sha256_of(path) == DEMO_CLIP_WEIGHTS.sha256
+    assert path.stat().st_size < 10_000_000
+    model = load_demo_clip()
+    assert not model.training
+    assert model.visual.image_size == (48, 48)
+    assert sum(p.numel() for p in model.parameters()) == sum(
+        p.numel() for p in build_demo_clip().parameters()
+    )
+
+
+def test_corrupt_shipped_file_is_refused(tmp_path, monkeypatch):
+    copy = tmp_path / DEMO_CLIP_WEIGHTS.filename
+    shutil.copyfile(bundled_path(DEMO_CLIP_WEIGHTS.filename), copy)
+    data = bytearray(copy.read_bytes())
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(weights, "bundled_path", lambda filename: tmp_path / filename)
+    with pytest.raises(WeightsIntegrityError, match="sha256"):
+        load_demo_clip()
+    # The same bytes passed explicitly are the caller's own file: loaded without a hash check.
+    data[-1] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    assert load_demo_clip(copy) is not None
+
+
+def test_wrong_architecture_is_a_value_error():
+    small = dict(DEMO_CLIP_CONFIG, embed_dim=32)
+    with pytest.raises(ValueError, match="does not hold weights"):
+        load_demo_clip(config=small)
+
+
+def test_shipped_model_names_held_out_crops(labeler, held_out):
+    assert class_accuracy(labeler, held_out) >= 0.8  # chance is 1 / 64
+
+
+def test_random_model_is_near_chance(held_out):
+    torch.manual_seed(0)
+    model = build_demo_clip()
+    random_labeler = ClipLabeler(model, demo_tokenizer(), clip_input_for(DEMO_CLIP_CONFIG), "cpu")
+    assert class_accuracy(random_labeler, held_out) <= 0.15
+
+
+def test_shipped_model_rejects_background_and_keeps_objects(labeler, held_out):
+    scene = next(s for s in held_out if len(s) >= 2)
+    rest = ~scene.masks.any(axis=0)
+    masks = np.concatenate([scene.masks, rest[None]])
+    names = labeler.label(scene.image, masks, [*CLASSES, BACKGROUND_PHRASE]).names
+    assert names[-1] == BACKGROUND_PHRASE
+    assert sum(a == b for a, b in zip(names, scene.labels, strict=False)) >= len(scene) - 1
+
+
+def test_training_crops_are_the_labelers_crops(labeler, held_out):
+    scene = held_out[0]
+    seen: list[torch.Tensor] = []
+    encode = labeler.model.encode_image
+
+    def spy(crops, *args, **kwargs):
+        seen.append(crops.clone())
+        return encode(crops, *args, **kwargs)
+
+    labeler.model.encode_image = spy
+    try:
+        labeler.label(scene.image, scene.masks, ["red circle"])
+    finally:
+        del labeler.model.encode_image
+    assert labeler.margin == DEMO_CLIP_MARGIN
+    expected = region_crops(scene.image, scene.masks, labeler.clip_input, DEMO_CLIP_MARGIN, "mean")
+    assert torch.allclose(torch.cat(seen), expected, atol=1e-6)
+
+
+def test_phrase_vocabulary_puts_phrases_first_without_duplicates():
+    vocabulary = phrase_vocabulary(["red circle", "shiny thing"])
+    assert vocabulary[:2] == ["red circle", "shiny thing"]
+    assert vocabulary[-1] == BACKGROUND_PHRASE
+    assert len(vocabulary) == 64 + 1 + 1 and len(set(vocabulary)) == len(vocabulary)
+    with pytest.raises(TypeError):
+        phrase_vocabulary("red circle")
+
+
+@pytest.mark.parametrize(
+    ("top", "phrase", "hit"),
+    [
+        ("red circle", "red circle", True),
+        ("red circle", "a red shape", True),
+        ("red circle", "circle", True),
+        ("blue circle", "red circle", False),
+        ("blue circle", "red shape", False),
+        (BACKGROUND_PHRASE, "shape", False),
+        ("shiny thing", "shiny thing", True),
+        (BACKGROUND_PHRASE, BACKGROUND_PHRASE, True),
+    ],
+)
+def test_match_phrases_rule(top, phrase, hit):
+    classes = tuple(phrase_vocabulary([phrase]))
+    labels = Labels(np.array([classes.index(top), -1]), np.array([0.9, 0.0], np.float32), classes)
+    assert match_phrases(labels, [phrase]).tolist() == [0 if hit else -1, -1]
+
+
+def test_phrase_words_drop_fillers():
+    assert phrase_words("A red Shape.") == {"red"}
+    assert phrase_words("the star") == {"star"}
