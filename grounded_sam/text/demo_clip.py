@@ -3,7 +3,10 @@
 It names mask crops of coloured shapes ("red circle", "blue star", ...) and understands partial
 phrases ("red shape", "circle") and a "background" phrase for regions that are not one object. The
 weights ship in ``grounded_sam/assets/`` and are sha256-checked when loaded; no download is needed.
-Training: :mod:`grounded_sam.train.clip_trainer` (``python -m grounded_sam.train clip``).
+Training: :mod:`grounded_sam.train.clip_trainer`. The shipped file came from seed 0 with 24 scenes per
+step: ``python -m grounded_sam.train clip --out runs/clip --steps 1100 --checkpoint-every 100``, then the
+same command resumed with ``--steps 1450`` (the cosine schedule re-planned to 1450 steps at step 1100).
+Held-out (200 scenes): class accuracy 0.895, colour 1.0, shape 0.894, background rejection 0.998.
 
 Matching masks to a user phrase (the rule measured in the trainer's evaluation): label every mask
 against ``phrase_vocabulary(phrases)`` (the phrases, the 64 class names and "background"); a mask is
@@ -56,7 +59,7 @@ DEMO_CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
 DEMO_CLIP_WEIGHTS = WeightsSpec(
     "demo_clip.safetensors",
     "ours",
-    sha256="fc2e141d4a76d066cc032cec34316df3760ab3339983dfab32b78625a6d5ba58",
+    sha256="232afb9a8f0def4d112d356d359a2e15666e7c137e2825d48a3c32796572a85c",
     bundled=True,
 )
 
