@@ -2,8 +2,8 @@
 
 State-dict names and shapes match `segment_anything.modeling.ImageEncoderViT`, so official checkpoints load
 once their `image_encoder.` prefix is stripped. The attention runs through `scaled_dot_product_attention`
-with the decomposed relative-position bias passed as an additive mask, built for a few query rows at a time
-so the full (heads, tokens, tokens) bias of a global block never exists at once.
+with the decomposed relative-position bias passed as an additive mask, built for a few windows, or a few
+heads and query rows, at a time so the full (heads, tokens, tokens) bias of a global block never exists.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ _MAX_BIAS_ELEMENTS = 7 << 20
 # PyTorch's CPU flash-attention kernel uses its largest query block (256) from 768 queries on, which is
 # markedly faster for long key sequences; bands of query rows keep at least that many queries.
 _MIN_CHUNK_QUERIES = 768
-# The MLP runs over bands of about this many tokens, so its 4x wide hidden activation stays small.
-_MLP_CHUNK_TOKENS = 1024
+# The MLP runs over bands of about this many tokens, so its 4x wide hidden activation stays below the mmap
+# threshold too (2048 x 3072 floats = 24 MiB at ViT-B) while keeping the kernel calls few.
+_MLP_CHUNK_TOKENS = 2048
 
 
 def relative_position_table(table: torch.Tensor, size: int) -> torch.Tensor:
@@ -221,7 +222,7 @@ def window_unpartition(windows: torch.Tensor, grid_size: tuple[int, int]) -> tor
     """
     window_size, c = windows.shape[1], windows.shape[3]
     h, w = grid_size
-    nh, nw = -(-h // window_size), -(-w // window_size)
+    nh, nw = _ceil_div(h, window_size), _ceil_div(w, window_size)
     b = windows.shape[0] // (nh * nw)
     x = windows.view(b, nh, nw, window_size, window_size, c).transpose(2, 3)
     return x.reshape(b, nh * window_size, nw * window_size, c)[:, :h, :w]
@@ -252,7 +253,7 @@ class EncoderBlock(nn.Module):
         rows = max(1, _MLP_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
         if rows >= x.shape[1]:
             return x + self.mlp(self.norm2(x))
-        # Bands of rows keep the (tokens, 4C) hidden activation cache-sized and under the mmap threshold.
+        # Bands of rows keep the (tokens, 4C) hidden activation under the mmap threshold.
         return x + torch.cat([self.mlp(self.norm2(band)) for band in x.split(rows, dim=1)], dim=1)
 
 
