@@ -146,8 +146,13 @@ _SPECS: dict[str, ModelSpec] = {
                 decoder_mlp_dim=384,
                 iou_head_hidden_dim=96,
             ),
-            weights=WeightsSpec("demo_sam.safetensors", "ours", sha256=None, bundled=True),
-            description="A 1.5M-parameter SAM at 256 px shipped with the package, trained on synthetic shapes",
+            weights=WeightsSpec(
+                "demo_sam.safetensors",
+                "ours",
+                sha256="9f3b5ee8b4eda99f6a5b013b256f0e61c6f6d128993f1a693bf9ae0ee17d07e5",
+                bundled=True,
+            ),
+            description="A 1.5M-parameter SAM at 256 px shipped in the package, trained on synthetic shapes",
         ),
     )
 }

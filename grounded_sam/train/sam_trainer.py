@@ -64,7 +64,7 @@ class TrainConfig:
         scenes: how scenes are drawn; their size is set to the model's input size.
     """
 
-    steps: int = 3500
+    steps: int = 3000
     images_per_step: int = 4
     prompts_per_image: int = 4
     box_fraction: float = 0.6
