@@ -1,0 +1,111 @@
+"""``grounded-sam demo``, ``eval`` and ``train-demo``: the embedded model's job, its proof and its recipe."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from grounded_sam.cli.app import app, configure_logging, console
+from grounded_sam.data import Scene, SceneConfig, make_scene
+from grounded_sam.text.demo_clip import phrase_words
+from grounded_sam.text.prompts import parse_prompt
+
+
+@app.command()
+def demo(
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to find.")] = "red circle",
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+    image: Annotated[Path | None, typer.Option(help="Use this image instead of a generated scene.")] = None,
+    seed: Annotated[int, typer.Option(help="First seed tried for a scene that holds the prompt.")] = 83,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run text → masks on the embedded demo model: writes overlay.png, the masks and result.json."""
+    configure_logging(verbose)
+    from grounded_sam.demo import build_demo_pipeline
+    from grounded_sam.export import save_result
+    from grounded_sam.io import load_image
+
+    if image is None:
+        scene_seed, scene = _scene_showing(prompt, seed, SceneConfig(min_objects=4, max_objects=6))
+        pixels = scene.image
+        console.print(f"scene {scene_seed}: {', '.join(scene.labels)}")
+    else:
+        pixels = load_image(image)
+    start = time.perf_counter()
+    pipeline = build_demo_pipeline(device=device)
+    result = pipeline.predict(pixels, prompt)
+    elapsed = time.perf_counter() - start
+    written = []
+    for format in ("overlay", "png", "json"):
+        written += save_result(result, out, format, stem="result", image=pixels)  # type: ignore[arg-type]
+    table = Table(
+        "label", "score", "mask IoU (predicted)", "area", "box", title=f"{prompt!r}: {len(result)} found"
+    )
+    for item in result:
+        box = ", ".join(f"{v:.0f}" for v in item.box)
+        table.add_row(item.label, f"{item.score:.2f}", f"{item.mask_score:.2f}", str(item.area), box)
+    console.print(table)
+    console.print(f"{elapsed:.2f} s (models loaded and run); wrote {len(written)} files to {out}")
+
+
+def _scene_showing(prompt: str, seed: int, config: SceneConfig) -> tuple[int, Scene]:
+    """The first generated scene from ``seed`` on with an object the prompt names (else scene ``seed``)."""
+    wanted = [phrase_words(phrase) for phrase in parse_prompt(prompt)]
+    for candidate in range(seed, seed + 200):
+        scene = make_scene(candidate, config)
+        if any(words and words <= phrase_words(label) for words in wanted for label in scene.labels):
+            return candidate, scene
+    return seed, make_scene(seed, config)
+
+
+@app.command("eval")
+def evaluate(
+    scenes: Annotated[int, typer.Option(help="Held-out generated scenes (ignored with --coco).")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the held-out scenes (training uses others).")] = 1000,
+    coco: Annotated[Path | None, typer.Option(help="A COCO instances json to evaluate on instead.")] = None,
+    images: Annotated[Path | None, typer.Option(help="The images folder of --coco.")] = None,
+    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector name or folder (default: the demo).")] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Box-prompt mask mIoU, and text-prompt precision / recall / mIoU, on scenes with ground truth."""
+    from grounded_sam.api import default_pipeline
+    from grounded_sam.data import iter_scenes
+    from grounded_sam.evaluation import box_prompt_miou, evaluate_text_prompts, load_coco_scenes
+
+    if coco is not None:
+        if images is None:
+            raise typer.BadParameter("--coco needs --images, the folder its file names are relative to")
+        data = load_coco_scenes(coco, images)
+    else:
+        data = list(iter_scenes(seed, scenes))
+    pipeline = default_pipeline(sam, detector, device)
+    start = time.perf_counter()
+    box_miou = box_prompt_miou(pipeline.predictor, data)
+    text = evaluate_text_prompts(lambda image, phrases: pipeline.predict(image, phrases), data)
+    table = Table("metric", "value", title=f"{len(data)} scenes ({time.perf_counter() - start:.1f} s)")
+    table.add_row("box-prompt mask mIoU", f"{box_miou:.3f}")
+    table.add_row("text-prompt precision", f"{text.precision:.3f}")
+    table.add_row("text-prompt recall", f"{text.recall:.3f}")
+    table.add_row("text-prompt mask mIoU (matched)", f"{text.miou:.3f}")
+    console.print(table)
+
+
+@app.command("train-demo")
+def train_demo(
+    out: Annotated[Path, typer.Option(help="Run folder (checkpoints, logs, weights).")] = Path("runs"),
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
+) -> None:
+    """Train the embedded SAM and CLIP from scratch (the recipe that made the shipped weights)."""
+    from grounded_sam.train.__main__ import main as train_main
+
+    status = train_main(["sam", "--out", str(out / "demo_sam"), *(["--resume"] if resume else [])])
+    status = status or train_main(
+        ["clip", "--out", str(out / "demo_clip"), *([] if resume else ["--no-resume"])]
+    )
+    raise typer.Exit(status)

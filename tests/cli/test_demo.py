@@ -1,0 +1,39 @@
+"""grounded-sam demo and eval on the shipped demo model."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from typer.testing import CliRunner
+
+from grounded_sam.cli import app
+
+runner = CliRunner()
+
+
+def test_demo_finds_the_prompt_and_writes_its_files(tmp_path) -> None:
+    result = runner.invoke(app, ["demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "'red circle': 1 found" in result.output
+    found = json.loads((tmp_path / "result.json").read_text())
+    assert [item["label"] for item in found["instances"]] == ["red circle"]
+    assert Image.open(tmp_path / "result_overlay.png").size == (256, 256)
+
+
+def test_demo_on_a_given_image(tmp_path) -> None:
+    from grounded_sam.data import make_scene
+
+    path = tmp_path / "scene.png"
+    Image.fromarray(make_scene(61).image).save(path)
+    result = runner.invoke(
+        app, ["demo", "--image", str(path), "-p", "blue circle", "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "o" / "result_overlay.png").exists()
+
+
+def test_eval_prints_box_and_text_metrics() -> None:
+    result = runner.invoke(app, ["eval", "--scenes", "4", "--seed", "777"])
+    assert result.exit_code == 0, result.output
+    assert "box-prompt mask mIoU" in result.output and "text-prompt recall" in result.output
