@@ -179,7 +179,7 @@ def _box_alpha(boxes: torch.Tensor, frames: torch.Tensor, size: tuple[int, int])
 
 def image_to_tensor(image: np.ndarray, device: torch.device) -> torch.Tensor:
     """An (H, W, 3) uint8 RGB image as a (1, 3, H, W) float32 tensor in [0, 1] on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
+    return torch.from_numpy(np.array(image)).to(device).permute(2, 0, 1)[None].float() / 255.0
 
 
 def prepare_crops(

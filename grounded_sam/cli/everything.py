@@ -1,0 +1,103 @@
+"""``grounded-sam everything``: every object in each image, optionally named from a class list."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from grounded_sam.cli.app import app, configure_logging, console, expand_images, progress_bar, unique_stems
+from grounded_sam.export import save_result
+from grounded_sam.io import load_image
+
+Mode = Literal["grid", "boxes"]
+
+
+@app.command()
+def everything(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    classes: Annotated[str | None, typer.Option(help='Name masks with CLIP from "car,tree,road".')] = None,
+    mode: Annotated[
+        str, typer.Option(help="grid: point grid (exact SAM AMG); boxes: detector boxes.")
+    ] = "grid",
+    format: Annotated[str, typer.Option("--format", "-f", help="coco, png, overlay or json.")] = "overlay",
+    points_per_side: Annotated[int | None, typer.Option(help="Grid density (default: the model's).")] = None,
+    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
+    device: Annotated[str | None, typer.Option()] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Segment everything in each image and write the masks to OUT."""
+    configure_logging(verbose)
+    if mode not in ("grid", "boxes"):
+        raise typer.BadParameter(f"{mode!r} is not grid or boxes", param_hint="--mode")
+    if format not in ("coco", "png", "overlay", "json"):
+        raise typer.BadParameter(f"{format!r} is not coco, png, overlay or json", param_hint="--format")
+    paths = list(expand_images(images))
+    if not paths:
+        console.print("[red]No images found in the given paths.")
+        raise typer.Exit(2)
+    class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
+    generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
+    failures: list[tuple[Path, str]] = []
+    table = Table("image", "masks", "labels")
+    with progress_bar() as bar:
+        task = bar.add_task("everything", total=len(paths), rate="")
+        start = time.perf_counter()
+        for done, (path, stem) in enumerate(zip(paths, unique_stems(paths), strict=True), start=1):
+            try:
+                pixels = load_image(path)
+                detector = pipeline.detector if mode == "boxes" else None
+                phrases = tuple(class_list or ["object"])
+                result = generator.generate_result(pixels, class_list, detector=detector, phrases=phrases)
+                save_result(result, out, format, stem=stem, image=pixels)  # type: ignore[arg-type]
+                names = sorted(set(result.labels))
+                table.add_row(
+                    str(path), str(len(result)), ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+                )
+            except (OSError, ValueError) as error:
+                failures.append((path, str(error)))
+            bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
+    console.print(table)
+    for path, reason in failures:
+        console.print(f"[red]failed[/red] {path}: {reason}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):
+    """The mask generator (with a labeler when classes are asked for) and the text pipeline for boxes."""
+    from grounded_sam.api import SAM_ENV, default_pipeline
+    from grounded_sam.sam.everything import MaskGenerator
+
+    demo = (sam or os.environ.get(SAM_ENV) or "demo") == "demo"
+    pipeline = default_pipeline(sam, None, device)
+    if demo:
+        from grounded_sam.demo import DEMO_EVERYTHING
+
+        config = DEMO_EVERYTHING
+    else:
+        from grounded_sam.sam.everything import EverythingConfig
+
+        config = EverythingConfig()
+    if points_per_side is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, points_per_side=points_per_side)
+    labeler = None
+    if labelled:
+        if demo:
+            from grounded_sam.text.demo_clip import demo_clip_labeler
+
+            labeler = demo_clip_labeler(device=device)
+        else:
+            from grounded_sam.text.registry import build_labeler
+
+            labeler = build_labeler(device=device)
+    generator = MaskGenerator(pipeline.predictor.model, config=config, labeler=labeler)
+    generator.predictor = pipeline.predictor
+    return generator, pipeline

@@ -1,0 +1,46 @@
+"""grounded-sam everything on the shipped demo model."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from pycocotools.coco import COCO
+from typer.testing import CliRunner
+
+from grounded_sam.cli import app
+from grounded_sam.data import make_scene
+
+runner = CliRunner()
+
+
+def test_everything_with_class_names_writes_coco(tmp_path) -> None:
+    scene = make_scene(83)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    classes = ",".join(sorted(set(scene.labels)))
+    args = [
+        "everything",
+        str(tmp_path / "scene.png"),
+        "-o",
+        str(tmp_path / "out"),
+        "--classes",
+        classes,
+        "-f",
+        "coco",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    coco = COCO(str(tmp_path / "out" / "scene.coco.json"))
+    names = {c["name"] for c in coco.loadCats(coco.getCatIds())}
+    assert len(coco.getAnnIds()) >= 2 and names & set(scene.labels)
+
+
+def test_everything_box_mode_and_bad_options(tmp_path) -> None:
+    Image.fromarray(make_scene(61).image).save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    args = ["everything", str(tmp_path / "scene.png"), "-o", str(out), "--mode", "boxes", "-f", "json"]
+    args += ["--classes", "red circle,blue circle"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "scene.json").read_text())["image_size"] == [256, 256]
+    assert runner.invoke(app, ["everything", str(tmp_path), "--mode", "stars"]).exit_code != 0
