@@ -11,3 +11,13 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture
+def offline_home(tmp_path, monkeypatch):
+    """An empty $GROUNDED_SAM_HOME with the Hugging Face Hub offline and its cache empty."""
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    (tmp_path / "home").mkdir()
+    return tmp_path / "home"

@@ -16,15 +16,6 @@ from grounded_sam.weights import (
 )
 
 
-@pytest.fixture
-def offline_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    (tmp_path / "home").mkdir()
-    return tmp_path / "home"
-
-
 def test_home_defaults_to_the_user_cache(monkeypatch) -> None:
     monkeypatch.delenv("GROUNDED_SAM_HOME", raising=False)
     assert weights_home().parts[-2:] == (".cache", "grounded_sam")

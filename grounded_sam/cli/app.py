@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 from grounded_sam.io import iter_image_files
+from grounded_sam.result import Result
 
 app = typer.Typer(
     name="grounded-sam",
@@ -58,6 +62,54 @@ def unique_stems(paths: list[Path]) -> list[str]:
         seen[path.stem] = count + 1
         stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
     return stems
+
+
+def images_or_exit(paths: Iterable[Path]) -> list[Path]:
+    """The images below ``paths``; exits with status 2 and a message when there are none."""
+    found = list(expand_images(paths))
+    if not found:
+        console.print("[red]No images found in the given paths.")
+        raise typer.Exit(2)
+    return found
+
+
+def run_per_image(
+    paths: list[Path],
+    description: str,
+    segment: Callable[[np.ndarray], Result],
+    out: Path,
+    format: str,
+) -> None:
+    """Segment each image, save its result in ``format`` under ``out``, and show a summary table.
+
+    Unreadable images and per-image errors are reported at the end (exit status 1); the others are
+    still processed, and every file is written atomically, so a failure leaves no partial output.
+    """
+    from grounded_sam.export import save_result
+    from grounded_sam.io import load_image
+
+    table = Table("image", "instances", "labels")
+    failures: list[tuple[Path, str]] = []
+    with progress_bar() as bar:
+        task = bar.add_task(description, total=len(paths), rate="")
+        start = time.perf_counter()
+        for done, (path, stem) in enumerate(zip(paths, unique_stems(paths), strict=True), start=1):
+            try:
+                pixels = load_image(path)
+                result = segment(pixels)
+                save_result(result, out, format, stem=stem, image=pixels)  # type: ignore[arg-type]
+                names = sorted(set(result.labels))
+                table.add_row(
+                    str(path), str(len(result)), ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+                )
+            except (OSError, ValueError) as error:
+                failures.append((path, str(error)))
+            bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
+    console.print(table)
+    for path, reason in failures:
+        console.print(f"[red]failed[/red] {path}: {reason}")
+    if failures:
+        raise typer.Exit(1)
 
 
 def configure_logging(verbose: bool) -> None:

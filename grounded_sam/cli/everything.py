@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console, expand_images, progress_bar, unique_stems
-from grounded_sam.export import save_result
-from grounded_sam.io import load_image
+from grounded_sam.cli.app import app, configure_logging, images_or_exit, run_per_image
 
 Mode = Literal["grid", "boxes"]
 
@@ -37,36 +33,18 @@ def everything(
         raise typer.BadParameter(f"{mode!r} is not grid or boxes", param_hint="--mode")
     if format not in ("coco", "png", "overlay", "json"):
         raise typer.BadParameter(f"{format!r} is not coco, png, overlay or json", param_hint="--format")
-    paths = list(expand_images(images))
-    if not paths:
-        console.print("[red]No images found in the given paths.")
-        raise typer.Exit(2)
+    paths = images_or_exit(images)
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
     generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
-    failures: list[tuple[Path, str]] = []
-    table = Table("image", "masks", "labels")
-    with progress_bar() as bar:
-        task = bar.add_task("everything", total=len(paths), rate="")
-        start = time.perf_counter()
-        for done, (path, stem) in enumerate(zip(paths, unique_stems(paths), strict=True), start=1):
-            try:
-                pixels = load_image(path)
-                detector = pipeline.detector if mode == "boxes" else None
-                phrases = tuple(class_list or ["object"])
-                result = generator.generate_result(pixels, class_list, detector=detector, phrases=phrases)
-                save_result(result, out, format, stem=stem, image=pixels)  # type: ignore[arg-type]
-                names = sorted(set(result.labels))
-                table.add_row(
-                    str(path), str(len(result)), ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                )
-            except (OSError, ValueError) as error:
-                failures.append((path, str(error)))
-            bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
-    console.print(table)
-    for path, reason in failures:
-        console.print(f"[red]failed[/red] {path}: {reason}")
-    if failures:
-        raise typer.Exit(1)
+    detector = pipeline.detector if mode == "boxes" else None
+    phrases = tuple(class_list or ["object"])
+    run_per_image(
+        paths,
+        "everything",
+        lambda pixels: generator.generate_result(pixels, class_list, detector=detector, phrases=phrases),
+        out,
+        format,
+    )
 
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console, expand_images, progress_bar, unique_stems
-from grounded_sam.export import EXPORT_FORMATS, save_result
-from grounded_sam.io import load_image
+from grounded_sam.cli.app import app, configure_logging, console, images_or_exit, run_per_image
+from grounded_sam.export import EXPORT_FORMATS
 
 FORMAT_HELP = f"Output format: {', '.join(EXPORT_FORMATS)}."
 
@@ -37,31 +34,17 @@ def predict(
         raise typer.BadParameter(
             f"{format!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format"
         )
-    paths = list(expand_images(images))
-    if not paths:
-        console.print("[red]No images found in the given paths.")
-        raise typer.Exit(2)
+    paths = images_or_exit(images)
     from grounded_sam.api import default_pipeline
 
     pipeline = default_pipeline(sam, detector, device)
-    table = Table("image", "instances", "labels", title=f"{prompt!r}")
-    failures: list[tuple[Path, str]] = []
-    with progress_bar() as bar:
-        task = bar.add_task("predict", total=len(paths), rate="")
-        start = time.perf_counter()
-        for done, (path, stem) in enumerate(zip(paths, unique_stems(paths), strict=True), start=1):
-            try:
-                pixels = load_image(path)
-                result = pipeline.predict(
-                    pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
-                )
-                save_result(result, out, format, stem=stem, image=pixels)  # type: ignore[arg-type]
-                table.add_row(str(path), str(len(result)), ", ".join(sorted(set(result.labels))))
-            except (OSError, ValueError) as error:
-                failures.append((path, str(error)))
-            bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
-    console.print(table)
-    for path, reason in failures:
-        console.print(f"[red]failed[/red] {path}: {reason}")
-    if failures:
-        raise typer.Exit(1)
+    console.print(f"prompt: {prompt!r}")
+    run_per_image(
+        paths,
+        "predict",
+        lambda pixels: pipeline.predict(
+            pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
+        ),
+        out,
+        format,
+    )

@@ -12,15 +12,6 @@ from grounded_sam.weights import WeightsNotFoundError
 from tests.text.gdino_builders import save_tiny_grounding_dino
 
 
-@pytest.fixture
-def offline_home(tmp_path, monkeypatch):
-    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    (tmp_path / "home").mkdir()
-    return tmp_path / "home"
-
-
 @pytest.fixture(scope="module")
 def tiny_folder(tmp_path_factory):
     return save_tiny_grounding_dino(tmp_path_factory.mktemp("tiny-gdino"))
