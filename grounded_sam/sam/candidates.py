@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from torchvision.ops import batched_nms
 
 from grounded_sam.sam import mask_ops
 from grounded_sam.sam.mask_ops import CompactMask
@@ -138,8 +139,6 @@ def nms(boxes: np.ndarray, scores: np.ndarray | torch.Tensor, iou_threshold: flo
     Runs ``torchvision.ops.batched_nms`` with a single category on float32 boxes, so equal inputs give
     the same order as segment-anything's generator (ties included).
     """
-    from torchvision.ops import batched_nms
-
     if len(boxes) == 0:
         return np.zeros(0, dtype=np.int64)
     boxes_t = torch.as_tensor(np.asarray(boxes)).float()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -81,6 +81,7 @@ class EverythingConfig:
     min_mask_region_area: int = 0
     output_mode: OutputMode = "binary_mask"
     max_box_prompts: int = 320
+    _grids: tuple[np.ndarray, ...] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.points_per_side is None) == (self.point_grids is None):
@@ -122,7 +123,7 @@ class EverythingConfig:
 
     def layer_grids(self) -> tuple[np.ndarray, ...]:
         """(P, 2) float64 XY point grid in the unit square of each crop layer."""
-        return self._grids  # type: ignore[attr-defined]
+        return self._grids
 
 
 class MaskGenerator:
@@ -366,8 +367,8 @@ def _check_int(value: Any, name: str, minimum: int) -> None:
         raise ValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
 
 
-def _differs(field: Any, value: Any) -> bool:
+def _differs(setting: Any, value: Any) -> bool:
     """Whether an individual setting passed beside ``config=`` differs from its default."""
-    if field.name == "point_grids":
+    if setting.name == "point_grids":
         return value is not None
-    return value != field.default
+    return value != setting.default

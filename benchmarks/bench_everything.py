@@ -1,0 +1,141 @@
+"""Segment-everything speed: our MaskGenerator vs segment_anything's SamAutomaticMaskGenerator.
+
+Both run on the same random SAM weights (ours built with ``build_sam(..., pretrained=False)`` and
+randomised, the reference loaded with the same state dict) on one smooth random image, once each per
+setting (the reference takes minutes on a CPU). Settings:
+
+* ``default``: the reference's defaults (pred_iou_thresh 0.88, stability 0.95). Random weights may let
+  almost no mask through; the counts printed say how many reached each stage.
+* ``loose``: no IoU or stability filter, so every one of the 3 × 32² masks is upsampled and scored and
+  thousands reach suppression: the post-processing-heavy case.
+* ``boxes``: our object-aware mode (``--boxes`` box prompts, one mask each, no filters), timed
+  against the reference's grid runs.
+
+Prints per setting: times, our/reference ratio, mask counts and whether the outputs are identical.
+
+    python benchmarks/bench_everything.py [--model sam_vit_b] [--size 1024] [--boxes 100]
+        [--settings default loose boxes] [--skip-reference]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+SETTINGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "loose": {"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0},
+}
+REFERENCE_NAMES = {"sam_vit_b": "vit_b", "sam_vit_l": "vit_l", "sam_vit_h": "vit_h"}
+
+
+def build_models(model: str, seed: int) -> tuple[Any, Any]:
+    """Our SAM with seeded random weights, and the reference network holding the same weights."""
+    from segment_anything import sam_model_registry
+
+    from grounded_sam.sam import build_sam
+
+    ours = build_sam(model, pretrained=False, device="cpu").eval()
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for tensor in ours.state_dict().values():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.02)
+    reference = sam_model_registry[REFERENCE_NAMES[model]]().eval()
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    return ours, reference
+
+
+def make_image(size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cells = size // 16
+    return np.kron(rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))
+
+
+def make_boxes(count: int, size: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x0, y0 = rng.uniform(0, size * 0.7, count), rng.uniform(0, size * 0.7, count)
+    w, h = rng.uniform(32, size * 0.3, count), rng.uniform(32, size * 0.3, count)
+    return np.stack([x0, y0, x0 + w, y0 + h], axis=1)
+
+
+def timed(function: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = function()
+    return out, time.perf_counter() - start
+
+
+def identical(ours: list[dict[str, Any]], reference: list[dict[str, Any]]) -> str:
+    if len(ours) != len(reference):
+        return f"NO ({len(ours)} vs {len(reference)} masks)"
+    flipped = sum(
+        int((a["segmentation"] != b["segmentation"]).sum()) for a, b in zip(ours, reference, strict=True)
+    )
+    iou = max(
+        (abs(a["predicted_iou"] - b["predicted_iou"]) for a, b in zip(ours, reference, strict=True)),
+        default=0,
+    )
+    return f"same count; {flipped} differing mask pixels; max |IoU diff| {iou:.1e}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", default="sam_vit_b", choices=sorted(REFERENCE_NAMES))
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--boxes", type=int, default=100)
+    parser.add_argument("--settings", nargs="+", default=["default", "loose", "boxes"])
+    parser.add_argument("--skip-reference", action="store_true")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from grounded_sam.sam.everything import MaskGenerator
+
+    ours_model, reference_model = build_models(args.model, args.seed)
+    image = make_image(args.size, args.seed)
+    print(f"{args.model}, random weights, {args.size}x{args.size} image, {torch.get_num_threads()} threads")
+    reference_times: dict[str, float] = {}
+    for name in args.settings:
+        if name == "boxes":
+            continue
+        params = SETTINGS[name]
+        generator = MaskGenerator(ours_model, **params)
+        ours, ours_time = timed(lambda g=generator: g.generate(image))
+        stats = generator.stats
+        print(
+            f"\n[{name}] {params or 'reference defaults'}\n"
+            f"  masks: {stats.candidates} predicted, {stats.above_iou} upsampled (past the IoU filter), "
+            f"{stats.stable} stable, {stats.before_nms} into NMS, {len(ours)} kept\n"
+            f"  ours      {ours_time:8.1f} s"
+        )
+        if args.skip_reference:
+            continue
+        reference_generator = SamAutomaticMaskGenerator(reference_model, **params)
+        reference, reference_time = timed(lambda g=reference_generator: g.generate(image))
+        reference_times[name] = reference_time
+        print(
+            f"  reference {reference_time:8.1f} s   ratio ours/reference {ours_time / reference_time:.3f}"
+            f"  ({reference_time / ours_time:.1f}x faster)\n  outputs: {identical(ours, reference)}"
+        )
+    if "boxes" in args.settings:
+        # No filters: every box's mask is upsampled and scored (the most work this mode can do).
+        generator = MaskGenerator(ours_model, **SETTINGS["loose"])
+        boxes = make_boxes(args.boxes, args.size, args.seed)
+        found, box_time = timed(lambda: generator.generate_from_boxes(image, boxes))
+        print(f"\n[boxes] object-aware mode, {len(boxes)} box prompts, {SETTINGS['loose']}")
+        print(f"  masks: {generator.stats.above_iou} upsampled, {len(found)} kept")
+        print(f"  ours      {box_time:8.1f} s")
+        for name, reference_time in reference_times.items():
+            ratio = box_time / reference_time
+            print(f"  vs the reference's {name} grid run: ratio {ratio:.3f} ({1 / ratio:.1f}x faster)")
+
+
+if __name__ == "__main__":
+    main()
