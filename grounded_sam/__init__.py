@@ -18,6 +18,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 _LAZY = {
     "GroundedSAM": "grounded_sam.pipeline",
     "LangSAM": "grounded_sam.compat",
+    "MaskGenerator": "grounded_sam.sam.everything",
     "Result": "grounded_sam.result",
     "SamPredictor": "grounded_sam.sam.predictor",
     "build_sam": "grounded_sam.sam.build",
@@ -29,6 +30,7 @@ _LAZY = {
 __all__ = [
     "GroundedSAM",
     "LangSAM",
+    "MaskGenerator",
     "Result",
     "SamPredictor",
     "__version__",
@@ -45,6 +47,7 @@ if TYPE_CHECKING:
     from grounded_sam.pipeline import GroundedSAM
     from grounded_sam.result import Result
     from grounded_sam.sam.build import build_sam
+    from grounded_sam.sam.everything import MaskGenerator
     from grounded_sam.sam.predictor import SamPredictor
     from grounded_sam.sam.registry import list_models
 
