@@ -13,12 +13,12 @@ Example::
 
 from grounded_sam.data.backgrounds import BACKGROUND_KINDS, render_background
 from grounded_sam.data.folder import decode_masks, encode_masks, load_scene, write_scene, write_scene_folder
+from grounded_sam.data.pil_scenes import make_pil_scene
 from grounded_sam.data.scenes import (
     Scene,
     SceneConfig,
     all_class_names,
     iter_scenes,
-    make_pil_scene,
     make_scene,
     masks_to_boxes,
     scene_seed,

@@ -11,7 +11,8 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from grounded_sam.data.folder import decode_masks, encode_masks, load_scene, write_scene, write_scene_folder
-from grounded_sam.data.scenes import SceneConfig, make_pil_scene, make_scene, scene_seed
+from grounded_sam.data.pil_scenes import make_pil_scene
+from grounded_sam.data.scenes import SceneConfig, make_scene, scene_seed
 
 CONFIG = SceneConfig(size=(64, 80))
 

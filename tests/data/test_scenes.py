@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from grounded_sam.data.backgrounds import BACKGROUND_KINDS
+from grounded_sam.data.pil_scenes import make_pil_scene
 from grounded_sam.data.scenes import (
     Scene,
     SceneConfig,
     all_class_names,
     iter_scenes,
-    make_pil_scene,
     make_scene,
     masks_to_boxes,
     scene_seed,
