@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -97,6 +98,21 @@ def _hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether the Hub's host answers at all: without a network, downloads would retry for a long time."""
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    endpoint = urlparse(constants.ENDPOINT)
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        with socket.create_connection((endpoint.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _from_hugging_face(spec: WeightsSpec) -> Path | None:
     """The file from the Hugging Face cache, or downloaded when online; ``None`` when unavailable."""
     if spec.hf_repo_id is None:
@@ -106,7 +122,7 @@ def _from_hugging_face(spec: WeightsSpec) -> Path | None:
         from huggingface_hub.errors import HFValidationError
     except ImportError:  # pragma: no cover - huggingface_hub is a core dependency
         return None
-    attempts = (True,) if _hub_offline() else (True, False)
+    attempts = (True,) if _hub_offline() or not _hub_reachable() else (True, False)
     for local_only in attempts:
         try:
             if spec.hf_filename is None:

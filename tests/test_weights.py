@@ -78,3 +78,18 @@ def test_bundled_weights_come_before_home(offline_home, monkeypatch, tmp_path) -
     (assets / "demo.safetensors").write_bytes(b"tampered")
     with pytest.raises(WeightsIntegrityError):
         resolve_weights("demo", spec)
+
+
+def test_no_network_fails_fast_instead_of_retrying(tmp_path, monkeypatch) -> None:
+    import time
+
+    import grounded_sam.weights as weights
+
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(weights, "_hub_reachable", lambda timeout=2.0: False)
+    start = time.perf_counter()
+    with pytest.raises(WeightsNotFoundError, match="could not be reached"):
+        resolve_weights("m", WeightsSpec("w.pth", "official", hf_repo_id="org/repo", hf_filename="w.pth"))
+    assert time.perf_counter() - start < 5
