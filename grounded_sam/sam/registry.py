@@ -76,53 +76,46 @@ class ModelSpec:
 
 _OFFICIAL_REPO = "ybelkada/segment-anything"
 
+
+def _official_vit(
+    size: str, encoder: ViTConfig, filename: str, sha256: str, hf_name: str, params: str
+) -> ModelSpec:
+    """A released SAM ViT: the official ``.pth`` (with its published sha256) and the HF ``SamModel`` copy."""
+    return ModelSpec(
+        name=f"sam_vit_{size}",
+        config=SamConfig(encoder=encoder),
+        weights=WeightsSpec(filename, "official", _OFFICIAL_REPO, f"checkpoints/{filename}", sha256),
+        hf_weights=WeightsSpec(f"{hf_name}.safetensors", "hf", f"facebook/{hf_name}", "model.safetensors"),
+        description=f"SAM ViT-{size.upper()} ({params} encoder parameters), the official release",
+    )
+
+
 _SPECS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec(
-            name="sam_vit_b",
-            config=SamConfig(encoder=ViTConfig(768, 12, 12, (2, 5, 8, 11))),
-            weights=WeightsSpec(
-                filename="sam_vit_b_01ec64.pth",
-                source_format="official",
-                hf_repo_id=_OFFICIAL_REPO,
-                hf_filename="checkpoints/sam_vit_b_01ec64.pth",
-                sha256="ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
-            ),
-            hf_weights=WeightsSpec(
-                "sam-vit-base.safetensors", "hf", "facebook/sam-vit-base", "model.safetensors"
-            ),
-            description="SAM ViT-B (91M encoder parameters), the official release",
+        _official_vit(
+            "b",
+            ViTConfig(768, 12, 12, (2, 5, 8, 11)),
+            "sam_vit_b_01ec64.pth",
+            "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912",
+            "sam-vit-base",
+            "91M",
         ),
-        ModelSpec(
-            name="sam_vit_l",
-            config=SamConfig(encoder=ViTConfig(1024, 24, 16, (5, 11, 17, 23))),
-            weights=WeightsSpec(
-                filename="sam_vit_l_0b3195.pth",
-                source_format="official",
-                hf_repo_id=_OFFICIAL_REPO,
-                hf_filename="checkpoints/sam_vit_l_0b3195.pth",
-                sha256="3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
-            ),
-            hf_weights=WeightsSpec(
-                "sam-vit-large.safetensors", "hf", "facebook/sam-vit-large", "model.safetensors"
-            ),
-            description="SAM ViT-L (308M encoder parameters), the official release",
+        _official_vit(
+            "l",
+            ViTConfig(1024, 24, 16, (5, 11, 17, 23)),
+            "sam_vit_l_0b3195.pth",
+            "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+            "sam-vit-large",
+            "308M",
         ),
-        ModelSpec(
-            name="sam_vit_h",
-            config=SamConfig(encoder=ViTConfig(1280, 32, 16, (7, 15, 23, 31))),
-            weights=WeightsSpec(
-                filename="sam_vit_h_4b8939.pth",
-                source_format="official",
-                hf_repo_id=_OFFICIAL_REPO,
-                hf_filename="checkpoints/sam_vit_h_4b8939.pth",
-                sha256="a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
-            ),
-            hf_weights=WeightsSpec(
-                "sam-vit-huge.safetensors", "hf", "facebook/sam-vit-huge", "model.safetensors"
-            ),
-            description="SAM ViT-H (637M encoder parameters), the official release",
+        _official_vit(
+            "h",
+            ViTConfig(1280, 32, 16, (7, 15, 23, 31)),
+            "sam_vit_h_4b8939.pth",
+            "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e",
+            "sam-vit-huge",
+            "637M",
         ),
         ModelSpec(
             name="mobile_sam",
