@@ -146,14 +146,19 @@ class RelPosAttention(nn.Module):
         chunks = _bias_chunks(n, heads, h, w)
         # One buffer reused by every chunk (the first is the largest); the bias is added into it explicitly
         # because einsum may return permuted layouts while SDPA wants (N, heads, queries, keys) rows.
-        buffer = q.new_empty(math.prod(_length(s) for s in chunks[0]) * w * tokens)
+        # When training, the bias gets a fresh tensor per chunk (out= writes are not differentiable).
+        training = torch.is_grad_enabled() and q.requires_grad
+        buffer = None if training else q.new_empty(math.prod(_length(s) for s in chunks[0]) * w * tokens)
         out = q.new_empty(n, tokens, heads, v.shape[-1])
         for grids, hs, rs in chunks:
             size = (_length(grids), _length(hs), _length(rs))
-            mask = buffer[: math.prod(size) * w * tokens].view(*size, w, h, w)
-            torch.add(bias_rows[grids, hs, rs], bias_cols[grids, hs, rs], out=mask)
+            if buffer is None:
+                mask = bias_rows[grids, hs, rs] + bias_cols[grids, hs, rs]
+            else:
+                mask = buffer[: math.prod(size) * w * tokens].view(*size, w, h, w)
+                torch.add(bias_rows[grids, hs, rs], bias_cols[grids, hs, rs], out=mask)
             span = slice(rs.start * w, rs.stop * w)
-            mask = mask.view(size[0], size[1], size[2] * w, tokens)
+            mask = mask.reshape(size[0], size[1], size[2] * w, tokens)
             chunk = F.scaled_dot_product_attention(
                 q[grids, hs, span], k[grids, hs], v[grids, hs], attn_mask=mask
             )

@@ -183,3 +183,23 @@ def test_vit_b_1024_matches_reference() -> None:
     ref, ours = _loaded_pair(config, seed=5)
     out = _assert_parity(ref, ours, torch.randn(1, 3, 1024, 1024), tol=1e-4)
     assert out.shape == (1, 256, 64, 64)
+
+
+def test_relative_position_encoder_is_trainable() -> None:
+    torch.manual_seed(0)
+    encoder = ViTImageEncoder(
+        img_size=64, embed_dim=32, depth=2, num_heads=2, out_chans=16, window_size=2, global_attn_indexes=(1,)
+    )
+    with torch.no_grad():
+        for block in encoder.blocks:
+            block.attn.rel_pos_h.normal_()
+            block.attn.rel_pos_w.normal_()
+    x = torch.randn(2, 3, 64, 64)
+    expected = encoder(x).detach()
+    with torch.enable_grad():
+        out = encoder(x)
+        out.square().mean().backward()
+    torch.testing.assert_close(out.detach(), expected)
+    for name, parameter in encoder.named_parameters():
+        assert parameter.grad is not None and torch.isfinite(parameter.grad).all(), name
+    assert encoder.blocks[0].attn.rel_pos_h.grad.abs().sum() > 0
