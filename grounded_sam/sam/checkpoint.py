@@ -65,7 +65,9 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     config = None
     if path.suffix == ".safetensors":
         state_dict, metadata = _read_safetensors(path)
-        if metadata.get("format") == OUR_FORMAT:
+        if OUR_FORMAT in metadata:
+            config = config_from_dict(json.loads(metadata[OUR_FORMAT]))
+        elif metadata.get("format") == OUR_FORMAT:  # files written before the single-key layout
             config = config_from_dict(json.loads(metadata["config"]))
     else:
         state_dict = _read_pickle(path)
@@ -102,7 +104,8 @@ def save_checkpoint(model: torch.nn.Module, config: SamConfig, path: str | Path)
     """Write a model's weights as safetensors of our layout, with its architecture in the metadata."""
     path = Path(path)
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
-    metadata = {"format": OUR_FORMAT, "config": json.dumps(config_to_dict(config))}
+    # One metadata key: safetensors stores metadata as a map, whose order would vary between runs.
+    metadata = {OUR_FORMAT: json.dumps(config_to_dict(config), sort_keys=True)}
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)
     return path

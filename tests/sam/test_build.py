@@ -193,3 +193,11 @@ def test_hugging_face_model_folder_loads(tmp_path) -> None:
     assert ours.mask_decoder.transformer.layers[0].self_attn.num_heads == 4
     hf_pe = hf_model.shared_image_embedding.positional_embedding
     torch.testing.assert_close(ours.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix, hf_pe)
+
+
+def test_saved_checkpoints_are_byte_reproducible(tmp_path) -> None:
+    model = random_sam(TINY_VIT_SAM, seed=8)
+    first = save_checkpoint(model, TINY_VIT_SAM, tmp_path / "a.safetensors").read_bytes()
+    second = save_checkpoint(model, TINY_VIT_SAM, tmp_path / "b.safetensors").read_bytes()
+    assert first == second
+    assert read_checkpoint(tmp_path / "a.safetensors").config == TINY_VIT_SAM
