@@ -168,21 +168,14 @@ def decode_gated(
     decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    batch = sparse.shape[0]
-    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
-    tokens, image_tokens = decoder.transformer(
-        features + dense, prompt_encoder.get_dense_pe(), torch.cat([output_tokens, sparse], dim=1)
-    )
-    first, stop = (1, decoder.num_mask_tokens) if multimask else (0, 1)
-    iou = decoder.iou_prediction_head(tokens[:, 0])[:, first:stop].float().cpu().numpy()
+    tokens, image_tokens = decoder.attend(features, prompt_encoder.get_dense_pe(), sparse, dense)
+    iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
+    batch = len(iou)
     rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1)) if iou_thresh > 0 else np.arange(batch)
     if len(rows) < batch:
         index = torch.from_numpy(rows).to(tokens.device)
         tokens, image_tokens = tokens[index], image_tokens[index]
-    upscaled = decoder.output_upscaling(image_tokens.transpose(1, 2).unflatten(2, features.shape[-2:]))
-    mlps = decoder.output_hypernetworks_mlps
-    hyper = torch.stack([mlps[i](tokens[:, 1 + i]) for i in range(first, stop)], dim=1)
-    low_res = (hyper @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
+    low_res = decoder.masks_from_tokens(tokens, image_tokens, tuple(features.shape[-2:]), multimask)
     return iou, rows, low_res
 
 
