@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 import pytest
 import torch
 from torch import nn
 
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict, official_sam_to_hf
+from grounded_sam.sam.registry import SamConfig, ViTConfig
+from tests.sam.builders import reference_sam
 
 transformers = pytest.importorskip("transformers")
 sam_ref = pytest.importorskip("segment_anything.modeling")
@@ -46,45 +46,34 @@ def _tiny_hf_config() -> transformers.SamConfig:
 
 
 def _reference_from_config(config: transformers.SamConfig) -> nn.Module:
-    """segment-anything `Sam` with the architecture numbers of an HF `SamConfig`."""
+    """segment-anything `Sam` with the architecture numbers of an HF `SamConfig` (HF's defaults for
+    qkv bias, absolute positions, LayerNorm eps and attention downsampling equal the reference's)."""
     vision, prompt, decoder = config.vision_config, config.prompt_encoder_config, config.mask_decoder_config
-    grid = vision.image_size // vision.patch_size
-    encoder = sam_ref.ImageEncoderViT(
-        img_size=vision.image_size,
-        patch_size=vision.patch_size,
+    assert vision.output_channels == prompt.hidden_size == decoder.hidden_size
+    encoder = ViTConfig(
         embed_dim=vision.hidden_size,
         depth=vision.num_hidden_layers,
         num_heads=vision.num_attention_heads,
-        mlp_ratio=vision.mlp_dim / vision.hidden_size,
-        out_chans=vision.output_channels,
-        qkv_bias=vision.qkv_bias,
-        norm_layer=partial(nn.LayerNorm, eps=vision.layer_norm_eps),
-        use_abs_pos=vision.use_abs_pos,
-        use_rel_pos=vision.use_rel_pos,
-        window_size=vision.window_size,
         global_attn_indexes=tuple(vision.global_attn_indexes),
+        window_size=vision.window_size,
+        patch_size=vision.patch_size,
+        mlp_ratio=vision.mlp_dim / vision.hidden_size,
+        use_rel_pos=vision.use_rel_pos,
     )
-    prompt_encoder = sam_ref.PromptEncoder(
-        embed_dim=prompt.hidden_size,
-        image_embedding_size=(grid, grid),
-        input_image_size=(prompt.image_size, prompt.image_size),
-        mask_in_chans=prompt.mask_input_channels,
+    return reference_sam(
+        SamConfig(
+            encoder=encoder,
+            image_size=vision.image_size,
+            prompt_embed_dim=prompt.hidden_size,
+            mask_in_chans=prompt.mask_input_channels,
+            decoder_depth=decoder.num_hidden_layers,
+            decoder_heads=decoder.num_attention_heads,
+            decoder_mlp_dim=decoder.mlp_dim,
+            num_multimask_outputs=decoder.num_multimask_outputs,
+            iou_head_depth=decoder.iou_head_depth,
+            iou_head_hidden_dim=decoder.iou_head_hidden_dim,
+        )
     )
-    transformer = sam_ref.TwoWayTransformer(
-        depth=decoder.num_hidden_layers,
-        embedding_dim=decoder.hidden_size,
-        num_heads=decoder.num_attention_heads,
-        mlp_dim=decoder.mlp_dim,
-        attention_downsample_rate=decoder.attention_downsample_rate,
-    )
-    mask_decoder = sam_ref.MaskDecoder(
-        transformer_dim=decoder.hidden_size,
-        transformer=transformer,
-        num_multimask_outputs=decoder.num_multimask_outputs,
-        iou_head_depth=decoder.iou_head_depth,
-        iou_head_hidden_dim=decoder.iou_head_hidden_dim,
-    )
-    return sam_ref.Sam(image_encoder=encoder, prompt_encoder=prompt_encoder, mask_decoder=mask_decoder).eval()
 
 
 @pytest.fixture(scope="module")
