@@ -21,15 +21,6 @@ from grounded_sam.sam.build import build_sam
 HELD_OUT_SEED = 1000
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small models run fastest single-threaded; more threads only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def held_out():
     return list(iter_scenes(HELD_OUT_SEED, 20))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -14,15 +13,6 @@ from grounded_sam.cli import app
 from tests.labeling.helpers import CORRUPT, ONTOLOGY, scripted_pipeline_for, write_folder
 
 runner = CliRunner()
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: one torch thread keeps the tiny model fast."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

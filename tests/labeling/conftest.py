@@ -1,18 +1,8 @@
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.labeling.helpers import write_folder
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The CPU is shared: one torch thread keeps the tiny models fast and the timings stable."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

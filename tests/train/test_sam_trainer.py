@@ -21,15 +21,6 @@ TINY = SamConfig(
 SCENES = SceneConfig(max_objects=3)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest single-threaded, and more threads only contend on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _config(**overrides) -> TrainConfig:
     settings = dict(steps=4, images_per_step=2, prompts_per_image=2, warmup_steps=2, scenes=SCENES)
     return TrainConfig(**{**settings, **overrides})
