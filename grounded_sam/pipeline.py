@@ -8,19 +8,43 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from grounded_sam.devices import Device
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
-from grounded_sam.text.base import Detector, Labeler
+from grounded_sam.text.base import Detections, Detector, Labeler, TextSegmenter
 from grounded_sam.text.prompts import parse_prompt
 
 logger = logging.getLogger(__name__)
 
 Prompt = str | Sequence[str]
+
+
+@runtime_checkable
+class BoxPredictor(Protocol):
+    """What the pipeline needs of a SAM-style predictor (ours, or an adapter such as SAM 2's)."""
+
+    def set_image(self, image: ImageInput) -> None:
+        """Encode ``image`` once; later calls decode against it."""
+        ...
+
+    def predict_boxes(
+        self, boxes: np.ndarray, multimask_output: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(N, 4) XYXY boxes → masks (N, C, H, W) bool, scores (N, C), low-res logits (N, C, h, w)."""
+        ...
+
+
+def as_box_predictor(predictor: BoxPredictor | Any | None) -> BoxPredictor | None:
+    """``predictor`` itself when it speaks :class:`BoxPredictor`; a SAM model is wrapped in a SamPredictor."""
+    if predictor is None or isinstance(predictor, BoxPredictor):
+        return predictor
+    return SamPredictor(predictor)
 
 
 class GroundedSAM:
@@ -30,8 +54,11 @@ class GroundedSAM:
     one batched call, and masks come back at the image's original resolution.
 
     Args:
-        detector: phrases → boxes (e.g. :class:`~grounded_sam.text.grounding_dino.GroundingDinoDetector`).
-        predictor: a :class:`SamPredictor` (or the SAM model itself, wrapped for you).
+        detector: phrases → boxes (e.g. :class:`~grounded_sam.text.grounding_dino.GroundingDinoDetector`),
+            or a :class:`~grounded_sam.text.base.TextSegmenter` that gives masks itself (e.g. SAM 3).
+        predictor: a :class:`SamPredictor` (or the SAM model itself, wrapped for you) or any
+            :class:`BoxPredictor`; may be ``None`` when ``detector`` is a text segmenter, whose own
+            masks are then used.
         labeler: optional; relabels each mask with the best of the prompt's phrases (e.g. CLIP), useful when
             the detector's phrase assignment is unreliable.
 
@@ -43,10 +70,17 @@ class GroundedSAM:
     """
 
     def __init__(
-        self, detector: Detector, predictor: SamPredictor | Any, labeler: Labeler | None = None
+        self,
+        detector: Detector | TextSegmenter,
+        predictor: BoxPredictor | Any | None = None,
+        labeler: Labeler | None = None,
     ) -> None:
+        if predictor is None and not isinstance(detector, TextSegmenter):
+            raise ValueError(
+                f"{type(detector).__name__} only gives boxes: pass a SAM predictor to turn them into masks"
+            )
         self.detector = detector
-        self.predictor = predictor if isinstance(predictor, SamPredictor) else SamPredictor(predictor)
+        self.predictor = as_box_predictor(predictor)
         self.labeler = labeler
 
     @classmethod
@@ -93,26 +127,36 @@ class GroundedSAM:
         size = (int(pixels.shape[0]), int(pixels.shape[1]))
         if not phrases:
             return Result.empty(size)
-        detections = self.detector.detect(
-            pixels, phrases, box_threshold=box_threshold, text_threshold=text_threshold
-        )
+        thresholds = {"box_threshold": box_threshold, "text_threshold": text_threshold}
+        if self.predictor is None:
+            found = self.detector.segment(pixels, phrases, **thresholds)
+            detections, masks, mask_scores = found.detections, found.masks, found.mask_scores
+        else:
+            detections = self.detector.detect(pixels, phrases, **thresholds)
+            masks, mask_scores = self._masks_for(pixels, detections)
         if len(detections) == 0:
             return Result.empty(size)
-        self.predictor.set_image(pixels)
-        masks, mask_scores, _ = self.predictor.predict_boxes(detections.boxes, multimask_output=False)
         labels = detections.labels
         scores = detections.scores
         if self.labeler is not None:
-            relabelled = self.labeler.label(pixels, masks[:, 0], phrases)
+            relabelled = self.labeler.label(pixels, masks, phrases)
             labels, scores = relabelled.names, relabelled.scores
         return Result(
-            masks=masks[:, 0],
+            masks=masks,
             boxes=detections.boxes,
             labels=labels,
             scores=scores,
-            mask_scores=mask_scores[:, 0],
+            mask_scores=mask_scores,
             image_size=size,
         )
+
+    def _masks_for(self, pixels: np.ndarray, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
+        """One (N, H, W) mask and (N,) score per detected box, from the SAM predictor."""
+        if len(detections) == 0:
+            return np.zeros((0, *pixels.shape[:2]), dtype=bool), np.zeros(0, dtype=np.float32)
+        self.predictor.set_image(pixels)
+        masks, mask_scores, _ = self.predictor.predict_boxes(detections.boxes, multimask_output=False)
+        return masks[:, 0], mask_scores[:, 0]
 
     def predict_batch(
         self, images: Iterable[ImageInput], text: Prompt, **thresholds: float | None

@@ -10,7 +10,8 @@ from PIL import Image
 from grounded_sam.compat import LangSAM
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.result import Result
-from tests.pipelines import SCENE, scripted_pipeline
+from grounded_sam.text.base import Detections, Segments
+from tests.pipelines import SCENE, ScriptedDetector, scripted_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +91,35 @@ def test_lang_sam_interface(pipeline: GroundedSAM) -> None:
     assert isinstance(masks, torch.Tensor) and masks.dtype == torch.bool and masks.shape[1:] == (120, 160)
     assert boxes.shape == (len(phrases), 4) and logits.shape == (len(phrases),)
     assert set(phrases) == {SCENE.labels[0]}
+
+
+class MaskingDetector:
+    """A text segmenter that returns SCENE's ground-truth masks for the phrases it is asked for."""
+
+    def segment(self, image, phrases, *, box_threshold=None, text_threshold=None) -> Segments:
+        keep = [i for i, label in enumerate(SCENE.labels) if label in phrases]
+        ids = [list(phrases).index(SCENE.labels[i]) for i in keep]
+        detections = Detections(SCENE.boxes[keep], np.full(len(keep), 0.8), ids, tuple(phrases))
+        return Segments(detections, SCENE.masks[keep], np.full(len(keep), 0.7))
+
+
+def test_a_text_segmenter_without_predictor_gives_its_own_masks() -> None:
+    pipeline = GroundedSAM(MaskingDetector())
+    phrase = SCENE.labels[0]
+    expected = [i for i, label in enumerate(SCENE.labels) if label == phrase]
+    result = pipeline.predict(SCENE.image, [phrase, "unicorn"])
+    np.testing.assert_array_equal(result.masks, SCENE.masks[expected])
+    assert result.labels == [phrase] * len(expected)
+    np.testing.assert_allclose(result.mask_scores, 0.7)
+    assert len(pipeline.predict(SCENE.image, "unicorn")) == 0
+
+
+def test_a_box_detector_without_predictor_is_refused() -> None:
+    with pytest.raises(ValueError, match="only gives boxes"):
+        GroundedSAM(ScriptedDetector(SCENE.boxes, SCENE.labels))
+
+
+def test_segments_check_their_shapes() -> None:
+    detections = Detections(SCENE.boxes[:2], np.ones(2), [0, 0], ("a",))
+    with pytest.raises(ValueError, match="masks must have shape"):
+        Segments(detections, SCENE.masks[:1], np.ones(2))

@@ -1,4 +1,5 @@
-"""The two text-stage protocols: a detector (phrases → boxes) and a labeler (masks → class names).
+"""The text-stage protocols: a detector (phrases → boxes), a text segmenter (phrases → masks, e.g. SAM 3)
+and a labeler (masks → class names).
 
 The text stages know nothing about SAM; :mod:`grounded_sam.pipeline` joins them to it.
 """
@@ -87,6 +88,50 @@ class Detector(Protocol):
         text_threshold: float | None = None,
     ) -> Detections:
         """Boxes for ``phrases`` in an (H, W, 3) uint8 RGB image; thresholds default to the detector's own."""
+        ...
+
+
+@dataclass(frozen=True)
+class Segments:
+    """Objects found for a list of phrases, each with its own mask (a text stage that segments, e.g. SAM 3).
+
+    Attributes:
+        detections: boxes, scores and phrases, as a :class:`Detector` gives them.
+        masks: (N, H, W) bool at the input image's size.
+        mask_scores: (N,) float32 quality of each mask (the model's own estimate, or the detector score).
+    """
+
+    detections: Detections
+    masks: np.ndarray
+    mask_scores: np.ndarray
+
+    def __post_init__(self) -> None:
+        count = len(self.detections)
+        masks = np.asarray(self.masks, dtype=bool)
+        if masks.ndim != 3 or masks.shape[0] != count:
+            raise ValueError(f"masks must have shape ({count}, H, W), got {masks.shape}")
+        object.__setattr__(self, "masks", masks)
+        object.__setattr__(
+            self, "mask_scores", _as_array(self.mask_scores, np.float32, (), "mask_scores", count)
+        )
+
+    def __len__(self) -> int:
+        return len(self.detections)
+
+
+@runtime_checkable
+class TextSegmenter(Protocol):
+    """Finds objects for phrases and segments them itself (no SAM stage needed)."""
+
+    def segment(
+        self,
+        image: np.ndarray,
+        phrases: Sequence[str],
+        *,
+        box_threshold: float | None = None,
+        text_threshold: float | None = None,
+    ) -> Segments:
+        """Objects for ``phrases`` in an (H, W, 3) uint8 RGB image; thresholds default to the model's own."""
         ...
 
 
