@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grounded_sam.devices import Device, resolve_device
-from grounded_sam.sam2.registry import DEFAULT_SAM2, get_sam2_spec
+from grounded_sam.sam2.registry import DEFAULT_SAM2, get_sam2_spec, is_sam2_name
 from grounded_sam.weights import WeightsNotFoundError, resolve_weights
 
 if TYPE_CHECKING:
@@ -123,6 +123,27 @@ def build_sam2_video(
     return model.to(resolve_device(device)).eval(), processor
 
 
+def is_sam2_folder(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a folder whose ``config.json`` describes a SAM 2 image or video model."""
+    config_path = Path(path).expanduser() / "config.json"
+    return config_path.is_file() and _model_type(config_path) in _SAM2_MODEL_TYPES
+
+
+def uses_sam2(name: str | None, checkpoint: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a ``--sam`` choice means SAM 2: a registered SAM 2 name, or a SAM 2 folder without a name."""
+    if name is not None:
+        return is_sam2_name(name)
+    return checkpoint is not None and is_sam2_folder(checkpoint)
+
+
+def _model_type(config_path: Path) -> str | None:
+    try:
+        config = json.loads(config_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return config.get("model_type") if isinstance(config, dict) else None
+
+
 def _resolve_folder(name: str | None, checkpoint: str | os.PathLike[str] | None) -> tuple[str, Path]:
     """The model's name for messages and the local folder holding its files."""
     if name is None and checkpoint is None:
@@ -147,7 +168,7 @@ def _load_model(model_cls: Any, folder: Path, label: str) -> Any:
             f"{folder} has no config.json, so it is not a complete SAM 2 folder for {label!r}: it needs the "
             "model's config.json and weights, as in the Hugging Face repository or written by save_pretrained"
         )
-    model_type = json.loads(config_path.read_text()).get("model_type")
+    model_type = _model_type(config_path)
     if model_type not in _SAM2_MODEL_TYPES:
         raise ValueError(
             f"{folder} holds a {model_type!r} model, not SAM 2 ({' or '.join(_SAM2_MODEL_TYPES)}); "

@@ -9,6 +9,7 @@ ratio (so :meth:`Sam2Predictor.predict_torch` takes coordinates scaled per axis)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -16,10 +17,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from grounded_sam.devices import Device
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.sam.predictor import Prediction, _digest, _prompt_count
 from grounded_sam.sam.prompts import check_mask_input, check_points, clip_boxes, to_box_array
-from grounded_sam.sam2.build import check_processor, default_processor, model_image_size, transformers_sam2
+from grounded_sam.sam2.build import (
+    build_sam2,
+    check_processor,
+    default_processor,
+    model_image_size,
+    transformers_sam2,
+)
 
 if TYPE_CHECKING:
     from transformers import Sam2Model, Sam2Processor
@@ -51,7 +59,7 @@ class Sam2Predictor:
         processor: its ``Sam2Processor``; ``None`` uses SAM 2's standard pre-processing for the model's size.
 
     Example:
-        >>> predictor = Sam2Predictor(*build_sam2("sam2.1_hiera_tiny"))  # doctest: +SKIP
+        >>> predictor = Sam2Predictor.from_pretrained("sam2.1_hiera_tiny")  # doctest: +SKIP
         >>> predictor.set_image("street.jpg")  # doctest: +SKIP
         >>> masks, scores, logits = predictor.predict_boxes(np.array([[10, 20, 200, 180]]))  # doctest: +SKIP
         >>> masks.shape  # (N, C, H, W)  # doctest: +SKIP
@@ -72,6 +80,13 @@ class Sam2Predictor:
         self.model = model
         self.processor = processor
         self._embedding: Sam2ImageEmbedding | None = None
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str | None = None, checkpoint: str | os.PathLike[str] | None = None, device: Device = None
+    ) -> Sam2Predictor:
+        """A predictor on what :func:`~grounded_sam.sam2.build_sam2` builds (same arguments)."""
+        return cls(*build_sam2(name, checkpoint=checkpoint, device=device))
 
     @property
     def device(self) -> torch.device:

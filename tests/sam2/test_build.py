@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import Sam2Model, Sam2Processor, Sam2VideoModel, Sam2VideoProcessor
 
-from grounded_sam.sam2 import Sam2Predictor, build_sam2, build_sam2_video
+from grounded_sam.sam2 import Sam2Predictor, build_sam2, build_sam2_video, is_sam2_folder, uses_sam2
 from grounded_sam.sam2.build import default_processor
 from grounded_sam.weights import WeightsNotFoundError
 from tests.sam2.builders import IMAGE_SIZE, tiny_sam2, tiny_sam2_video
@@ -64,6 +64,14 @@ def test_a_folder_without_processor_files_gets_the_standard_one(saved, image) ->
     assert_same_outputs(decode(model, processor, image), decode(saved["model"], None, image))
 
 
+def test_sam2_choices_are_told_from_sam1_ones(saved, tmp_path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "sam"}))
+    assert is_sam2_folder(saved["root"] / "image") and is_sam2_folder(saved["root"] / "video")
+    assert not is_sam2_folder(tmp_path) and not is_sam2_folder(tmp_path / "nowhere")
+    assert uses_sam2("sam2.1_hiera_tiny") and uses_sam2(None, saved["root"] / "bare")
+    assert not uses_sam2("sam_vit_b") and not uses_sam2(None, tmp_path) and not uses_sam2(None)
+
+
 def test_registered_names_resolve_through_grounded_sam_home(saved, offline_home, image) -> None:
     shutil.copytree(saved["root"] / "image", offline_home / "sam2.1-hiera-tiny")
     model, _ = build_sam2("sam2.1_hiera_tiny")
@@ -71,6 +79,9 @@ def test_registered_names_resolve_through_grounded_sam_home(saved, offline_home,
     reference = decode(saved["model"], None, image)
     assert_same_outputs(decode(model, None, image), reference)
     assert_same_outputs(decode(default_model, None, image), reference)
+    predictor = Sam2Predictor.from_pretrained("sam2.1_hiera_tiny", device="cpu")
+    predictor.set_image(image)
+    assert_same_outputs(predictor.predict_boxes(BOXES, multimask_output=True), reference)
 
 
 @pytest.mark.parametrize("builder", [build_sam2, build_sam2_video])
