@@ -100,7 +100,8 @@ class Sam2Predictor:
     @property
     def mask_size(self) -> tuple[int, int]:
         """(h, w) of the low-resolution logits (256 x 256 for the released models)."""
-        return tuple(self.model.prompt_encoder.mask_input_size)
+        height, width = self.model.prompt_encoder.mask_input_size
+        return (int(height), int(width))
 
     @property
     def is_image_set(self) -> bool:
