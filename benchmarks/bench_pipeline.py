@@ -11,6 +11,7 @@ post_process_grounded_object_detection → SamProcessor(input_boxes) → SamMode
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 import tempfile
 import time
@@ -103,8 +104,15 @@ def main() -> None:
         detector, processor, sam, hf_sam = random_models(Path(folder))
     # Random weights score every query alike, so both routes keep their best `--boxes` boxes instead.
     threshold = 0.0
+    # Our detector swaps its faster attention into the model it is given, so it gets its own copy: the
+    # transformers route keeps the unpatched model.
     text_stage = GroundingDinoDetector(
-        detector, processor, device="cpu", box_threshold=threshold, text_threshold=0.0, max_boxes=args.boxes
+        copy.deepcopy(detector),
+        processor,
+        device="cpu",
+        box_threshold=threshold,
+        text_threshold=0.0,
+        max_boxes=args.boxes,
     )
     ours = GroundedSAM(text_stage, SamPredictor(sam))
 

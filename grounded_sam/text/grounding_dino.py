@@ -213,7 +213,9 @@ class GroundingDinoDetector(PromptDetector):
     """Grounding DINO from ``transformers`` (``GroundingDinoForObjectDetection`` + its processor).
 
     See :class:`PromptDetector` for the thresholds, chunking and ``per_class``. Results are numpy on
-    the CPU whatever ``device`` the model runs on.
+    the CPU whatever ``device`` the model runs on. With ``accelerate=True`` (the default) the faster
+    deformable and fusion attention of :mod:`grounded_sam.text.gdino_speed` are swapped into ``model``
+    itself, in place (same parameters, same outputs up to float rounding); pass ``False`` to leave it as is.
 
     Example:
         >>> detector = GroundingDinoDetector.from_pretrained(
@@ -234,6 +236,7 @@ class GroundingDinoDetector(PromptDetector):
         nms_threshold: float | None = 0.8,
         per_class: bool = False,
         phrase_score: PhraseScore = "max",
+        accelerate: bool = True,
     ) -> None:
         super().__init__(
             box_threshold=box_threshold,
@@ -245,6 +248,10 @@ class GroundingDinoDetector(PromptDetector):
         )
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
         self.model = model.to(self.device).eval()
+        if accelerate:
+            from grounded_sam.text.gdino_speed import accelerate as swap_in_fast_paths
+
+            swap_in_fast_paths(self.model)
         self.processor = processor
         self._special = _special_token_ids(processor.tokenizer)
         _warn_on_delimiter_mismatch(model, self._special)
