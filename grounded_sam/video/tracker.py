@@ -25,7 +25,7 @@ from grounded_sam.devices import Device
 from grounded_sam.evaluation import box_ious
 from grounded_sam.io import load_image
 from grounded_sam.result import Result
-from grounded_sam.text.base import Detections, Detector
+from grounded_sam.text.base import Detections, Detector, TextSegmenter
 from grounded_sam.text.prompts import parse_prompt
 from grounded_sam.video.session import memory_window, prune_session, remove_objects
 
@@ -88,7 +88,8 @@ class VideoTracker:
     Args:
         model: a ``transformers.Sam2VideoModel`` (e.g. from ``grounded_sam.sam2.build.build_sam2_video``).
         processor: its ``transformers.Sam2VideoProcessor``.
-        detector: phrases → boxes on one (H, W, 3) uint8 RGB frame.
+        detector: phrases → boxes on one (H, W, 3) uint8 RGB frame; a :class:`TextSegmenter` (e.g. SAM 3) is
+            used for its boxes.
         detect_every: run the detector on frame 0 and every this many frames (>= 1).
         max_memory_frames: frames of SAM 2 memory kept per object besides its prompt frame. ``None`` keeps
             exactly what the model reads (:func:`memory_window`, 15 for the released configs), so tracking is
@@ -111,7 +112,7 @@ class VideoTracker:
         self,
         model: Any,
         processor: Any,
-        detector: Detector,
+        detector: Detector | TextSegmenter,
         *,
         detect_every: int = 30,
         max_memory_frames: int | None = None,
@@ -131,9 +132,10 @@ class VideoTracker:
             raise ValueError(f"iou_match must be in (0, 1]; got {iou_match}")
         if max_lost_frames < 1:
             raise ValueError(f"max_lost_frames must be >= 1; got {max_lost_frames}")
-        if not isinstance(detector, Detector):
+        if not isinstance(detector, Detector | TextSegmenter):
             raise TypeError(
-                f"detector must have a detect(image, phrases, ...) method; got {type(detector).__name__}"
+                f"detector must have a detect(image, phrases, ...) or segment(...) method; "
+                f"got {type(detector).__name__}"
             )
         self.model = model.to(device) if device is not None else model
         self.model.eval()
@@ -191,7 +193,7 @@ class VideoTracker:
             pixels = self._pixels(image)
             masks, presence = self._forward(run, index, pixels)
         if index % self.detect_every == 0:
-            detections = self.detector.detect(image, run.phrases, **self.thresholds)
+            detections = self._detect(image, run.phrases)
             new_ids = self._add_new_tracks(run, index, detections, masks)
             if new_ids:
                 # A second pass segments the new tracks (it recomputes the old ones identically, from
@@ -203,7 +205,14 @@ class VideoTracker:
         prune_session(run.session, index, self.memory_frames)
         return frame
 
+    def _detect(self, image: np.ndarray, phrases: list[str]) -> Detections:
+        if isinstance(self.detector, Detector):
+            return self.detector.detect(image, phrases, **self.thresholds)
+        return self.detector.segment(image, phrases, **self.thresholds).detections
+
     def _pixels(self, image: np.ndarray) -> torch.Tensor:
+        if not image.flags.writeable:  # decoded images can be read-only; torch.from_numpy warns about them
+            image = image.copy()
         encoded = self.processor(images=image, return_tensors="pt")
         return encoded["pixel_values"][0]
 

@@ -1,0 +1,148 @@
+"""``grounded-sam track``: follow what a text prompt names through a video, with SAM 2's video model."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from grounded_sam.cli.app import app, configure_logging, console, progress_bar
+
+FORMATS_HELP = (
+    "Comma-separated outputs: png (id masks per frame), mot (txt), coco (json), video (overlay mp4)."
+)
+
+
+@dataclass
+class _TrackSummary:
+    label: str
+    first: int
+    last: int
+    frames: int = 0
+    score: float = 0.0
+
+
+@app.command()
+def track(
+    video: Annotated[Path, typer.Argument(help="A video file or a folder of frame images.")],
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help='Phrases, e.g. "person. car".')],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    detect_every: Annotated[int, typer.Option(help="Run the detector every this many frames.", min=1)] = 30,
+    max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.", min=1)] = None,
+    formats: Annotated[str, typer.Option("--format", "-f", help=FORMATS_HELP)] = "png,mot,coco,video",
+    sam2: Annotated[
+        str | None, typer.Option(help="SAM 2 model name (e.g. sam2.1_hiera_tiny) or model folder.")
+    ] = None,
+    detector: Annotated[str | None, typer.Option(help="Detector name or folder (default: the demo).")] = None,
+    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
+    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
+    max_lost: Annotated[int, typer.Option(help="Drop a track after this many empty frames.", min=1)] = 30,
+    memory_frames: Annotated[
+        int | None, typer.Option(help="SAM 2 memory frames kept (default: all the model reads).", min=1)
+    ] = None,
+    fps: Annotated[float | None, typer.Option(help="Frame rate of a frame folder (default 30).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: CUDA if available).")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Track the objects PROMPT names through VIDEO; write masks, MOT rows, COCO-video JSON and an overlay."""
+    configure_logging(verbose)
+    from grounded_sam.video import TRACK_FORMATS, VideoTracker, open_frames, open_track_writers
+
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = sorted(set(chosen) - set(TRACK_FORMATS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"choose from {', '.join(TRACK_FORMATS)}; got {formats!r}", param_hint="--format"
+        )
+    try:
+        frames = open_frames(video, fps=fps)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from error
+    model, processor, text_stage = _models(sam2, detector, device)
+    tracker = VideoTracker(
+        model,
+        processor,
+        text_stage,
+        detect_every=detect_every,
+        max_memory_frames=memory_frames,
+        max_lost_frames=max_lost,
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+    )
+    from grounded_sam.text.prompts import parse_prompt
+
+    phrases = parse_prompt(prompt)
+    if not phrases:
+        raise typer.BadParameter(f"{prompt!r} holds no phrase", param_hint="--prompt")
+    name = video.stem if frames.kind == "video" else video.name
+    total = min(filter(None, (frames.frame_count, max_frames)), default=None)
+    writers = open_track_writers(
+        out,
+        chosen,
+        name=name,
+        fps=frames.fps,
+        size=frames.size,
+        phrases=phrases,
+        frame_names=[p.name for p in frames.files] or None,
+    )
+    summary: dict[int, _TrackSummary] = {}
+    console.print(f"prompt: {phrases}  video: {frames.size[1]}x{frames.size[0]} at {frames.fps:g} fps")
+    start = time.perf_counter()
+    done = 0
+    try:
+        with writers, progress_bar() as bar:
+            task = bar.add_task("track", total=total, rate="")
+            for index, tracks in tracker.track(itertools.islice(frames, max_frames), phrases):
+                writers.write(index, tracks)
+                _add_to_summary(summary, index, tracks)
+                done = index + 1
+                bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} frames/s")
+    except (OSError, ValueError) as error:
+        console.print(f"[red]stopped at frame {done}: {error}[/red] (no partial output files were kept)")
+        raise typer.Exit(1) from error
+    _print_summary(summary, done, time.perf_counter() - start, out)
+
+
+def _models(sam2: str | None, detector: str | None, device: str | None) -> tuple[Any, Any, Any]:
+    """SAM 2's video model and processor, and the detector the default pipeline uses."""
+    from grounded_sam.api import default_pipeline
+    from grounded_sam.sam2.build import build_sam2_video
+
+    name, folder = (None, sam2) if sam2 and Path(sam2).expanduser().exists() else (sam2, None)
+    try:
+        model, processor = build_sam2_video(name, folder, device=device)
+        text_stage = default_pipeline(None, detector, device).detector
+    except (OSError, ValueError, ImportError) as error:
+        console.print(f"[red]{error}")
+        raise typer.Exit(2) from error
+    return model, processor, text_stage
+
+
+def _add_to_summary(summary: dict[int, _TrackSummary], index: int, tracks: Any) -> None:
+    for obj_id, label, score in zip(tracks.ids, tracks.result.labels, tracks.result.scores, strict=True):
+        entry = summary.setdefault(int(obj_id), _TrackSummary(label, index, index))
+        entry.last, entry.frames, entry.score = index, entry.frames + 1, entry.score + float(score)
+
+
+def _print_summary(summary: dict[int, _TrackSummary], frames: int, seconds: float, out: Path) -> None:
+    table = Table("track", "label", "first frame", "last frame", "frames seen", "mean score")
+    for obj_id, entry in sorted(summary.items()):
+        table.add_row(
+            str(obj_id),
+            entry.label,
+            str(entry.first),
+            str(entry.last),
+            str(entry.frames),
+            f"{entry.score / max(entry.frames, 1):.2f}",
+        )
+    console.print(table)
+    rate = frames / seconds if seconds > 0 else 0.0
+    console.print(
+        f"{len(summary)} tracks over {frames} frames in {seconds:.1f} s ({rate:.2f} frames/s) -> {out}"
+    )
