@@ -18,7 +18,7 @@ def tiny_folder(tmp_path_factory):
 
 
 def test_registered_detectors_are_hugging_face_snapshots() -> None:
-    assert list_detectors() == ["grounding_dino_base", "grounding_dino_tiny"]
+    assert list_detectors() == ["grounding_dino_base", "grounding_dino_tiny", "sam3"]
     tiny = get_detector_spec("grounding_dino_tiny")
     assert tiny.weights.hf_repo_id == "IDEA-Research/grounding-dino-tiny" and tiny.weights.is_snapshot
     assert tiny.weights.filename == "grounding-dino-tiny"
