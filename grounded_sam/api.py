@@ -3,6 +3,8 @@
 The default pipeline is the embedded demo model shipped in the package. Real weights replace it when
 configured: ``GROUNDED_SAM_SAM_MODEL`` (e.g. ``sam_vit_b``, or a checkpoint path) and
 ``GROUNDED_SAM_DETECTOR`` (e.g. ``grounding_dino_tiny``, or a model folder), or pass ``pipeline=``.
+``GROUNDED_SAM_DETECTOR=sam3`` (or a SAM 3 folder) alone gives SAM 3, which segments by itself: no SAM
+model is built unless ``GROUNDED_SAM_SAM_MODEL`` names one.
 """
 
 from __future__ import annotations
@@ -19,11 +21,22 @@ from grounded_sam.result import Result
 SAM_ENV = "GROUNDED_SAM_SAM_MODEL"
 DETECTOR_ENV = "GROUNDED_SAM_DETECTOR"
 DEMO = "demo"
+DEMO_SAM = "demo_sam"  # the registry name of the embedded demo SAM
 
 
 def _name_or_path(value: str) -> tuple[str | None, str | None]:
     """A registry name, or (no name, the path) when ``value`` points at a file or folder."""
     return (None, value) if Path(value).expanduser().exists() else (value, None)
+
+
+def _detector_name_or_path(value: str) -> tuple[str, str | None]:
+    """The registry name to build ``value`` with, and its folder when it is one (SAM 3 told by its config)."""
+    name, path = _name_or_path(value)
+    if path is None:
+        return str(name), None
+    from grounded_sam.text.sam3 import is_sam3_folder
+
+    return ("sam3" if is_sam3_folder(path) else "grounding_dino_tiny"), path
 
 
 @functools.lru_cache(maxsize=2)
@@ -32,19 +45,24 @@ def default_pipeline(
 ) -> GroundedSAM:
     """The pipeline :func:`predict` uses, built once per (sam, detector, device) and cached.
 
-    ``sam``/``detector`` default to the environment variables above, then to the embedded demo model.
+    ``sam``/``detector`` default to the environment variables above, then to the embedded demo model;
+    a detector that segments itself (SAM 3) gets no SAM unless one is named.
     """
-    sam = sam or os.environ.get(SAM_ENV) or DEMO
+    sam = sam or os.environ.get(SAM_ENV)
     detector = detector or os.environ.get(DETECTOR_ENV) or DEMO
-    if sam == DEMO and detector == DEMO:
+    if sam in (None, DEMO) and detector == DEMO:
         from grounded_sam.demo import build_demo_pipeline
 
         return build_demo_pipeline(device=device)
-    sam_name, sam_path = _name_or_path(sam)
-    detector_name, detector_path = _name_or_path(detector)
+    from grounded_sam.text.registry import get_detector_spec
+
+    detector_name, detector_path = _detector_name_or_path(detector)
+    if sam is None and not get_detector_spec(detector_name).segments:
+        sam = DEMO
+    sam_name, sam_path = _name_or_path(sam) if sam is not None else (None, None)
     return GroundedSAM.from_pretrained(
-        sam_name,
-        detector_name or "grounding_dino_tiny",
+        DEMO_SAM if sam_name == DEMO else sam_name,
+        detector_name,
         sam_checkpoint=sam_path,
         detector_checkpoint=detector_path,
         device=device,

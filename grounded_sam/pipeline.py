@@ -23,6 +23,7 @@ from grounded_sam.text.prompts import parse_prompt
 logger = logging.getLogger(__name__)
 
 Prompt = str | Sequence[str]
+DEFAULT_SAM = "sam_vit_b"
 
 
 @runtime_checkable
@@ -86,7 +87,7 @@ class GroundedSAM:
     @classmethod
     def from_pretrained(
         cls,
-        sam: str | None = "sam_vit_b",
+        sam: str | None = None,
         detector: str = "grounding_dino_tiny",
         *,
         sam_checkpoint: str | os.PathLike[str] | None = None,
@@ -94,14 +95,46 @@ class GroundedSAM:
         device: Device = None,
         **detector_options: Any,
     ) -> GroundedSAM:
-        """Build from registered names (weights found via :mod:`grounded_sam.weights`) or explicit files."""
-        from grounded_sam.text.registry import build_detector
+        """Build from registered names (weights found via :mod:`grounded_sam.weights`) or explicit files.
 
-        sam_model = build_sam(sam, checkpoint=sam_checkpoint, device=device)
+        Args:
+            sam: a SAM model name. ``None`` (default) means ``sam_vit_b`` for a box detector and no SAM for
+                a detector that segments itself (``"sam3"``), whose masks are then used; naming a SAM
+                (or passing ``sam_checkpoint``) with such a detector makes SAM draw the masks of its boxes.
+            detector: a name from :func:`~grounded_sam.text.registry.list_detectors`.
+            detector_options: thresholds and settings of the detector (see ``build_detector``).
+
+        Example:
+            >>> pipeline = GroundedSAM.from_pretrained(detector="sam3", box_threshold=0.4)  # doctest: +SKIP
+        """
+        from grounded_sam.text.registry import build_detector, get_detector_spec
+
+        predictor = None
+        if sam is not None or sam_checkpoint is not None or not get_detector_spec(detector).segments:
+            name = DEFAULT_SAM if sam is None and sam_checkpoint is None else sam
+            predictor = SamPredictor(build_sam(name, checkpoint=sam_checkpoint, device=device))
         text_stage = build_detector(
             detector, checkpoint=detector_checkpoint, device=device, **detector_options
         )
-        return cls(text_stage, SamPredictor(sam_model))
+        return cls(text_stage, predictor)
+
+    @classmethod
+    def from_sam3(
+        cls, checkpoint: str | os.PathLike[str] | None = None, *, device: Device = None, **options: Any
+    ) -> GroundedSAM:
+        """SAM 3 alone: phrases → masks in one model, no SAM stage (and so no click refinement).
+
+        Args:
+            checkpoint: the SAM 3 folder (``facebook/sam3`` as downloaded); default: found through
+                :mod:`grounded_sam.weights` (``$GROUNDED_SAM_HOME/sam3``, then the Hugging Face cache).
+            options: settings of :class:`~grounded_sam.text.sam3.Sam3Segmenter` (``box_threshold``,
+                ``mask_threshold``, ``max_boxes``, ``nms_threshold``, ``phrase_batch``).
+
+        Example:
+            >>> pipeline = GroundedSAM.from_sam3("~/models/sam3", device="cpu")  # doctest: +SKIP
+            >>> pipeline.predict("street.jpg", "person. bicycle").labels  # doctest: +SKIP
+        """
+        return cls.from_pretrained(detector="sam3", detector_checkpoint=checkpoint, device=device, **options)
 
     def predict(
         self,

@@ -123,3 +123,62 @@ def test_segments_check_their_shapes() -> None:
     detections = Detections(SCENE.boxes[:2], np.ones(2), [0, 0], ("a",))
     with pytest.raises(ValueError, match="masks must have shape"):
         Segments(detections, SCENE.masks[:1], np.ones(2))
+
+
+@pytest.fixture(scope="module")
+def sam3_folder(tmp_path_factory):
+    from tests.text.sam3_builders import save_tiny_sam3
+
+    return save_tiny_sam3(tmp_path_factory.mktemp("sam3"))
+
+
+@pytest.fixture
+def built_sams(monkeypatch) -> list:
+    """The SAM names :meth:`GroundedSAM.from_pretrained` builds (a tiny random SAM stands in)."""
+    from tests.sam.builders import random_sam
+
+    names = []
+
+    def fake_build_sam(name, checkpoint=None, device=None):
+        names.append(name)
+        return random_sam(seed=2)
+
+    monkeypatch.setattr("grounded_sam.pipeline.build_sam", fake_build_sam)
+    return names
+
+
+def test_sam3_pipelines_build_no_sam_and_give_the_segmenters_masks(sam3_folder, built_sams) -> None:
+    from grounded_sam.text.sam3 import Sam3Segmenter
+
+    pipeline = GroundedSAM.from_sam3(sam3_folder, device="cpu", box_threshold=0.25)
+    named = GroundedSAM.from_pretrained(detector="sam3", detector_checkpoint=sam3_folder, box_threshold=0.25)
+    assert built_sams == [] and pipeline.predictor is None and named.predictor is None
+    assert isinstance(pipeline.detector, Sam3Segmenter) and pipeline.detector.box_threshold == 0.25
+    result = pipeline.predict(SCENE.image, "Cat. dog")
+    expected = pipeline.detector.segment(SCENE.image, ["cat", "dog"])
+    assert 0 < len(result) < 20 and result.image_size == (120, 160)
+    np.testing.assert_array_equal(result.masks, expected.masks)
+    np.testing.assert_array_equal(result.boxes, expected.detections.boxes)
+    assert result.labels == expected.detections.labels
+    np.testing.assert_array_equal(named.predict(SCENE.image, "Cat. dog").masks, result.masks)
+    assert len(pipeline.predict(SCENE.image, "cat", box_threshold=0.99)) == 0
+
+
+def test_a_named_sam_draws_the_masks_of_sam3s_boxes(sam3_folder, built_sams) -> None:
+    pipeline = GroundedSAM.from_pretrained(
+        "sam_vit_b", "sam3", detector_checkpoint=sam3_folder, box_threshold=0.25
+    )
+    assert built_sams == ["sam_vit_b"] and pipeline.predictor is not None
+    result = pipeline.predict(SCENE.image, "cat")
+    boxes = pipeline.detector.detect(SCENE.image, ["cat"])
+    np.testing.assert_array_equal(result.boxes, boxes.boxes)
+    pipeline.predictor.set_image(SCENE.image)
+    masks, _, _ = pipeline.predictor.predict_boxes(boxes.boxes, multimask_output=False)
+    np.testing.assert_array_equal(result.masks, masks[:, 0])
+
+
+def test_box_detectors_still_get_sam_vit_b_by_default(tmp_path, built_sams) -> None:
+    from tests.text.gdino_builders import save_tiny_grounding_dino
+
+    pipeline = GroundedSAM.from_pretrained(detector_checkpoint=save_tiny_grounding_dino(tmp_path / "gd"))
+    assert built_sams == ["sam_vit_b"] and pipeline.predictor is not None
