@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from grounded_sam.result import Result
+from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Labeler
 from grounded_sam.ui.models import Models
 from grounded_sam.ui.refine import InstanceEdit, refine_instance
@@ -33,6 +34,33 @@ def _require_result(state: AppState) -> Result:
     return state.result
 
 
+def sam_unavailable(models: Models) -> str | None:
+    """Why clicks and segment everything are off (the pipeline has no SAM predictor), or None if they work.
+
+    A text segmenter such as SAM 3 draws its own masks, so its pipeline has no SAM to re-decode with.
+    """
+    predictor = models.pipeline.predictor
+    if isinstance(predictor, SamPredictor):
+        return None
+    if predictor is None:
+        return (
+            f"refining with clicks and segment everything need a SAM model; this pipeline's text stage "
+            f"({type(models.pipeline.detector).__name__}) draws its own masks. Set GROUNDED_SAM_SAM_MODEL "
+            "(e.g. sam_vit_b) to add SAM: it then draws the masks of the detector's boxes"
+        )
+    return (
+        "refining with clicks and segment everything need a SamPredictor; this pipeline's predictor is a "
+        f"{type(predictor).__name__}"
+    )
+
+
+def _require_sam(models: Models) -> SamPredictor:
+    reason = sam_unavailable(models)
+    if reason is not None:
+        raise ValueError(reason)
+    return models.pipeline.predictor
+
+
 def run_text(
     models: Models,
     state: AppState,
@@ -42,14 +70,14 @@ def run_text(
 ) -> Result:
     """Find what ``prompt`` names in the session's image; the embedding computed is kept for refine clicks."""
     pixels, key = _require_image(state)
-    predictor = models.pipeline.predictor
+    predictor = models.pipeline.predictor if sam_unavailable(models) is None else None
     with models.lock:
-        before = predictor.embedding if predictor.is_image_set else None
+        before = predictor.embedding if predictor is not None and predictor.is_image_set else None
         result = models.pipeline.predict(
             pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
         )
         # The pipeline only embeds the image when the detector found something.
-        if predictor.is_image_set and predictor.embedding is not before:
+        if predictor is not None and predictor.is_image_set and predictor.embedding is not before:
             models.embeddings.remember(key, predictor)
     state.set_result(result)
     return result
@@ -61,8 +89,9 @@ def add_point(models: Models, state: AppState, index: int, x: float, y: float, p
     pixels, key = _require_image(state)
     result = _require_result(state)
     edit = state.edit_of(index).with_point(x, y, positive)
+    template = _require_sam(models)
     with models.lock:
-        predictor = models.embeddings.predictor_for(key, pixels, models.pipeline.predictor)
+        predictor = models.embeddings.predictor_for(key, pixels, template)
         refined, edit = refine_instance(predictor, result, index, edit)
     state.result = refined
     state.edits[index] = edit
@@ -74,8 +103,9 @@ def clear_points(models: Models, state: AppState, index: int) -> Result:
     pixels, key = _require_image(state)
     result = _require_result(state)
     fresh = InstanceEdit(box=state.edit_of(index).box)
+    template = _require_sam(models)
     with models.lock:
-        predictor = models.embeddings.predictor_for(key, pixels, models.pipeline.predictor)
+        predictor = models.embeddings.predictor_for(key, pixels, template)
         refined, _ = refine_instance(predictor, result, index, fresh)
     state.result = refined
     state.edits.pop(index, None)
@@ -95,8 +125,12 @@ def segment_everything(
     """Every mask in ``image`` from a ``points_per_side``² point grid, labelled with ``classes`` when given.
 
     ``min_iou`` and ``min_stability`` are segment-anything's ``pred_iou_thresh`` and
-    ``stability_score_thresh``. Raises RuntimeError when segment everything is not in this install.
+    ``stability_score_thresh``. Raises RuntimeError when segment everything is not in this install or the
+    pipeline has no SAM.
     """
+    reason = sam_unavailable(models)
+    if reason is not None:
+        raise RuntimeError(reason)
     try:
         from grounded_sam.sam.everything import MaskGenerator
     except ImportError as error:

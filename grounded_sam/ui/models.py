@@ -79,6 +79,7 @@ def build_models(environ: Mapping[str, str] | None = None, device: str | None = 
         raise TypeError(
             f"the app needs a GroundedSAM pipeline; the factory returned {type(pipeline).__name__}"
         )
-    description = f"{describe_models(env)} (on {pipeline.predictor.device})"
+    runs_on = getattr(pipeline.predictor or pipeline.detector, "device", "an unknown device")
+    description = f"{describe_models(env)} (on {runs_on})"
     logger.info("app models: %s", description)
     return Models(pipeline, description)

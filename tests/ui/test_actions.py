@@ -100,3 +100,26 @@ def test_everything_labeler_prefers_the_pipelines(models) -> None:
     models.pipeline.labeler = Named()
     labeler, source = actions.everything_labeler(models)
     assert labeler is models.pipeline.labeler and source == "the pipeline's labeler"
+
+
+def test_a_sam3_pipeline_finds_masks_but_explains_that_clicks_are_off(state) -> None:
+    from tests.text.sam3_builders import tiny_sam3_pipeline
+
+    models = Models(tiny_sam3_pipeline(), "sam3")
+    assert actions.sam_unavailable(models).startswith(
+        "refining with clicks and segment everything need a SAM"
+    )
+    result = actions.run_text(models, state, "cat. dog")
+    assert len(result) > 0 and state.result is result and result.masks.shape[1:] == (120, 160)
+    assert state.image_key not in models.embeddings
+    with pytest.raises(ValueError, match="Sam3Segmenter\\) draws its own masks"):
+        actions.add_point(models, state, 0, 5.0, 5.0, True)
+    with pytest.raises(ValueError, match="GROUNDED_SAM_SAM_MODEL"):
+        actions.clear_points(models, state, 0)
+    with pytest.raises(RuntimeError, match="need a SAM model"):
+        actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
+    assert state.result is result and not state.edits
+
+
+def test_a_sam_pipeline_can_refine(models) -> None:
+    assert actions.sam_unavailable(models) is None

@@ -48,3 +48,9 @@ def test_bad_factories_are_explained(spec: str, match: str) -> None:
 def test_a_factory_must_return_a_grounded_sam() -> None:
     with pytest.raises(TypeError, match="needs a GroundedSAM"):
         build_models({PIPELINE_ENV: "tests.ui.results:scene_result"})
+
+
+def test_a_sam3_factory_runs_where_its_segmenter_runs() -> None:
+    models = build_models({PIPELINE_ENV: "tests.text.sam3_builders:tiny_sam3_pipeline"})
+    assert models.pipeline.predictor is None
+    assert models.description == "custom pipeline tests.text.sam3_builders:tiny_sam3_pipeline (on cpu)"
