@@ -168,13 +168,20 @@ def decode_gated(
     decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    tokens, image_tokens = decoder.attend(features, prompt_encoder.get_dense_pe(), sparse, dense)
-    iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
-    batch = len(iou)
-    rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1)) if iou_thresh > 0 else np.arange(batch)
-    if len(rows) < batch:
-        index = torch.from_numpy(rows).to(tokens.device)
-        tokens, image_tokens = tokens[index], image_tokens[index]
+    state = decoder.run_blocks(features, prompt_encoder.get_dense_pe(), sparse, dense)
+    if iou_thresh > 0:
+        # The IoU head reads only the IoU token, whose final attention does not depend on the others.
+        iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
+        iou = iou.float().cpu().numpy()
+        rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
+        if len(rows) < len(iou):
+            state = state.take(torch.from_numpy(rows).to(features.device))
+        tokens = decoder.transformer.final_attention(state)
+    else:
+        tokens = decoder.transformer.final_attention(state)
+        iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
+        rows = np.arange(len(iou))
+    image_tokens = state.keys.expand(len(rows), -1, -1)
     low_res = decoder.masks_from_tokens(tokens, image_tokens, tuple(features.shape[-2:]), multimask)
     return iou, rows, low_res
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from grounded_sam.sam.common import MLP, LayerNorm2d
+from grounded_sam.sam.transformer import BlockOutputs
 
 
 class MaskDecoder(nn.Module):
@@ -97,11 +98,24 @@ class MaskDecoder(nn.Module):
         image tokens (N, h*w, C). Callers that filter prompts on the IoU first can then upscale only the
         survivors with :meth:`masks_from_tokens`.
         """
+        state = self.run_blocks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        batch = sparse_prompt_embeddings.shape[0]
+        return self.transformer.final_attention(state), state.keys.expand(batch, -1, -1)
+
+    def run_blocks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+    ) -> BlockOutputs:
+        """:meth:`attend` up to the transformer's final attention (see ``TwoWayTransformer.final_attention``),
+        so a caller can finish only the IoU token first."""
         batch = sparse_prompt_embeddings.shape[0]
         self._check(image_embeddings, dense_prompt_embeddings, batch)
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight]).expand(batch, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-        return self.transformer(image_embeddings + dense_prompt_embeddings, image_pe, tokens)
+        return self.transformer.run_blocks(image_embeddings + dense_prompt_embeddings, image_pe, tokens)
 
     def iou_from_tokens(self, tokens: torch.Tensor, multimask_output: bool) -> torch.Tensor:
         """Output tokens (N, T, C) → predicted IoUs (N, 3 or 1)."""

@@ -8,6 +8,8 @@ image tokens only appear after the first image→token update, where they really
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -106,6 +108,27 @@ class Attention(nn.Module):
         )
         return self.out_proj(out.flatten(2))
 
+    def attend_offset_keys(
+        self, q: torch.Tensor, keys: torch.Tensor, key_offset: torch.Tensor, residual: torch.Tensor
+    ) -> torch.Tensor:
+        """``forward(q, keys + key_offset, keys, residual)`` without forming ``keys + key_offset``.
+
+        For few queries against many per-prompt keys (the final tokens→image attention): q (B, Lq, C),
+        keys (B, Lk, C), key_offset (1, Lk, C) shared by the batch. The offset's scores come from one
+        matrix product for the whole batch, which costs less than adding it to every prompt's keys.
+        """
+        batch, length_q, dim = q.shape
+        queries = self._split_heads(self.q_proj(q))
+        wide = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj)) * self.head_dim**-0.5
+        wide = wide.reshape(batch, self.num_heads * length_q, dim)
+        scores = (wide.reshape(-1, dim) @ key_offset[0].T).view(batch, wide.shape[1], -1)
+        probs = torch.baddbmm(scores, wide, keys.transpose(1, 2)).softmax(-1)
+        mixed = (probs @ keys).view(batch, self.num_heads, length_q, dim)
+        out = torch.einsum("bhqc,hdc->bqhd", mixed, self._per_head(self.v_proj)) + self.v_proj.bias.view(
+            self.num_heads, self.head_dim
+        )
+        return self.out_proj(out.flatten(2)) + residual
+
     def _attend_few_keys(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
     ) -> torch.Tensor:
@@ -177,6 +200,28 @@ class TwoWayAttentionBlock(nn.Module):
         return queries, keys
 
 
+@dataclass(frozen=True)
+class BlockOutputs:
+    """The transformer's state after its blocks, before the final tokens→image attention.
+
+    Attributes:
+        queries: (N, T, C) prompt tokens after the blocks.
+        prompt: (N, T, C) the input prompt tokens (also their positional encoding).
+        keys: (1 or N, L, C) image tokens after the blocks (batch 1 when no block updated them).
+        key_pe: (1, L, C) positional encoding of the image tokens.
+    """
+
+    queries: torch.Tensor
+    prompt: torch.Tensor
+    keys: torch.Tensor
+    key_pe: torch.Tensor
+
+    def take(self, index: torch.Tensor) -> BlockOutputs:
+        """The prompts at ``index`` (a 1-D index tensor)."""
+        keys = self.keys if self.keys.shape[0] == 1 else self.keys[index]
+        return BlockOutputs(self.queries[index], self.prompt[index], keys, self.key_pe)
+
+
 class TwoWayTransformer(nn.Module):
     """A stack of two-way blocks and a final tokens→image attention.
 
@@ -220,6 +265,13 @@ class TwoWayTransformer(nn.Module):
         Returns:
             queries (N, T, C) and image tokens (N, h*w, C) (row-major cells).
         """
+        state = self.run_blocks(image_embedding, image_pe, point_embedding)
+        return self.final_attention(state), state.keys.expand(point_embedding.shape[0], -1, -1)
+
+    def run_blocks(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
+    ) -> BlockOutputs:
+        """The blocks of :meth:`forward` (same arguments), without the final attention."""
         if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
             raise ValueError(
                 f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
@@ -235,8 +287,19 @@ class TwoWayTransformer(nn.Module):
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
-        q = queries + point_embedding
-        queries = self.norm_final_attn(
-            self.final_attn_token_to_image(q, keys + key_pe, keys, residual=queries)
-        )
-        return queries, keys.expand(batch, -1, -1)
+        return BlockOutputs(queries, point_embedding, keys, key_pe)
+
+    def final_attention(self, state: BlockOutputs, tokens: slice = slice(None)) -> torch.Tensor:
+        """The final tokens→image attention and norm of the ``tokens`` of ``state`` → (N, T', C).
+
+        Tokens do not interact in this last step, so a caller that needs only some of them (e.g. the IoU
+        token, to filter prompts) can skip the others.
+        """
+        queries = state.queries[:, tokens]
+        q = queries + state.prompt[:, tokens]
+        attention = self.final_attn_token_to_image
+        if state.keys.shape[0] == q.shape[0] > 1:
+            attended = attention.attend_offset_keys(q, state.keys, state.key_pe, residual=queries)
+        else:
+            attended = attention(q, state.keys + state.key_pe, state.keys, residual=queries)
+        return self.norm_final_attn(attended)

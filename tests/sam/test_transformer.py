@@ -132,3 +132,28 @@ def test_bad_shapes_raise_value_error(transformers):
         ours(image[:1], pe[..., :8], tokens)
     with pytest.raises(ValueError, match="must divide"):
         Attention(DIM, num_heads=5)
+
+
+def test_offset_keys_equal_attention_over_the_summed_keys(attentions):
+    _, ours = attentions
+    generator = torch.Generator().manual_seed(5)
+    q, keys, offset, residual = (
+        torch.randn(shape, generator=generator, dtype=torch.float64)
+        for shape in ((3, 2, DIM), (3, 40, DIM), (1, 40, DIM), (3, 2, DIM))
+    )
+    with torch.no_grad():
+        expected = ours(q, keys + offset, keys, residual=residual)
+        got = ours.attend_offset_keys(q, keys, offset, residual)
+    torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
+
+
+def test_final_attention_of_some_tokens_equals_those_of_the_full_pass(transformers):
+    _, ours = transformers
+    image, pe, tokens = _inputs(4, 1)
+    with torch.no_grad():
+        queries, _ = ours(image, pe, tokens)
+        state = ours.run_blocks(image, pe, tokens)
+        first = ours.final_attention(state, slice(0, 1))
+        kept = ours.final_attention(state.take(torch.tensor([3, 1])))
+    torch.testing.assert_close(first, queries[:, :1], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept, queries[[3, 1]], atol=1e-5, rtol=1e-5)
