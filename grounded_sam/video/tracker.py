@@ -92,10 +92,12 @@ class VideoTracker:
             used for its boxes.
         detect_every: run the detector on frame 0 and every this many frames (>= 1).
         max_memory_frames: frames of SAM 2 memory kept per object besides its prompt frame. ``None`` keeps
-            exactly what the model reads (:func:`memory_window`, 15 for the released configs), so tracking is
-            the same as with an unbounded session; fewer saves memory at some accuracy.
+            exactly what the model reads (``session.memory_window``: 15 for the released configs), so
+            tracking is the same as with an unbounded session; fewer saves memory at some accuracy.
         iou_match: a detection whose box has at least this IoU with a track's box (the box of its mask, or
-            of its last mask while lost) belongs to that track; the others become new tracks.
+            of its last mask while lost) belongs to that track; the others become new tracks, unless SAM 2's
+            first mask of one overlaps a track's mask by this IoU (it is then removed at once; its id stays
+            used, so ids can have gaps).
         max_lost_frames: a track whose mask has been empty this many frames in a row is removed.
         box_threshold, text_threshold: passed to the detector (``None``: its own defaults).
         device: where the model runs (the model is moved there); ``None`` keeps the model's device.
