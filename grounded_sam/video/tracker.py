@@ -3,7 +3,7 @@
 Per frame, the tracks alive so far are propagated by the SAM 2 memory model; on detection frames (the
 first, then every ``detect_every``-th) the detector's boxes that overlap no track become new tracks,
 prompted to SAM 2 with their box. A track whose mask stays empty for ``max_lost_frames`` frames is
-removed. Track ids are 1, 2, 3, ... in order of appearance and never reused.
+removed. Track ids increase in order of appearance (1, 2, 3, ...) and are never reused.
 
 Memory stays flat as the video grows: frames are read one at a time, the session state lives on the CPU
 (only the forward pass runs on ``device``) and after each frame the session keeps only the outputs of the
