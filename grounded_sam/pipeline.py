@@ -35,10 +35,22 @@ class BoxPredictor(Protocol):
         ...
 
     def predict_boxes(
-        self, boxes: np.ndarray, multimask_output: bool = True
+        self, boxes: np.ndarray, multimask_output: bool = False
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(N, 4) XYXY boxes → masks (N, C, H, W) bool, scores (N, C), low-res logits (N, C, h, w)."""
         ...
+
+
+def build_predictor(
+    name: str | None, checkpoint: str | os.PathLike[str] | None = None, device: Device = None
+) -> BoxPredictor:
+    """A box predictor for a SAM model name or checkpoint: SAM 2 / 2.1 names and folders give a
+    :class:`~grounded_sam.sam2.Sam2Predictor`, everything else our :class:`SamPredictor`."""
+    from grounded_sam.sam2 import Sam2Predictor, uses_sam2
+
+    if uses_sam2(name, checkpoint):
+        return Sam2Predictor.from_pretrained(name, checkpoint=checkpoint, device=device)
+    return SamPredictor(build_sam(name, checkpoint=checkpoint, device=device))
 
 
 def as_box_predictor(predictor: BoxPredictor | Any | None) -> BoxPredictor | None:
@@ -98,9 +110,10 @@ class GroundedSAM:
         """Build from registered names (weights found via :mod:`grounded_sam.weights`) or explicit files.
 
         Args:
-            sam: a SAM model name. ``None`` (default) means ``sam_vit_b`` for a box detector and no SAM for
-                a detector that segments itself (``"sam3"``), whose masks are then used; naming a SAM
-                (or passing ``sam_checkpoint``) with such a detector makes SAM draw the masks of its boxes.
+            sam: a SAM model name (ours, e.g. ``sam_vit_b``, or SAM 2, e.g. ``sam2.1_hiera_tiny``; see
+                :func:`build_predictor`). ``None`` (default) means ``sam_vit_b`` for a box detector and no
+                SAM for a detector that segments itself (``"sam3"``), whose masks are then used; naming a
+                SAM (or passing ``sam_checkpoint``) with such a detector makes SAM draw its boxes' masks.
             detector: a name from :func:`~grounded_sam.text.registry.list_detectors`.
             detector_options: thresholds and settings of the detector (see ``build_detector``).
 
@@ -112,7 +125,7 @@ class GroundedSAM:
         predictor = None
         if sam is not None or sam_checkpoint is not None or not get_detector_spec(detector).segments:
             name = DEFAULT_SAM if sam is None and sam_checkpoint is None else sam
-            predictor = SamPredictor(build_sam(name, checkpoint=sam_checkpoint, device=device))
+            predictor = build_predictor(name, sam_checkpoint, device)
         text_stage = build_detector(
             detector, checkpoint=detector_checkpoint, device=device, **detector_options
         )

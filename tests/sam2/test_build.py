@@ -160,3 +160,20 @@ def test_a_transformers_without_sam2_is_a_clear_import_error(saved, monkeypatch)
     ):
         with pytest.raises(ImportError, match=r"transformers \(4.45.0\) has no Sam2.*transformers>=4.56"):
             call()
+
+
+def test_the_pipeline_builds_a_sam2_predictor_for_sam2_folders_and_names(saved, offline_home, image) -> None:
+    from grounded_sam.pipeline import build_predictor
+    from grounded_sam.sam import SamPredictor, build_sam
+
+    predictor = build_predictor(None, saved["root"] / "image", device="cpu")
+    assert isinstance(predictor, Sam2Predictor)
+    predictor.set_image(image)
+    assert_same_outputs(
+        predictor.predict_boxes(BOXES, multimask_output=True), decode(saved["model"], None, image)
+    )
+    shutil.copytree(saved["root"] / "image", offline_home / "sam2.1-hiera-tiny")
+    assert isinstance(build_predictor("sam2.1_hiera_tiny", device="cpu"), Sam2Predictor)
+    ours = offline_home / "ours.pth"
+    torch.save(build_sam("demo_sam", device="cpu").state_dict(), ours)
+    assert isinstance(build_predictor(None, ours, device="cpu"), SamPredictor)
