@@ -10,7 +10,7 @@ import torch
 from grounded_sam.data import SceneConfig, make_scene
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.predictor import SamPredictor
-from grounded_sam.text.base import Detections
+from grounded_sam.text.base import Detections, Segments
 from tests.sam.builders import random_sam
 
 SCENE = make_scene(7, SceneConfig(size=(120, 160), min_objects=3, max_objects=4, size_range=(0.3, 0.5)))
@@ -31,6 +31,16 @@ class ScriptedDetector:
             np.linspace(0.9, 0.5, len(keep)) if box_threshold is None else np.full(len(keep), box_threshold)
         )
         return Detections(self.boxes[keep], scores, ids, tuple(phrases))
+
+
+class SceneSegmenter:
+    """A text segmenter (like SAM 3) that returns SCENE's ground-truth masks of the phrases asked for."""
+
+    def segment(self, image, phrases, *, box_threshold=None, text_threshold=None) -> Segments:
+        keep = [i for i, label in enumerate(SCENE.labels) if label in phrases]
+        ids = [list(phrases).index(SCENE.labels[i]) for i in keep]
+        detections = Detections(SCENE.boxes[keep], np.full(len(keep), 0.8), ids, tuple(phrases))
+        return Segments(detections, SCENE.masks[keep], np.full(len(keep), 0.7))
 
 
 class CountingEncoder(torch.nn.Module):

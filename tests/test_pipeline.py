@@ -11,7 +11,7 @@ from grounded_sam.compat import LangSAM
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.result import Result
 from grounded_sam.text.base import Detections, Segments
-from tests.pipelines import SCENE, ScriptedDetector, scripted_pipeline
+from tests.pipelines import SCENE, SceneSegmenter, ScriptedDetector, scripted_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -93,18 +93,8 @@ def test_lang_sam_interface(pipeline: GroundedSAM) -> None:
     assert set(phrases) == {SCENE.labels[0]}
 
 
-class MaskingDetector:
-    """A text segmenter that returns SCENE's ground-truth masks for the phrases it is asked for."""
-
-    def segment(self, image, phrases, *, box_threshold=None, text_threshold=None) -> Segments:
-        keep = [i for i, label in enumerate(SCENE.labels) if label in phrases]
-        ids = [list(phrases).index(SCENE.labels[i]) for i in keep]
-        detections = Detections(SCENE.boxes[keep], np.full(len(keep), 0.8), ids, tuple(phrases))
-        return Segments(detections, SCENE.masks[keep], np.full(len(keep), 0.7))
-
-
 def test_a_text_segmenter_without_predictor_gives_its_own_masks() -> None:
-    pipeline = GroundedSAM(MaskingDetector())
+    pipeline = GroundedSAM(SceneSegmenter())
     phrase = SCENE.labels[0]
     expected = [i for i, label in enumerate(SCENE.labels) if label == phrase]
     result = pipeline.predict(SCENE.image, [phrase, "unicorn"])

@@ -179,6 +179,10 @@ def _instances_and_refine(models: Models, state: AppState) -> int:
             on_change=lambda i=i, key=key: state.set_shown(i, bool(st.session_state[key])),
         )
     st.subheader("Refine")
+    unavailable = actions.sam_unavailable(models)
+    if unavailable is not None:
+        st.info(f"Clicks are off: {unavailable}.")
+        return 0
     selected = st.selectbox(
         "Instance to refine",
         list(range(len(result))),
@@ -222,6 +226,9 @@ def _on_click(models: Models, state: AppState, key: str, selected: int) -> None:
 
 def _clickable_overlay(models: Models, state: AppState, selected: int) -> None:
     picture = _with_points(state.visible().overlay(state.image), state, selected)
+    if actions.sam_unavailable(models) is not None:
+        st.image(picture, caption="Overlay", width="stretch")
+        return
     if streamlit_image_coordinates is None:
         st.image(
             picture, caption="Overlay (install streamlit-image-coordinates to click points)", width="stretch"

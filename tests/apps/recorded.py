@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grounded_sam.pipeline import GroundedSAM
-from tests.pipelines import scripted_pipeline
+from tests.pipelines import SceneSegmenter, scripted_pipeline
 
 BUILT: list[GroundedSAM] = []
 
@@ -18,3 +18,8 @@ def recorded_pipeline() -> GroundedSAM:
 def encoder_calls() -> int:
     """Image-encoder calls of the last pipeline built."""
     return BUILT[-1].predictor.model.image_encoder.calls
+
+
+def segmenting_pipeline() -> GroundedSAM:
+    """A pipeline without SAM: its text stage draws the masks itself, as SAM 3 does."""
+    return GroundedSAM(SceneSegmenter())

@@ -175,3 +175,17 @@ def test_replace_with_a_configured_diffusion_model(app, tmp_path, monkeypatch) -
     inside = SCENE.masks.any(axis=0)
     np.testing.assert_array_equal(out[~inside], SCENE.image[~inside])
     assert np.abs(out[inside].astype(int) - SCENE.image[inside]).mean() > 5
+
+
+def test_a_pipeline_without_sam_finds_masks_and_says_why_clicks_are_off(monkeypatch) -> None:
+    monkeypatch.setenv(PIPELINE_ENV, "tests.apps.recorded:segmenting_pipeline")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    _upload_scene(at)
+    _run(at)
+    result = _state(at).result
+    assert len(result) == len(SCENE.labels)
+    np.testing.assert_array_equal(result.masks, SCENE.masks)
+    assert any("Clicks are off" in info.value for info in at.info), [i.value for i in at.info]
+    assert not any(button.key == "add_point" for button in at.button)
