@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
@@ -15,6 +16,9 @@ from rich.table import Table
 
 from grounded_sam.io import iter_image_files
 from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.pipeline import GroundedSAM
 
 app = typer.Typer(
     name="grounded-sam",
@@ -71,6 +75,18 @@ def images_or_exit(paths: Iterable[Path]) -> list[Path]:
         console.print("[red]No images found in the given paths.")
         raise typer.Exit(2)
     return found
+
+
+def pipeline_or_exit(sam: str | None, detector: str | None, device: str | None) -> GroundedSAM:
+    """``default_pipeline(sam, detector, device)``; exits with status 2 and the reason (e.g. which weights
+    file to put where) when the models cannot be built."""
+    from grounded_sam.api import default_pipeline
+
+    try:
+        return default_pipeline(sam, detector, device)
+    except (OSError, ValueError, ImportError) as error:
+        console.print(f"[red]Cannot build the models:[/red] {error}")
+        raise typer.Exit(2) from None
 
 
 def run_per_image(

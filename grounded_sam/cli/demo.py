@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console
+from grounded_sam.cli.app import app, configure_logging, console, pipeline_or_exit
 from grounded_sam.data import Scene, SceneConfig, make_scene
 from grounded_sam.text.demo_clip import phrase_words
 from grounded_sam.text.prompts import parse_prompt
@@ -74,7 +74,6 @@ def evaluate(
     device: Annotated[str | None, typer.Option()] = None,
 ) -> None:
     """Box-prompt mask mIoU, and text-prompt precision / recall / mIoU, on scenes with ground truth."""
-    from grounded_sam.api import default_pipeline
     from grounded_sam.data import iter_scenes
     from grounded_sam.evaluation import box_prompt_miou, evaluate_text_prompts, load_coco_scenes
 
@@ -84,7 +83,7 @@ def evaluate(
         data = load_coco_scenes(coco, images)
     else:
         data = list(iter_scenes(seed, scenes))
-    pipeline = default_pipeline(sam, detector, device)
+    pipeline = pipeline_or_exit(sam, detector, device)
     start = time.perf_counter()
     box_miou = box_prompt_miou(pipeline.predictor, data)
     text = evaluate_text_prompts(lambda image, phrases: pipeline.predict(image, phrases), data)

@@ -8,7 +8,14 @@ from typing import Annotated, Literal
 
 import typer
 
-from grounded_sam.cli.app import app, configure_logging, images_or_exit, run_per_image
+from grounded_sam.cli.app import (
+    app,
+    configure_logging,
+    console,
+    images_or_exit,
+    pipeline_or_exit,
+    run_per_image,
+)
 
 Mode = Literal["grid", "boxes"]
 
@@ -49,11 +56,19 @@ def everything(
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):
     """The mask generator (with a labeler when classes are asked for) and the text pipeline for boxes."""
-    from grounded_sam.api import SAM_ENV, default_pipeline
+    from grounded_sam.api import SAM_ENV
     from grounded_sam.sam.everything import MaskGenerator
+    from grounded_sam.sam.predictor import SamPredictor
 
     demo = (sam or os.environ.get(SAM_ENV) or "demo") == "demo"
-    pipeline = default_pipeline(sam, None, device)
+    pipeline = pipeline_or_exit(sam, None, device)
+    if not isinstance(pipeline.predictor, SamPredictor):
+        console.print(
+            "[red]Segment everything needs one of this package's SAM models[/red] (sam_vit_b/l/h, "
+            "mobile_sam, "
+            f"demo_sam); the configured SAM is a {type(pipeline.predictor).__name__}."
+        )
+        raise typer.Exit(2)
     if demo:
         from grounded_sam.demo import DEMO_EVERYTHING
 

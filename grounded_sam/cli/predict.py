@@ -7,7 +7,14 @@ from typing import Annotated
 
 import typer
 
-from grounded_sam.cli.app import app, configure_logging, console, images_or_exit, run_per_image
+from grounded_sam.cli.app import (
+    app,
+    configure_logging,
+    console,
+    images_or_exit,
+    pipeline_or_exit,
+    run_per_image,
+)
 from grounded_sam.export import EXPORT_FORMATS
 
 FORMAT_HELP = f"Output format: {', '.join(EXPORT_FORMATS)}."
@@ -35,9 +42,7 @@ def predict(
             f"{format!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format"
         )
     paths = images_or_exit(images)
-    from grounded_sam.api import default_pipeline
-
-    pipeline = default_pipeline(sam, detector, device)
+    pipeline = pipeline_or_exit(sam, detector, device)
     console.print(f"prompt: {prompt!r}")
     run_per_image(
         paths,
