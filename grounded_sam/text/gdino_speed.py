@@ -12,6 +12,7 @@ instance it is given, never the ``transformers`` classes.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Sequence
 
@@ -48,53 +49,74 @@ def deformable_sample(
         (B, Q, heads * D) weighted sums, heads major.
     """
     batch, length, heads, depth = value.shape
-    _, queries, _, levels, _, _ = locations.shape
+    _, queries, _, levels, points, _ = locations.shape
     if len(level_shapes) != levels or sum(h * w for h, w in level_shapes) != length:
         raise ValueError(
             f"level shapes {list(level_shapes)} do not match {levels} levels and {length} value positions"
         )
     table, starts, widths = _padded_table(value, level_shapes)
-    rows_per_batch = table.shape[1]
-    index_dtype = torch.int32 if batch * rows_per_batch * heads < 2**31 else torch.int64
-    device = value.device
-
-    sizes = torch.tensor([(w, h) for h, w in level_shapes], dtype=locations.dtype, device=device)
-    # grid_sample's own arithmetic (grid = 2 * location - 1, unnormalised with align_corners=False), so
-    # the pixel positions, hence the bilinear weights, are bit-identical to transformers' route.
-    half = (sizes / 2)[:, None, :]
-    pixel = ((2 * locations - 1) + 1) * half - 0.5
-    pixel = torch.clamp(
-        pixel, min=torch.tensor(-1.0, dtype=pixel.dtype, device=device), max=sizes[:, None, :]
-    )
+    bags, samples = batch * queries * heads, levels * points
+    pixel = _pixel_positions(locations.reshape(bags, samples * 2), level_shapes, points)
     low = pixel.floor()
-    upper = pixel - low  # weight of the right / lower neighbour
-    cell = (low + _PAD_BEFORE).to(index_dtype)  # (B, Q, heads, levels, points, 2) in padded pixels
+    upper = (pixel - low).view(bags, samples, 2)  # weight of the right / lower neighbour
+    low = low.view(bags, samples, 2)
 
-    level_width = torch.tensor(widths, dtype=index_dtype, device=device)[:, None]
-    level_start = torch.tensor(starts, dtype=index_dtype, device=device)[:, None]
-    position = level_start + cell[..., 1] * level_width + cell[..., 0]
-    head = torch.arange(heads, dtype=index_dtype, device=device)[:, None, None]
-    sample = torch.arange(batch, dtype=index_dtype, device=device).view(batch, 1, 1, 1, 1) * (
-        rows_per_batch * heads
+    # Every tensor below is (bags, samples) or (bags, 4, samples): contiguous rows, so each op runs
+    # vectorised (broadcasting over tiny trailing axes such as (..., 2) is several times slower).
+    rows = table.shape[0] * table.shape[1] * heads
+    index_dtype = torch.int32 if rows < 2**31 else torch.int64
+    device = value.device
+    per_sample = functools.partial(
+        _per_sample, levels=levels, points=points, dtype=index_dtype, device=device
     )
-    first = position * heads + (head + sample)  # table row of the upper-left neighbour
-    steps = torch.stack(
-        [torch.zeros_like(level_width), torch.ones_like(level_width), level_width, level_width + 1], -1
-    )[:, 0]
-    neighbours = first[..., None] + (steps * heads)[:, None, :]  # (..., 4): UL, UR, LL, LR
+    padded_width = per_sample(widths)
+    cell = low.to(index_dtype)
+    # row of the upper-left neighbour within its batch item: start + (y + 1) * width + (x + 1)
+    position = torch.addcmul(
+        cell[..., 0] + per_sample(starts) + padded_width + _PAD_BEFORE, cell[..., 1], padded_width
+    )
+    head = torch.arange(heads, dtype=index_dtype, device=device)
+    item = torch.arange(batch, dtype=index_dtype, device=device) * (table.shape[1] * heads)
+    first = position * heads + (item[:, None, None] + head).expand(batch, queries, heads).reshape(bags, 1)
 
-    along_x = torch.stack([1 - upper[..., 0], upper[..., 0]], -1)
-    along_y = torch.stack([1 - upper[..., 1], upper[..., 1]], -1) * weights[..., None]
-    corner_weights = along_y[..., :, None] * along_x[..., None, :]  # (..., 2 y, 2 x)
+    neighbours = torch.empty(bags, 4, samples, dtype=index_dtype, device=device)
+    for corner, step in enumerate((0, 1, padded_width, padded_width + 1)):  # UL, UR, LL, LR
+        torch.add(first, step * heads, out=neighbours[:, corner])
+    right, lower = upper[..., 0], upper[..., 1]
+    weight = weights.reshape(bags, samples)
+    top, bottom, left = (1 - lower) * weight, lower * weight, 1 - right
+    corner_weights = torch.empty(bags, 4, samples, dtype=weight.dtype, device=device)
+    for corner, (along_y, along_x) in enumerate(((top, left), (top, right), (bottom, left), (bottom, right))):
+        torch.mul(along_y, along_x, out=corner_weights[:, corner])
 
-    bags = batch * queries * heads
     out = F.embedding_bag(
-        neighbours.reshape(bags, -1),
-        table.reshape(-1, depth),
-        per_sample_weights=corner_weights.reshape(bags, -1),
+        neighbours.view(bags, -1),
+        table.view(-1, depth),
+        per_sample_weights=corner_weights.view(bags, -1),
         mode="sum",
     )
     return out.view(batch, queries, heads * depth)
+
+
+def _pixel_positions(
+    locations: torch.Tensor, level_shapes: Sequence[tuple[int, int]], points: int
+) -> torch.Tensor:
+    """(bags, levels * points * 2) positions in [0, 1] → pixels of each level, clamped to [-1, size].
+
+    Uses grid_sample's own arithmetic (grid = 2 * location - 1, unnormalised with align_corners=False),
+    so the pixel positions, hence the bilinear weights, are bit-identical to transformers' route.
+    """
+    sizes = torch.tensor([(w, h) for h, w in level_shapes], dtype=locations.dtype, device=locations.device)
+    sizes = sizes[:, None, :].expand(-1, points, 2).reshape(-1)  # one per column: (w, h) of its level
+    pixel = locations.mul(2).sub_(1).add_(1).mul_(sizes / 2).sub_(0.5)
+    return torch.clamp(pixel, min=torch.tensor(-1.0, dtype=pixel.dtype, device=pixel.device), max=sizes)
+
+
+def _per_sample(
+    per_level: Sequence[int], *, levels: int, points: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """(levels * points,) the value of each sample's level."""
+    return torch.tensor(per_level, dtype=dtype, device=device)[:, None].expand(levels, points).reshape(-1)
 
 
 def _padded_table(
