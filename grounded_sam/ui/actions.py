@@ -35,26 +35,33 @@ def _require_result(state: AppState) -> Result:
 
 
 def sam_unavailable(models: Models) -> str | None:
-    """Why clicks and segment everything are off (the pipeline has no SAM predictor), or None if they work.
+    """Why click refinement is off (the pipeline has no SAM predictor), or None if it works.
 
     A text segmenter such as SAM 3 draws its own masks, so its pipeline has no SAM to re-decode with.
+    Any predictor with our predictor's interface (ours, SAM 2's) refines clicks.
     """
-    predictor = models.pipeline.predictor
-    if isinstance(predictor, SamPredictor):
+    if models.pipeline.predictor is not None:
         return None
-    if predictor is None:
-        return (
-            f"refining with clicks and segment everything need a SAM model; this pipeline's text stage "
-            f"({type(models.pipeline.detector).__name__}) draws its own masks. Set GROUNDED_SAM_SAM_MODEL "
-            "(e.g. sam_vit_b) to add SAM: it then draws the masks of the detector's boxes"
-        )
     return (
-        "refining with clicks and segment everything need a SamPredictor; this pipeline's predictor is a "
-        f"{type(predictor).__name__}"
+        f"refining with clicks and segment everything need a SAM model; this pipeline's text stage "
+        f"({type(models.pipeline.detector).__name__}) draws its own masks. Set GROUNDED_SAM_SAM_MODEL "
+        "(e.g. sam_vit_b) to add SAM: it then draws the masks of the detector's boxes"
     )
 
 
-def _require_sam(models: Models) -> SamPredictor:
+def everything_unavailable(models: Models) -> str | None:
+    """Why segment everything is off (it needs one of this package's SAM models), or None if it works."""
+    reason = sam_unavailable(models)
+    predictor = models.pipeline.predictor
+    if reason is None and not isinstance(predictor, SamPredictor):
+        reason = (
+            "segment everything needs one of this package's SAM models (sam_vit_b/l/h, mobile_sam, "
+            f"demo_sam); this pipeline's predictor is a {type(predictor).__name__}"
+        )
+    return reason
+
+
+def _require_sam(models: Models) -> Any:
     reason = sam_unavailable(models)
     if reason is not None:
         raise ValueError(reason)
@@ -128,7 +135,7 @@ def segment_everything(
     ``stability_score_thresh``. Raises RuntimeError when segment everything is not in this install or the
     pipeline has no SAM.
     """
-    reason = sam_unavailable(models)
+    reason = everything_unavailable(models)
     if reason is not None:
         raise RuntimeError(reason)
     try:

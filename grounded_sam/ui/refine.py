@@ -36,9 +36,10 @@ class InstanceEdit:
 
 
 class EmbeddingCache:
-    """Image id -> a :class:`SamPredictor` holding that image's embedding; the least recently used go first.
+    """Image id -> a predictor holding that image's embedding; the least recently used go first.
 
-    The predictors share the SAM model; only the embedding (a few MB per image) is kept per entry.
+    The predictors share the SAM model; only the embedding (a few MB per image) is kept per entry. Any
+    predictor with :class:`SamPredictor`'s interface works (e.g. ``grounded_sam.sam2.Sam2Predictor``).
     """
 
     def __init__(self, capacity: int = 4) -> None:
@@ -61,7 +62,8 @@ class EmbeddingCache:
         if found is not None:
             self._entries.move_to_end(key)
             return found
-        predictor = SamPredictor(template.model)
+        predictor = copy.copy(template)  # shares the model, not the embedding
+        predictor.reset_image()
         predictor.set_image(pixels)
         self._put(key, predictor)
         return predictor

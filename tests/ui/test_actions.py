@@ -123,3 +123,23 @@ def test_a_sam3_pipeline_finds_masks_but_explains_that_clicks_are_off(state) -> 
 
 def test_a_sam_pipeline_can_refine(models) -> None:
     assert actions.sam_unavailable(models) is None
+
+
+def test_a_sam2_pipeline_refines_clicks_but_not_segment_everything(state) -> None:
+    from grounded_sam.pipeline import GroundedSAM
+    from grounded_sam.sam2 import Sam2Predictor
+    from tests.pipelines import ScriptedDetector
+    from tests.sam2.builders import tiny_sam2
+
+    predictor = Sam2Predictor(tiny_sam2(seed=1))
+    models = Models(GroundedSAM(ScriptedDetector(SCENE.boxes, SCENE.labels), predictor), "sam2")
+    assert actions.sam_unavailable(models) is None
+    result = actions.run_text(models, state, ". ".join(SCENE.labels))
+    assert len(result) == len(SCENE.labels) and state.image_key in models.embeddings
+    refined = actions.add_point(models, state, 0, 20.0, 30.0, True)
+    assert isinstance(models.embeddings.predictor_for(state.image_key, SCENE.image, predictor), Sam2Predictor)
+    assert len(state.edits[0].points) == 1 and state.edits[0].logits.shape[0] == 1
+    np.testing.assert_array_equal(refined.masks[1:], result.masks[1:])
+    assert refined.masks.shape == result.masks.shape
+    with pytest.raises(RuntimeError, match="Sam2Predictor"):
+        actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
