@@ -99,7 +99,7 @@ def _draw_boxes_and_captions(
             draw.rectangle(_clip_box(box, width, height), outline=outline, width=line_width)
     if not show_labels:
         return
-    font = _default_font(size=int(np.clip(max(width, height) / 45, 10, 36)))
+    font = default_font(size=int(np.clip(max(width, height) / 45, 10, 36)))
     pad = max(1, line_width)
     # Captions go last so that no box is drawn over a caption.
     for inst, color in zip(result, palette, strict=True):
@@ -127,7 +127,8 @@ def _luminance(color: np.ndarray) -> float:
     return 0.299 * r + 0.587 * g + 0.114 * b
 
 
-def _default_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def default_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's bundled font at ``size`` pixels (a bitmap font when FreeType is missing)."""
     try:
         return ImageFont.load_default(size=size)  # scalable bundled font when FreeType is available
     except (ImportError, OSError, TypeError):

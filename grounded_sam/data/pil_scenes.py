@@ -13,13 +13,13 @@ import numpy as np
 
 from grounded_sam.data.backgrounds import render_background
 from grounded_sam.data.scenes import (
+    PlacedInstance,
     Scene,
     SceneConfig,
-    _add_image_noise,
-    _check_seed,
-    _finish,
-    _Instance,
-    _place_instances,
+    add_image_noise,
+    check_seed,
+    finish_scene,
+    place_instances,
 )
 from grounded_sam.data.shapes import COLORS, centre_offsets, clip_window
 
@@ -37,10 +37,10 @@ def make_pil_scene(
     config = config or SceneConfig()
     if size is not None:
         config = replace(config, size=tuple(size))
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     h, w = config.size
     image = render_background("photo", rng, h, w)
-    instances = _place_instances(rng, config, image, soft=True)
+    instances = place_instances(rng, config, image, soft=True)
     visible = np.zeros((len(instances), h, w), dtype=np.float32)
     for i, inst in enumerate(instances):
         assert inst.alpha is not None  # always set for soft footprints
@@ -48,14 +48,14 @@ def make_pil_scene(
         visible[:i, ys, xs] *= 1 - alpha
         visible[i, ys, xs] = alpha
         image[ys, xs] += alpha[..., None] * (_pil_fill(inst, rng, ys, xs) - image[ys, xs])
-    _add_image_noise(image, rng, 1.5)
+    add_image_noise(image, rng, 1.5)
     masks = visible > 0.5
     keep = masks.any(axis=(1, 2))
     instances = [inst for inst, k in zip(instances, keep, strict=True) if k]
-    return _finish(image, masks[keep], instances, "photo", int(seed))
+    return finish_scene(image, masks[keep], instances, "photo", int(seed))
 
 
-def _pil_fill(inst: _Instance, rng: np.random.Generator, ys: slice, xs: slice) -> np.ndarray:
+def _pil_fill(inst: PlacedInstance, rng: np.random.Generator, ys: slice, xs: slice) -> np.ndarray:
     """(rows, cols, 3) colour of an instance: base tinted towards white or black, with a soft highlight."""
     tint = np.float32(255.0 if rng.random() < 0.5 else 0.0)
     base = np.asarray(COLORS[inst.color], np.float32)

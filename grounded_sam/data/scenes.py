@@ -191,11 +191,12 @@ def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
 
 def scene_seed(seed: int, index: int) -> int:
     """Seed of scene `index` in the stream `seed` (what `iter_scenes` uses); below 2**53, exact in JSON."""
-    a, b = np.random.SeedSequence([_check_seed(seed), _check_seed(index)]).generate_state(2, np.uint32)
+    a, b = np.random.SeedSequence([check_seed(seed), check_seed(index)]).generate_state(2, np.uint32)
     return (int(a) << 21) | (int(b) >> 11)
 
 
-def _check_seed(seed: int) -> int:
+def check_seed(seed: int) -> int:
+    """``seed`` as an int; TypeError/ValueError for non-integers and negatives."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int; got {type(seed).__name__}")
     if seed < 0:
@@ -204,7 +205,7 @@ def _check_seed(seed: int) -> int:
 
 
 @dataclass(eq=False)
-class _Instance:
+class PlacedInstance:
     """A placed, coloured candidate: its footprint mask over the unclipped window at (y0, x0)."""
 
     placement: Placement
@@ -219,7 +220,7 @@ class _Instance:
         self.area = max(int(self.mask.sum()), 1)
 
 
-def _owner_map(instances: list[_Instance], h: int, w: int) -> np.ndarray:
+def _owner_map(instances: list[PlacedInstance], h: int, w: int) -> np.ndarray:
     """(H, W) int16: index of the top-most instance at each pixel, -1 for background."""
     owner = np.full((h, w), -1, dtype=np.int16)
     for i, inst in enumerate(instances):
@@ -228,7 +229,7 @@ def _owner_map(instances: list[_Instance], h: int, w: int) -> np.ndarray:
     return owner
 
 
-def _drop_hidden(instances: list[_Instance], config: SceneConfig) -> list[_Instance]:
+def _drop_hidden(instances: list[PlacedInstance], config: SceneConfig) -> list[PlacedInstance]:
     """Remove the least visible failing instance until every one passes the visibility limits.
 
     Removing an instance only uncovers the others, so one removal at a time keeps as many as possible.
@@ -251,7 +252,7 @@ def _choose_color(
     config: SceneConfig,
     p: Placement,
     background: np.ndarray,
-    placed: list[_Instance],
+    placed: list[PlacedInstance],
 ) -> str:
     """A colour with enough contrast to the background under `p` that no overlapping instance has."""
     h, w = config.size
@@ -272,9 +273,9 @@ def _choose_color(
     return config.colors[int(np.argmax(np.where(pool, contrast, -1.0)))]
 
 
-def _place_instances(
+def place_instances(
     rng: np.random.Generator, config: SceneConfig, background: np.ndarray, soft: bool
-) -> list[_Instance]:
+) -> list[PlacedInstance]:
     """Sample candidates, top up after visibility filtering, until the drawn target count is reached.
 
     Footprints are exact pixel-centre masks, or with `soft` the anti-aliased coverage (kept as `alpha`)
@@ -282,7 +283,7 @@ def _place_instances(
     """
     target = int(rng.integers(config.min_objects, config.max_objects + 1))
     budget = 3 * target + 4  # candidates tried before settling for fewer instances
-    kept: list[_Instance] = []
+    kept: list[PlacedInstance] = []
     while len(kept) < target and budget > 0:
         batch = min(target - len(kept), budget)
         budget -= batch
@@ -295,7 +296,7 @@ def _place_instances(
             else:
                 mask, y0, x0 = rasterize(p)
             kept.append(
-                _Instance(p, _choose_color(rng, config, p, background, kept), mask, y0, x0, alpha=alpha)
+                PlacedInstance(p, _choose_color(rng, config, p, background, kept), mask, y0, x0, alpha=alpha)
             )
         kept = _drop_hidden(kept, config)
     if len(kept) < target:
@@ -303,7 +304,9 @@ def _place_instances(
     return kept
 
 
-def _paint_exact(image: np.ndarray, inst: _Instance, rng: np.random.Generator, config: SceneConfig) -> None:
+def _paint_exact(
+    image: np.ndarray, inst: PlacedInstance, rng: np.random.Generator, config: SceneConfig
+) -> None:
     """Paint the instance's footprint with its jittered, shaded, noisy colour (in place, float image)."""
     h, w = config.size
     ys, xs, m = clip_window(inst.mask, inst.y0, inst.x0, h, w)
@@ -319,8 +322,8 @@ def _paint_exact(image: np.ndarray, inst: _Instance, rng: np.random.Generator, c
     image[ys, xs][m] = pixels
 
 
-def _finish(
-    image: np.ndarray, masks: np.ndarray, instances: list[_Instance], background: str, seed: int
+def finish_scene(
+    image: np.ndarray, masks: np.ndarray, instances: list[PlacedInstance], background: str, seed: int
 ) -> Scene:
     shapes = [inst.placement.shape for inst in instances]
     colors = [inst.color for inst in instances]
@@ -336,7 +339,7 @@ def _finish(
     )
 
 
-def _add_image_noise(image: np.ndarray, rng: np.random.Generator, max_sigma: float) -> None:
+def add_image_noise(image: np.ndarray, rng: np.random.Generator, max_sigma: float) -> None:
     """Sensor-like grain, the same on the three channels (one draw per pixel keeps it cheap)."""
     sigma = np.float32(rng.uniform(0, max_sigma))
     image += rng.standard_normal((*image.shape[:2], 1), dtype=np.float32) * sigma
@@ -350,17 +353,17 @@ def make_scene(seed: int, config: SceneConfig = SceneConfig()) -> Scene:
         scene = make_scene(0, SceneConfig(size=(128, 128), max_objects=3))
         scene.image.shape, scene.masks.shape, scene.labels   # (128, 128, 3), (N, 128, 128), ["red star", ...]
     """
-    rng = np.random.default_rng(_check_seed(seed))
+    rng = np.random.default_rng(check_seed(seed))
     h, w = config.size
     kind = config.backgrounds[rng.integers(len(config.backgrounds))]
     image = render_background(kind, rng, h, w)
-    instances = _place_instances(rng, config, image, soft=False)
+    instances = place_instances(rng, config, image, soft=False)
     for inst in instances:
         _paint_exact(image, inst, rng, config)
-    _add_image_noise(image, rng, config.image_noise)
+    add_image_noise(image, rng, config.image_noise)
     owner = _owner_map(instances, h, w)
     masks = owner[None] == np.arange(len(instances), dtype=np.int16)[:, None, None]
-    return _finish(image, masks, instances, kind, int(seed))
+    return finish_scene(image, masks, instances, kind, int(seed))
 
 
 def iter_scenes(seed: int, n: int, config: SceneConfig = SceneConfig(), start: int = 0) -> Iterator[Scene]:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from grounded_sam.annotate import _default_font, overlay
+from grounded_sam.annotate import default_font, overlay
 from grounded_sam.atomic import atomic_path
 from grounded_sam.export.coco import rle_to_mask
 from grounded_sam.io import ImageInput, load_image
@@ -37,7 +37,7 @@ def contact_sheet(
         raise ValueError(f"thumb_size must be at least 16 pixels; got {thumb_size}")
     columns = columns or min(MAX_COLUMNS, math.ceil(math.sqrt(len(items))))
     rows = math.ceil(len(items) / columns)
-    font = _default_font(size=max(9, thumb_size // 14))
+    font = default_font(size=max(9, thumb_size // 14))
     caption_h = font.getbbox("Ag")[3] + 6
     cell_h = thumb_size + caption_h
     sheet = Image.new("RGB", (columns * thumb_size, rows * cell_h), BACKGROUND)

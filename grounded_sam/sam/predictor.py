@@ -106,7 +106,7 @@ class SamPredictor:
         pixels = load_image(image)
         if image_format == "BGR":
             pixels = np.ascontiguousarray(pixels[..., ::-1])
-        digest = _digest(pixels)
+        digest = pixel_digest(pixels)
         if self._embedding is not None and self._embedding.image_digest == digest:
             return
         resized = resize_longest_side(pixels, self.model.image_size)
@@ -236,7 +236,7 @@ class SamPredictor:
         embedding = self.embedding
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels must be given together")
-        count = _prompt_count(point_coords, boxes, mask_input)
+        count = prompt_count(point_coords, boxes, mask_input)
         if count == 0:
             return self._empty(multimask_output, return_logits)
         points = (point_coords, point_labels) if point_coords is not None else None
@@ -263,14 +263,15 @@ class SamPredictor:
         )
 
 
-def _digest(pixels: np.ndarray) -> str:
+def pixel_digest(pixels: np.ndarray) -> str:
     """A short hash identifying an (H, W, 3) uint8 image."""
     digest = hashlib.blake2b(pixels.tobytes(), digest_size=16)
     digest.update(repr(pixels.shape).encode())
     return digest.hexdigest()
 
 
-def _prompt_count(*prompts: torch.Tensor | None) -> int:
+def prompt_count(*prompts: torch.Tensor | None) -> int:
+    """The common batch size of the given prompt tensors (``None`` skipped); ValueError if they differ."""
     counts = {int(p.shape[0]) for p in prompts if p is not None}
     if not counts:
         raise ValueError("give at least one prompt: points, a box or a mask input")

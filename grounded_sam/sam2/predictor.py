@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from grounded_sam.devices import Device
 from grounded_sam.io import ImageInput, load_image
-from grounded_sam.sam.predictor import Prediction, _digest, _prompt_count
+from grounded_sam.sam.predictor import Prediction, pixel_digest, prompt_count
 from grounded_sam.sam.prompts import check_mask_input, check_points, clip_boxes, to_box_array
 from grounded_sam.sam2.build import (
     build_sam2,
@@ -149,7 +149,7 @@ class Sam2Predictor:
         pixels = load_image(image)
         if image_format == "BGR":
             pixels = np.ascontiguousarray(pixels[..., ::-1])
-        digest = _digest(pixels)
+        digest = pixel_digest(pixels)
         if self._embedding is not None and self._embedding.image_digest == digest:
             return
         self.reset_image()
@@ -268,7 +268,7 @@ class Sam2Predictor:
                 f"mask_input must be low-res logits of size {self.mask_size} (as returned by predict), "
                 f"got {tuple(mask_input.shape[-2:])}"
             )
-        count = _prompt_count(point_coords, boxes, mask_input)
+        count = prompt_count(point_coords, boxes, mask_input)
         if count == 0:
             return self._empty(multimask_output, return_logits)
         # Sam2Model decodes a (images, prompts) grid. Prompts of one image share its embedding, but a
