@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from grounded_sam.devices import Device
-from grounded_sam.io import ImageInput, load_image
-from grounded_sam.sam.predictor import Prediction, pixel_digest, prompt_count
-from grounded_sam.sam.prompts import check_mask_input, check_points, clip_boxes, to_box_array
+from grounded_sam.sam.base_predictor import PromptPredictor, TorchPrediction, prompt_count
 from grounded_sam.sam2.build import (
     build_sam2,
     check_processor,
@@ -31,8 +29,6 @@ from grounded_sam.sam2.build import (
 
 if TYPE_CHECKING:
     from transformers import Sam2Model, Sam2Processor
-
-TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class Sam2ImageEmbedding:
     image_digest: str | None = None
 
 
-class Sam2Predictor:
+class Sam2Predictor(PromptPredictor):
     """Embed an image once with SAM 2, then decode any number of point / box / mask prompts.
 
     Args:
@@ -89,10 +85,6 @@ class Sam2Predictor:
         return cls(*build_sam2(name, checkpoint=checkpoint, device=device))
 
     @property
-    def device(self) -> torch.device:
-        return self.model.device
-
-    @property
     def image_size(self) -> int:
         """The side of the square image the encoder sees (1024 for the released models)."""
         return model_image_size(self.model)
@@ -102,21 +94,6 @@ class Sam2Predictor:
         """(h, w) of the low-resolution logits (256 x 256 for the released models)."""
         height, width = self.model.prompt_encoder.mask_input_size
         return (int(height), int(width))
-
-    @property
-    def is_image_set(self) -> bool:
-        return self._embedding is not None
-
-    @property
-    def embedding(self) -> Sam2ImageEmbedding:
-        """The cached embedding of the current image."""
-        if self._embedding is None:
-            raise RuntimeError("no image is set: call set_image(image) before predicting")
-        return self._embedding
-
-    @property
-    def original_size(self) -> tuple[int, int]:
-        return self.embedding.original_size
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -134,25 +111,7 @@ class Sam2Predictor:
             raise ValueError(f"the embedding is on {where}, the model on {self.device}")
         self._embedding = embedding
 
-    def reset_image(self) -> None:
-        """Forget the current image and its embedding."""
-        self._embedding = None
-
-    def set_image(self, image: ImageInput, image_format: Literal["RGB", "BGR"] = "RGB") -> None:
-        """Load ``image`` (path, PIL image, HWC uint8 array or CHW tensor) and compute its embedding.
-
-        Rules as in :meth:`SamPredictor.set_image`: EXIF orientation applied, any colour mode converted to
-        RGB, ``image_format="BGR"`` for OpenCV arrays; the same pixels again keep the current embedding.
-        """
-        if image_format not in ("RGB", "BGR"):
-            raise ValueError(f"image_format must be 'RGB' or 'BGR', got {image_format!r}")
-        pixels = load_image(image)
-        if image_format == "BGR":
-            pixels = np.ascontiguousarray(pixels[..., ::-1])
-        digest = pixel_digest(pixels)
-        if self._embedding is not None and self._embedding.image_digest == digest:
-            return
-        self.reset_image()
+    def _embed(self, pixels: np.ndarray, digest: str) -> None:
         inputs = self.processor.image_processor(
             images=pixels, input_data_format="channels_last", return_tensors="pt"
         )
@@ -163,50 +122,6 @@ class Sam2Predictor:
             features=tuple(features), original_size=(pixels.shape[0], pixels.shape[1]), image_digest=digest
         )
 
-    def predict(
-        self,
-        point_coords: np.ndarray | None = None,
-        point_labels: np.ndarray | None = None,
-        box: np.ndarray | None = None,
-        mask_input: np.ndarray | None = None,
-        multimask_output: bool = True,
-        return_logits: bool = False,
-    ) -> Prediction:
-        """Masks for one prompt, or for N boxes at once.
-
-        Args:
-            point_coords: (P, 2) XY pixels in the original image, or (N, P, 2) with N prompts.
-            point_labels: (P,) or (N, P): 1 foreground, 0 background, -1 ignored.
-            box: (4,) XYXY pixels; or (N, 4) to decode N boxes in one batched call. Clipped to the image.
-            mask_input: (1, h, w) low-res logits from an earlier call (h, w = :attr:`mask_size`), or
-                (N, 1, h, w).
-            multimask_output: three candidate masks per prompt instead of one.
-            return_logits: mask logits instead of booleans.
-
-        Returns:
-            masks (C, H, W) bool, scores (C,), low-res logits (C, h, w) for a single prompt; with an (N, 4)
-            box (N > 1) or (N, P, 2) points each gains a leading N axis.
-        """
-        boxes = to_box_array(box) if box is not None else None
-        batched = boxes is not None and boxes.shape[0] > 1
-        if point_coords is not None and np.asarray(point_coords).ndim == 3:
-            batched = True
-        masks, scores, low_res = self._predict_numpy(
-            point_coords, point_labels, boxes, mask_input, multimask_output, return_logits
-        )
-        if batched:
-            return masks, scores, low_res
-        return masks[0], scores[0], low_res[0]
-
-    def predict_boxes(
-        self, boxes: np.ndarray, multimask_output: bool = False, return_logits: bool = False
-    ) -> Prediction:
-        """Decode (N, 4) XYXY pixel boxes in one call: (N, C, H, W) masks, (N, C) scores, (N, C, h, w) logits.
-
-        N = 0 gives empty arrays of the right shapes.
-        """
-        return self._predict_numpy(None, None, to_box_array(boxes), None, multimask_output, return_logits)
-
     def to_input_frame(self, xy: torch.Tensor) -> torch.Tensor:
         """Scale (..., 2) XY pixel coordinates of the original image to the square encoder input."""
         height, width = self.original_size
@@ -215,30 +130,7 @@ class Sam2Predictor:
         scaled[..., 1] = scaled[..., 1] * (self.image_size / height)
         return scaled
 
-    def _predict_numpy(
-        self,
-        point_coords: np.ndarray | None,
-        point_labels: np.ndarray | None,
-        boxes: np.ndarray | None,
-        mask_input: np.ndarray | None,
-        multimask_output: bool,
-        return_logits: bool,
-    ) -> Prediction:
-        height, width = self.original_size
-        coords_t = labels_t = boxes_t = masks_t = None
-        if point_coords is not None or point_labels is not None:
-            coords, labels = check_points(point_coords, point_labels)
-            coords_t = self.to_input_frame(torch.from_numpy(coords)).to(self.device)
-            labels_t = torch.from_numpy(labels).to(self.device)
-        if boxes is not None:
-            corners = torch.from_numpy(clip_boxes(boxes, width, height)).reshape(-1, 2, 2)
-            boxes_t = self.to_input_frame(corners).reshape(-1, 4).to(self.device)
-        if mask_input is not None:
-            masks_t = torch.from_numpy(check_mask_input(mask_input)).to(self.device)
-        masks, scores, low_res = self.predict_torch(
-            coords_t, labels_t, boxes_t, masks_t, multimask_output, return_logits
-        )
-        return masks.cpu().numpy(), scores.float().cpu().numpy(), low_res.float().cpu().numpy()
+    _to_input_frame = to_input_frame
 
     def predict_torch(
         self,
