@@ -29,7 +29,7 @@ from grounded_sam.text.phrase_mapping import (
     plan_chunks,
     suppress,
 )
-from grounded_sam.text.prompts import model_text, parse_prompt
+from grounded_sam.text.prompts import check_phrases, model_text
 from grounded_sam.weights import WeightsNotFoundError, WeightsSpec, resolve_weights
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class PromptDetector(ABC):
             if text_threshold is None
             else check_fraction("text_threshold", text_threshold)
         )
-        phrase_list = _phrase_list(phrases)
+        phrase_list = check_phrases(phrases)
         if not phrase_list:
             return Detections.empty()
         chunks = self.prompt_chunks(phrase_list)
@@ -192,21 +192,6 @@ class PromptDetector(ABC):
         return Detections(
             kept.boxes.cpu().numpy(), kept.scores.cpu().numpy(), kept.phrase_ids.cpu().numpy(), phrase_list
         )
-
-
-def _phrase_list(phrases: str | Sequence[str]) -> list[str]:
-    if isinstance(phrases, str):
-        return parse_prompt(phrases)
-    phrase_list = list(phrases)
-    for index, phrase in enumerate(phrase_list):
-        if not isinstance(phrase, str):
-            raise TypeError(f"phrase {index} must be a string, got {type(phrase).__name__}")
-        if not model_text(phrase):
-            raise ValueError(
-                f"phrase {index} ({phrase!r}) has nothing to look for; remove it, or pass the whole prompt "
-                "as one string (or through parse_prompt) to drop such pieces"
-            )
-    return phrase_list
 
 
 class GroundingDinoDetector(PromptDetector):

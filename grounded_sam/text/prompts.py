@@ -78,3 +78,20 @@ def model_text(phrase: str) -> str:
     Returns ``""`` when nothing meaningful is left.
     """
     return _normalise(_MODEL_DELIMITER.sub(" ", phrase))
+
+
+def check_phrases(phrases: str | Sequence[str]) -> list[str]:
+    """The phrases a text stage prompts with: a string is split by :func:`parse_prompt`; a list is used as
+    given (results index it), each entry checked to be a string with something to look for."""
+    if isinstance(phrases, str):
+        return parse_prompt(phrases)
+    listed = list(phrases)
+    for index, phrase in enumerate(listed):
+        if not isinstance(phrase, str):
+            raise TypeError(f"phrase {index} must be a string, got {type(phrase).__name__}")
+        if not model_text(phrase):
+            raise ValueError(
+                f"phrase {index} ({phrase!r}) has nothing to look for; remove it, or pass the whole prompt "
+                "as one string (or through parse_prompt) to drop such pieces"
+            )
+    return listed

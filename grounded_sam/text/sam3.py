@@ -24,7 +24,7 @@ from torchvision.ops import batched_nms
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.text.base import Detections, Segments
 from grounded_sam.text.grounding_dino import as_rgb_array, check_fraction, snapshot_spec
-from grounded_sam.text.prompts import parse_prompt
+from grounded_sam.text.prompts import check_phrases
 from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, resolve_weights
 
 if TYPE_CHECKING:
@@ -239,7 +239,7 @@ class Sam3Segmenter:
         threshold = (
             self.box_threshold if box_threshold is None else check_fraction("box_threshold", box_threshold)
         )
-        phrase_list = phrase_texts(phrases)
+        phrase_list = check_phrases(phrases)
         if not phrase_list:
             return phrase_list, self._no_objects()
         height, width = image.shape[:2]
@@ -338,16 +338,3 @@ def upsample_masks(mask_logits: torch.Tensor, size: tuple[int, int], threshold: 
         )
         masks[start : start + _UPSAMPLE_CHUNK] = (resized[0] > threshold).numpy()
     return masks
-
-
-def phrase_texts(phrases: str | Sequence[str]) -> list[str]:
-    """The phrases to prompt with: a string is split by :func:`parse_prompt`, a list is checked as given."""
-    if isinstance(phrases, str):
-        return parse_prompt(phrases)
-    phrase_list = list(phrases)
-    for index, phrase in enumerate(phrase_list):
-        if not isinstance(phrase, str):
-            raise TypeError(f"phrase {index} must be a string, got {type(phrase).__name__}")
-        if not phrase.strip():
-            raise ValueError(f"phrase {index} is empty; remove it or pass the prompt as one string")
-    return phrase_list
