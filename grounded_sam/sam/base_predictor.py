@@ -27,9 +27,17 @@ def pixel_digest(pixels: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def prompt_count(*prompts: torch.Tensor | None) -> int:
-    """The common batch size of the given prompt tensors (``None`` skipped); ValueError if they differ."""
-    counts = {int(p.shape[0]) for p in prompts if p is not None}
+def prompt_count(
+    point_coords: torch.Tensor | None,
+    point_labels: torch.Tensor | None,
+    boxes: torch.Tensor | None,
+    mask_input: torch.Tensor | None,
+) -> int:
+    """The common batch size N of batched prompt tensors (``None`` skipped); ValueError if they differ,
+    if none is given, or if points come without labels (or labels without points)."""
+    if (point_coords is None) != (point_labels is None):
+        raise ValueError("point_coords and point_labels must be given together")
+    counts = {int(p.shape[0]) for p in (point_coords, boxes, mask_input) if p is not None}
     if not counts:
         raise ValueError("give at least one prompt: points, a box or a mask input")
     if len(counts) > 1:

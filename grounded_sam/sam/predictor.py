@@ -114,9 +114,7 @@ class SamPredictor(PromptPredictor):
             (N, C) and low-res logits (N, C, 256, 256).
         """
         embedding = self.embedding
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError("point_coords and point_labels must be given together")
-        count = prompt_count(point_coords, boxes, mask_input)
+        count = prompt_count(point_coords, point_labels, boxes, mask_input)
         if count == 0:
             return self._empty(multimask_output, return_logits)
         points = (point_coords, point_labels) if point_coords is not None else None

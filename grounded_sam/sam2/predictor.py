@@ -153,14 +153,12 @@ class Sam2Predictor(PromptPredictor):
             and low-res logits (N, C, h, w).
         """
         embedding = self.embedding
-        if (point_coords is None) != (point_labels is None):
-            raise ValueError("point_coords and point_labels must be given together")
         if mask_input is not None and tuple(mask_input.shape[-2:]) != self.mask_size:
             raise ValueError(
                 f"mask_input must be low-res logits of size {self.mask_size} (as returned by predict), "
                 f"got {tuple(mask_input.shape[-2:])}"
             )
-        count = prompt_count(point_coords, boxes, mask_input)
+        count = prompt_count(point_coords, point_labels, boxes, mask_input)
         if count == 0:
             return self._empty(multimask_output, return_logits)
         # Sam2Model decodes a (images, prompts) grid. Prompts of one image share its embedding, but a
