@@ -60,7 +60,9 @@ class SamConfig:
 
     @property
     def embedding_size(self) -> int:
-        return self.image_size // 16
+        """Side of the image embedding grid: the input side over the ViT's patch size (16 for TinyViT)."""
+        stride = self.encoder.patch_size if isinstance(self.encoder, ViTConfig) else 16
+        return self.image_size // stride
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,21 @@ def test_architecture_is_inferred_from_small_custom_models() -> None:
     assert inferred == dataclasses.replace(TINY_TINYVIT_SAM, image_size=1024)
 
 
+def test_a_vit_with_small_patches_gets_a_finer_embedding_grid() -> None:
+    config = dataclasses.replace(
+        TINY_VIT_SAM, encoder=dataclasses.replace(TINY_VIT_SAM.encoder, patch_size=8)
+    )
+    model = build_sam_from_config(config).eval()
+    side = config.image_size // 8
+    assert config.embedding_size == side
+    with torch.no_grad():
+        features = model.encode_image(torch.zeros(1, 3, config.image_size, config.image_size))
+        low_res, iou = model.decode(features, None, torch.tensor([[4.0, 4.0, 40.0, 40.0]]), None, False)
+    assert iou.shape == (1, 1)
+    assert features.shape[-2:] == (side, side) and low_res.shape[-2:] == (4 * side, 4 * side)
+    assert infer_config(model.state_dict()) == config
+
+
 def test_official_checkpoint_loads_without_a_name(tmp_path) -> None:
     model = random_sam(TINY_VIT_SAM, seed=3)
     reference = reference_twin(model, TINY_VIT_SAM)
