@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from grounded_sam.text.gdino_mlp import BAND_BYTES, feed_forward_in_bands
+
 # Zero rows before / after each axis of every level: a sample clamped to [-1, size] then has both of its
 # bilinear neighbours inside the padded map, and the ones outside the real map read zeros.
 _PAD_BEFORE, _PAD_AFTER = 1, 2
@@ -213,20 +215,17 @@ class DeformableAttention(nn.Module):
 
 class EncoderDeformableLayer(nn.Module):
     """Drop-in for ``transformers``' ``GroundingDinoDeformableLayer`` (deformable self-attention, then
-    a feed-forward block) that, outside training, runs the feed-forward block in bands of rows.
-
-    The full-size hidden activation of the feed-forward block (tokens × 2048 floats, ~150 MB at 800 px)
-    would be fresh memory from the OS on every call; bands of ``band_rows`` stay small enough to be
-    reused from the heap, about halving the block's time on a CPU. Shares the original's layers.
+    a feed-forward block) that, outside training and without gradients, runs the feed-forward block in
+    bands of rows (see :mod:`grounded_sam.text.gdino_mlp`). Shares the original's layers.
     """
 
-    def __init__(self, original: nn.Module, band_rows: int = 2048) -> None:
+    def __init__(self, original: nn.Module, band_bytes: int = BAND_BYTES) -> None:
         super().__init__()
         for name in ("self_attn", "self_attn_layer_norm", "fc1", "fc2", "final_layer_norm", "activation_fn"):
             setattr(self, name, getattr(original, name))
         self.dropout: float = original.dropout
         self.activation_dropout: float = original.activation_dropout
-        self.band_rows = band_rows
+        self.band_bytes = band_bytes
         self.train(original.training)
 
     def forward(
@@ -267,9 +266,4 @@ class EncoderDeformableLayer(nn.Module):
             inner = self.activation_fn(self.fc1(hidden_states))
             inner = F.dropout(inner, p=self.activation_dropout, training=self.training)
             return F.dropout(self.fc2(inner), p=self.dropout, training=self.training)
-        rows = hidden_states.reshape(-1, hidden_states.shape[-1])
-        out = rows.new_empty(rows.shape[0], self.fc2.out_features)
-        for start in range(0, rows.shape[0], self.band_rows):
-            band = slice(start, start + self.band_rows)
-            out[band] = self.fc2(self.activation_fn(self.fc1(rows[band])))
-        return out.view(*hidden_states.shape[:-1], -1)
+        return feed_forward_in_bands(hidden_states, self.fc1, self.activation_fn, self.fc2, self.band_bytes)
