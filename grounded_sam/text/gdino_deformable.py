@@ -62,19 +62,23 @@ def deformable_sample(
     # vectorised (broadcasting over tiny trailing axes such as (..., 2) is several times slower).
     rows = table.shape[0] * table.shape[1] * heads
     index_dtype = torch.int32 if rows < 2**31 else torch.int64
+    # table rows are whole numbers, exact in float32 below 2**24: computed there, converted once
+    exact = torch.float32 if rows < 2**24 else torch.float64
     device = value.device
-    per_sample = functools.partial(
-        _per_sample, levels=levels, points=points, dtype=index_dtype, device=device
-    )
-    padded_width = per_sample(widths)
-    cell = low.to(index_dtype)
-    # row of the upper-left neighbour within its batch item: start + (y + 1) * width + (x + 1)
-    position = torch.addcmul(
-        cell[..., 0] + per_sample(starts) + padded_width + _PAD_BEFORE, cell[..., 1], padded_width
-    )
-    head = torch.arange(heads, dtype=index_dtype, device=device)
-    item = torch.arange(batch, dtype=index_dtype, device=device) * (table.shape[1] * heads)
-    first = position * heads + (item[:, None, None] + head).expand(batch, queries, heads).reshape(bags, 1)
+    per_sample = functools.partial(_per_sample, levels=levels, points=points, device=device)
+    padded_width = per_sample(widths, dtype=index_dtype)
+    # table row of the upper-left neighbour (x, y) = low, in padded pixels (y + pad, x + pad):
+    # (item * rows_per_item + start + (y + pad) * width + x + pad) * heads + head
+    item = torch.arange(batch, dtype=exact, device=device) * (table.shape[1] * heads)
+    item_and_head = item[:, None, None] + torch.arange(heads, dtype=exact, device=device)
+    level_part = [
+        (start + _PAD_BEFORE * (width + 1)) * heads for start, width in zip(starts, widths, strict=True)
+    ]
+    first = item_and_head.expand(batch, queries, heads).reshape(bags, 1) + per_sample(level_part, dtype=exact)
+    low = low.to(exact)
+    first = torch.addcmul(first, low[..., 0], torch.tensor(heads, dtype=exact, device=device))
+    first = torch.addcmul(first, low[..., 1], per_sample([w * heads for w in widths], dtype=exact))
+    first = first.to(index_dtype)
 
     neighbours = torch.empty(bags, 4, samples, dtype=index_dtype, device=device)
     for corner, step in enumerate((0, 1, padded_width, padded_width + 1)):  # UL, UR, LL, LR
@@ -110,7 +114,7 @@ def _pixel_positions(
 
 
 def _per_sample(
-    per_level: Sequence[int], *, levels: int, points: int, dtype: torch.dtype, device: torch.device
+    per_level: Sequence[float], *, levels: int, points: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
     """(levels * points,) the value of each sample's level."""
     return torch.tensor(per_level, dtype=dtype, device=device)[:, None].expand(levels, points).reshape(-1)
