@@ -146,8 +146,8 @@ def sampling_locations(
     Args:
         offsets: (B, Q, heads * levels * points * 2) raw offsets, as the offset layer gives them.
         reference_points: (B, Q, levels, 2) centres (x, y) in [0, 1], offsets then count in pixels of
-            each level; or (B, Q, levels, 4) boxes (cx, cy, w, h), offsets then count in
-            ``points`` ths of half the box.
+            each level; or (B, Q, levels, 4) boxes (cx, cy, w, h) in [0, 1], offsets then count in
+            half box sizes divided by ``points``.
         level_shapes: (height, width) of each level.
 
     Returns:
