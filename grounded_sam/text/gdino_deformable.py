@@ -80,15 +80,20 @@ def deformable_sample(
     first = torch.addcmul(first, low[..., 1], per_sample([w * heads for w in widths], dtype=exact))
     first = first.to(index_dtype)
 
+    # (bags, 4, samples) tables; written in place, which is measurably faster than stacking
     neighbours = torch.empty(bags, 4, samples, dtype=index_dtype, device=device)
     for corner, step in enumerate((0, 1, padded_width, padded_width + 1)):  # UL, UR, LL, LR
         torch.add(first, step * heads, out=neighbours[:, corner])
     right, lower = upper[..., 0], upper[..., 1]
     weight = weights.reshape(bags, samples)
     top, bottom, left = (1 - lower) * weight, lower * weight, 1 - right
-    corner_weights = torch.empty(bags, 4, samples, dtype=weight.dtype, device=device)
-    for corner, (along_y, along_x) in enumerate(((top, left), (top, right), (bottom, left), (bottom, right))):
-        torch.mul(along_y, along_x, out=corner_weights[:, corner])
+    pairs = ((top, left), (top, right), (bottom, left), (bottom, right))
+    if torch.is_grad_enabled() and (weights.requires_grad or locations.requires_grad):
+        corner_weights = torch.stack([along_y * along_x for along_y, along_x in pairs], 1)
+    else:
+        corner_weights = weight.new_empty(bags, 4, samples)
+        for corner, (along_y, along_x) in enumerate(pairs):
+            torch.mul(along_y, along_x, out=corner_weights[:, corner])
 
     out = F.embedding_bag(
         neighbours.view(bags, -1),

@@ -42,6 +42,24 @@ def test_sampling_equals_grid_sample(batch, heads, shapes, points) -> None:
     torch.testing.assert_close(got, expected, rtol=0, atol=2e-6)
 
 
+def test_sampling_gradients_equal_grid_samples() -> None:
+    torch.manual_seed(0)
+    shapes = [(5, 7), (3, 4)]
+    inputs = [
+        torch.randn(2, 47, 2, 3),
+        torch.rand(2, 6, 2, 2, 3, 2) * 1.4 - 0.2,
+        torch.rand(2, 6, 2, 2, 3),
+    ]
+    grads = []
+    for sample in (reference_sample, deformable_sample):
+        leaves = [tensor.clone().requires_grad_(True) for tensor in inputs]
+        value, locations, weights = leaves
+        (sample(value, shapes, locations, weights) * torch.linspace(-1, 1, 6)).sum().backward()
+        grads.append([leaf.grad for leaf in leaves])
+    for expected, got in zip(*grads, strict=True):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_sampling_on_pixel_centres_edges_and_far_outside() -> None:
     shapes = [(3, 4), (2, 2)]
     value = torch.arange(16 * 2, dtype=torch.float32).view(1, 16, 1, 2) + 1
