@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import sys
 import tempfile
 import time
@@ -81,13 +82,16 @@ def transformers_route(detector, processor, hf_sam, image: np.ndarray, threshold
     return int(masks[0].shape[0])
 
 
-def timed(function: Any, repeats: int) -> tuple[float, Any]:
-    best, value = float("inf"), None
+def timed(functions: list[Any], repeats: int) -> list[tuple[float, Any]]:
+    """Best time and last value of each function; the repeats alternate between the functions, so a
+    busy spell on the shared machine slows all of them rather than one."""
+    best, values = [float("inf")] * len(functions), [None] * len(functions)
     for _ in range(repeats):
-        start = time.perf_counter()
-        value = function()
-        best = min(best, time.perf_counter() - start)
-    return best, value
+        for index, function in enumerate(functions):
+            start = time.perf_counter()
+            values[index] = function()
+            best[index] = min(best[index], time.perf_counter() - start)
+    return list(zip(best, values, strict=True))
 
 
 def main() -> None:
@@ -120,15 +124,18 @@ def main() -> None:
         ours.predictor.reset_image()  # no embedding reuse across repeats: measure the full job
         return ours.predict(image, PROMPT)
 
-    ours_time, result = timed(ours_route, args.repeats)
-    theirs_time, count = timed(
-        lambda: transformers_route(detector, processor, hf_sam, image, threshold, args.boxes), args.repeats
-    )
+    def theirs_route():
+        return transformers_route(detector, processor, hf_sam, image, threshold, args.boxes)
+
+    load_before = os.getloadavg()[0]
+    (ours_time, result), (theirs_time, count) = timed([ours_route, theirs_route], args.repeats)
     print(f"image {image.shape[1]}x{image.shape[0]}, prompt {PROMPT!r}, box threshold {threshold:.4f}")
     print(f"{'':14}{'seconds':>10}{'masks':>8}")
     print(f"{'ours':14}{ours_time:>10.2f}{len(result):>8}")
     print(f"{'transformers':14}{theirs_time:>10.2f}{count:>8}")
     print(f"ours/transformers = {ours_time / theirs_time:.3f}")
+    load_after = os.getloadavg()[0]
+    print(f"load average (1 min) {load_before:.2f} before, {load_after:.2f} after, on {os.cpu_count()} CPUs")
 
 
 if __name__ == "__main__":
