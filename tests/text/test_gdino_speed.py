@@ -76,3 +76,24 @@ def test_detector_accelerates_its_model_with_unchanged_detections(tmp_path) -> N
     assert len(expected) > 0 and np.array_equal(got.phrase_ids, expected.phrase_ids)
     np.testing.assert_allclose(got.scores, expected.scores, rtol=0, atol=1e-5)
     np.testing.assert_allclose(got.boxes, expected.boxes, rtol=0, atol=1e-3)  # pixels
+
+
+@pytest.mark.slow
+def test_full_size_architecture_equals_the_unpatched_model() -> None:
+    """The tiny checkpoint's architecture (Swin-T, BERT-base, 900 queries) with random weights."""
+    from transformers import GroundingDinoConfig, GroundingDinoForObjectDetection
+
+    torch.manual_seed(0)
+    reference = GroundingDinoForObjectDetection(GroundingDinoConfig()).eval()
+    model = copy.deepcopy(reference)
+    assert (
+        accelerate(model) == 6 + 6 + 6 + 6
+    )  # per layer: encoder attention, layer, fusion; decoder attention
+    ids = torch.tensor([[101, 2417, 4418, 1012, 2630, 2732, 1012, 102]])
+    inputs = dict(pixel_values=torch.randn(1, 3, 320, 416), input_ids=ids)
+    with torch.inference_mode():
+        expected, got = reference(**inputs), model(**inputs)
+    finite = expected.logits.isfinite()
+    torch.testing.assert_close(got.logits[finite], expected.logits[finite], rtol=0, atol=1e-4)
+    torch.testing.assert_close(got.pred_boxes, expected.pred_boxes, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got.last_hidden_state, expected.last_hidden_state, rtol=0, atol=1e-4)
