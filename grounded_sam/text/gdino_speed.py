@@ -1,7 +1,8 @@
 """Faster CPU paths for ``transformers``' Grounding DINO, swapped into one model instance.
 
 The deformable attention and the encoder's deformable layers come from
-:mod:`grounded_sam.text.gdino_deformable`; the image-text fusion attention, folded so the image tokens are
+:mod:`grounded_sam.text.gdino_deformable`, the feed-forward blocks from :mod:`grounded_sam.text.gdino_mlp`;
+the image-text fusion attention, folded so the image tokens are
 never projected into the wide attention space, lives here. :func:`accelerate` puts these replacements
 into a loaded ``GroundingDinoForObjectDetection``; the parameters, their names and the outputs (up to
 float rounding, ~1e-6) stay the same. It changes only the instance it is given, never the
@@ -17,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from grounded_sam.text.gdino_deformable import DeformableAttention, EncoderDeformableLayer
+from grounded_sam.text.gdino_mlp import FusedMLP
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +117,9 @@ def accelerate(model: nn.Module) -> int:
 
     Every multi-scale deformable attention of ``model`` (encoder and decoder) becomes a
     :class:`~grounded_sam.text.gdino_deformable.DeformableAttention`, every encoder deformable layer an
-    :class:`~grounded_sam.text.gdino_deformable.EncoderDeformableLayer` and every image-text fusion
-    attention a :class:`FoldedTextImageAttention`. Each takes over the original's layers, so parameters
+    :class:`~grounded_sam.text.gdino_deformable.EncoderDeformableLayer`, every image-text fusion
+    attention a :class:`FoldedTextImageAttention` and every MLP of the Swin backbone a
+    :class:`~grounded_sam.text.gdino_mlp.FusedMLP`. Each takes over the original's layers, so parameters
     and ``state_dict`` keys are untouched and the model still saves and loads as before; calling it
     twice changes nothing more.
 
@@ -124,12 +127,14 @@ def accelerate(model: nn.Module) -> int:
         How many submodules were replaced (0 if ``model`` has none of the known parts).
     """
     from transformers.models.grounding_dino import modeling_grounding_dino as reference
+    from transformers.models.swin import modeling_swin
 
     # attention first, so the new encoder layers take over the new attention
     replacements = (
         (reference.GroundingDinoMultiscaleDeformableAttention, DeformableAttention),
         (reference.GroundingDinoDeformableLayer, EncoderDeformableLayer),
         (reference.GroundingDinoBiMultiHeadAttention, FoldedTextImageAttention),
+        (modeling_swin.SwinMLP, FusedMLP),
     )
     replaced = 0
     for original_type, build in replacements:

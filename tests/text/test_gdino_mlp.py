@@ -1,12 +1,14 @@
-"""A feed-forward block in bands of rows equals the whole block."""
+"""Feed-forward blocks in bands of rows and with fused activations equal the plain blocks."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from grounded_sam.text.gdino_mlp import feed_forward_in_bands
+from grounded_sam.text.gdino_mlp import FusedMLP, feed_forward_in_bands, fusable_activation, linear_activation
+from tests.text.gdino_builders import tiny_model
 
 
 @pytest.mark.parametrize("band_rows", [1, 5, 12, 13, 1000])
@@ -19,3 +21,39 @@ def test_bands_equal_the_whole_block(band_rows) -> None:
         got = feed_forward_in_bands(tokens, fc1, torch.relu, fc2, band_bytes=band_rows * 24 * 4)
     assert got.shape == (2, 13, 6)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("activation", "kind"),
+    [
+        (nn.ReLU(), "relu"),
+        (F.relu, "relu"),
+        (nn.GELU(), "gelu"),
+        (nn.GELU(approximate="tanh"), None),
+        (nn.SiLU(), None),
+        (torch.tanh, None),
+    ],
+)
+def test_fused_activation_equals_layer_then_activation(activation, kind) -> None:
+    assert fusable_activation(activation) == kind
+    torch.manual_seed(0)
+    layer = nn.Linear(8, 32)
+    tokens = torch.randn(3, 7, 8) * 3
+    with torch.inference_mode():
+        got = linear_activation(tokens, layer, activation)
+    torch.testing.assert_close(got, activation(layer(tokens)), rtol=0, atol=1e-5)
+    # with gradients the plain route runs and stays differentiable
+    tokens.requires_grad_(True)
+    linear_activation(tokens, layer, activation).sum().backward()
+    assert tokens.grad is not None and tokens.grad.abs().sum() > 0
+
+
+def test_transformers_gelu_wrapper_is_fused_and_swin_mlp_equals_the_original() -> None:
+    swin = tiny_model().model.backbone.conv_encoder.model
+    original = next(m for m in swin.modules() if type(m).__name__ == "SwinMLP")
+    assert fusable_activation(original.activation_fn) == "gelu"
+    fused = FusedMLP(original)
+    assert fused.fc1 is original.fc1 and not fused.training
+    tokens = torch.randn(2, 50, original.fc1.in_features)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(tokens), original(tokens), rtol=0, atol=1e-6)
