@@ -199,9 +199,9 @@ class GroundingDinoDetector(PromptDetector):
 
     See :class:`PromptDetector` for the thresholds, chunking and ``per_class``. Results are numpy on
     the CPU whatever ``device`` the model runs on. With ``accelerate=True`` (the default)
-    :func:`grounded_sam.text.gdino_speed.accelerate` swaps faster deformable attention, fusion attention
-    and encoder layers into ``model`` itself, in place (same parameters, outputs equal up to float
-    rounding, ~2× faster on a CPU); pass ``False`` to leave the model as it is.
+    :func:`grounded_sam.text.gdino_speed.accelerate` swaps faster deformable and fusion attention,
+    encoder layers and Swin MLPs into ``model`` itself, in place (same parameters, outputs equal up to
+    float rounding, ~2× faster on a CPU); pass ``False`` to leave the model as it is.
 
     Example:
         >>> detector = GroundingDinoDetector.from_pretrained(
