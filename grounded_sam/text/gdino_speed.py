@@ -130,12 +130,13 @@ def accelerate(model: nn.Module) -> int:
     from transformers.models.swin import modeling_swin
 
     # attention first, so the new encoder layers take over the new attention
-    replacements = (
+    replacements = [
         (reference.GroundingDinoMultiscaleDeformableAttention, DeformableAttention),
         (reference.GroundingDinoDeformableLayer, EncoderDeformableLayer),
         (reference.GroundingDinoBiMultiHeadAttention, FoldedTextImageAttention),
-        (modeling_swin.SwinMLP, FusedMLP),
-    )
+    ]
+    if hasattr(modeling_swin, "SwinMLP"):  # transformers 5; 4.x splits it into two modules, left as they are
+        replacements.append((modeling_swin.SwinMLP, FusedMLP))
     replaced = 0
     for original_type, build in replacements:
         for parent in list(model.modules()):
