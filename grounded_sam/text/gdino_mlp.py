@@ -47,11 +47,13 @@ def linear_activation(
     """``activation(layer(tokens))`` for (..., C_in) tokens, in one oneDNN call on a CPU when it can.
 
     The fused kernel serves float32 CPU tensors without gradients and the activations that
-    :func:`fusable_activation` names; everything else is computed as written.
+    :func:`fusable_activation` names, while torch's oneDNN backend is built and enabled
+    (``torch.backends.mkldnn.enabled``); everything else is computed as written.
     """
     kind = fusable_activation(activation)
     needs_grad = torch.is_grad_enabled() and (tokens.requires_grad or layer.weight.requires_grad)
-    fused_kernel = getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+    usable = torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    fused_kernel = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if usable else None
     if kind is None or needs_grad or fused_kernel is None or tokens.device.type != "cpu":
         return activation(layer(tokens))
     if tokens.dtype != torch.float32 or layer.weight.dtype != torch.float32:

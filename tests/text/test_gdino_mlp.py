@@ -59,3 +59,16 @@ def test_transformers_gelu_wrapper_is_fused_and_swin_mlp_equals_the_original() -
     tokens = torch.randn(2, 50, original.fc1.in_features)
     with torch.inference_mode():
         torch.testing.assert_close(fused(tokens), original(tokens), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("onednn", [True, False])
+def test_fused_kernel_runs_unless_onednn_is_switched_off(monkeypatch, onednn) -> None:
+    if onednn and not torch.backends.mkldnn.is_available():
+        pytest.skip("torch built without oneDNN")
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", onednn)
+    calls = []
+    activation = nn.ReLU()
+    activation.register_forward_hook(lambda *args: calls.append(1))
+    with torch.inference_mode():
+        linear_activation(torch.randn(3, 4), nn.Linear(4, 8), activation)
+    assert calls == ([] if onednn else [1])  # the activation module runs only on the plain route
