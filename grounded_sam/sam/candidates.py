@@ -20,6 +20,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.sam import mask_ops
+from grounded_sam.sam.mask_decoder import MaskDecoder, prompts_per_pass
 from grounded_sam.sam.mask_ops import CompactMask
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
@@ -168,7 +169,30 @@ def decode_gated(
     decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    state = decoder.run_blocks(features, prompt_encoder.get_dense_pe(), sparse, dense)
+    image_pe, step = prompt_encoder.get_dense_pe(), prompts_per_pass(features)
+    passes = [
+        _decode_pass(decoder, features, image_pe, sparse[start : start + step], dense, multimask, iou_thresh)
+        for start in range(0, len(sparse), step)
+    ]
+    ious, rows, low_res = [], [], []
+    for start, (iou, kept, logits) in zip(range(0, len(sparse), step), passes, strict=True):
+        ious.append(iou)
+        rows.append(kept + start)
+        low_res.append(logits)
+    return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res)
+
+
+def _decode_pass(
+    decoder: MaskDecoder,
+    features: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    multimask: bool,
+    iou_thresh: float,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """:func:`decode_gated` for one pass of prompts (sparse embeddings (B, K, C))."""
+    state = decoder.run_blocks(features, image_pe, sparse, dense)
     if iou_thresh > 0:
         # The IoU head reads only the IoU token, whose final attention does not depend on the others.
         iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from grounded_sam.sam.base_predictor import Prediction, PromptPredictor, TorchPrediction, prompt_count
+from grounded_sam.sam.mask_decoder import prompts_per_pass
 from grounded_sam.sam.sam import Sam
 from grounded_sam.sam.transforms import resize_longest_side, scale_coords
 
@@ -117,14 +118,26 @@ class SamPredictor(PromptPredictor):
         count = prompt_count(point_coords, point_labels, boxes, mask_input)
         if count == 0:
             return self._empty(multimask_output, return_logits)
-        points = (point_coords, point_labels) if point_coords is not None else None
+        step = prompts_per_pass(embedding.features)
+        parts = []
         with torch.inference_mode():
-            low_res, scores = self.model.decode(
-                embedding.features, points, boxes, mask_input, multimask_output
-            )
-            masks = self.model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
-            if not return_logits:
-                masks = masks > self.model.mask_threshold
+            for start in range(0, count, step):
+                rows = slice(start, start + step)
+                points = None if point_coords is None else (point_coords[rows], point_labels[rows])
+                low_res, scores = self.model.decode(
+                    embedding.features,
+                    points,
+                    None if boxes is None else boxes[rows],
+                    None if mask_input is None else mask_input[rows],
+                    multimask_output,
+                )
+                masks = self.model.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
+                if not return_logits:
+                    masks = masks > self.model.mask_threshold
+                parts.append((masks, scores, low_res))
+        if len(parts) == 1:
+            return parts[0]
+        masks, scores, low_res = (torch.cat(column) for column in zip(*parts, strict=True))
         return masks, scores, low_res
 
     def _empty(

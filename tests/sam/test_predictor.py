@@ -183,3 +183,22 @@ def test_setting_the_same_pixels_again_keeps_the_embedding(image: np.ndarray) ->
     predictor.reset_image()
     predictor.set_image(image)
     torch.testing.assert_close(predictor.features, first)
+
+
+def test_decoding_in_small_passes_gives_the_same_outputs(predictors, monkeypatch) -> None:
+    import grounded_sam.sam.mask_decoder as mask_decoder
+
+    ours, _ = predictors
+    rng = np.random.default_rng(3)
+    corners = rng.uniform(0, 150, (7, 2))
+    boxes = np.concatenate([corners, corners + rng.uniform(20, 90, (7, 2))], axis=1)
+    points = rng.uniform(0, 200, (7, 2, 2))
+    labels = np.ones((7, 2), dtype=np.int64)
+    whole = ours.predict(box=boxes, point_coords=points, point_labels=labels, mask_input=None)
+    per_prompt = ours.features[0].numel() * 4
+    monkeypatch.setattr(mask_decoder, "PASS_BYTES", 3 * per_prompt)  # passes of 3, 3 and 1 prompts
+    assert mask_decoder.prompts_per_pass(ours.features) == 3
+    parts = ours.predict(box=boxes, point_coords=points, point_labels=labels, mask_input=None)
+    np.testing.assert_array_equal(parts[0], whole[0])
+    np.testing.assert_allclose(parts[1], whole[1], atol=1e-6)
+    np.testing.assert_allclose(parts[2], whole[2], atol=1e-5)
