@@ -181,7 +181,7 @@ def test_pil_images_and_bad_input_are_handled(segmenter) -> None:
         segmenter.segment(IMAGE, ["cat"], box_threshold=1.5)
     with pytest.raises(TypeError, match="phrase 1 must be a string"):
         segmenter.segment(IMAGE, ["cat", 3])
-    with pytest.raises(ValueError, match="phrase 0 .* has nothing to look for"):
+    with pytest.raises(ValueError, match=r"phrase 0 .* has nothing to look for"):
         segmenter.segment(IMAGE, ["  "])
     with pytest.raises(ValueError, match="max_boxes"):
         Sam3Segmenter(segmenter.model, segmenter.processor, max_boxes=0)
