@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from segment_anything import modeling as ref
 
@@ -90,3 +91,16 @@ def reference_twin(model: Sam, config: SamConfig) -> ref.Sam:
     twin = reference_sam(config)
     twin.load_state_dict(model.state_dict(), strict=True)
     return twin
+
+
+# (predict keyword arguments, part of the ValueError message) that every predictor must refuse.
+MALFORMED_PROMPTS = [
+    ({"box": np.array([10, 10, 5, 50])}, "x2 >= x1"),
+    ({"box": np.array([1, 2, 3])}, "shape"),
+    ({"box": np.array([0, 0, np.nan, 4])}, "NaN"),
+    ({"point_coords": np.array([[1.0, 2.0]])}, "together"),
+    ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([1, 0])}, "one label per point"),
+    ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([5])}, "foreground"),
+    ({"point_coords": np.array([1.0, 2.0, 3.0]), "point_labels": np.array([1])}, "shape"),
+    ({"mask_input": np.zeros((2, 2))}, "mask_input"),
+]

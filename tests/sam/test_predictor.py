@@ -8,7 +8,7 @@ import torch
 from segment_anything import SamPredictor as ReferencePredictor
 
 from grounded_sam.sam.predictor import SamPredictor
-from tests.sam.builders import TINY_VIT_SAM, random_sam, reference_twin
+from tests.sam.builders import MALFORMED_PROMPTS, TINY_VIT_SAM, random_sam, reference_twin
 
 ATOL = 1e-4
 
@@ -121,14 +121,7 @@ def test_boxes_outside_the_image_are_clipped(predictors) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"box": np.array([10, 10, 5, 50])}, "x2 >= x1"),
-        ({"box": np.array([1, 2, 3])}, "shape"),
-        ({"box": np.array([0, 0, np.nan, 4])}, "NaN"),
-        ({"point_coords": np.array([[1.0, 2.0]])}, "together"),
-        ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([1, 0])}, "one label per point"),
-        ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([5])}, "foreground"),
-        ({"point_coords": np.array([1.0, 2.0, 3.0]), "point_labels": np.array([1])}, "shape"),
-        ({"mask_input": np.zeros((2, 2))}, "mask_input"),
+        *MALFORMED_PROMPTS,
         ({}, "at least one prompt"),
     ],
 )

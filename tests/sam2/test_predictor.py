@@ -11,6 +11,7 @@ from grounded_sam.pipeline import BoxPredictor, GroundedSAM
 from grounded_sam.sam2 import Sam2Predictor
 from grounded_sam.sam2.build import default_processor
 from tests.pipelines import SCENE, ScriptedDetector
+from tests.sam.builders import MALFORMED_PROMPTS
 from tests.sam2.builders import IMAGE_SIZE, tiny_sam2
 
 HEIGHT, WIDTH = 90, 150
@@ -166,14 +167,7 @@ def test_boxes_outside_the_image_are_clipped(predictor) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"box": np.array([10, 10, 5, 50])}, "x2 >= x1"),
-        ({"box": np.array([1, 2, 3])}, "shape"),
-        ({"box": np.array([0, 0, np.nan, 4])}, "NaN"),
-        ({"point_coords": np.array([[1.0, 2.0]])}, "together"),
-        ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([1, 0])}, "one label per point"),
-        ({"point_coords": np.array([[1.0, 2.0]]), "point_labels": np.array([5])}, "foreground"),
-        ({"point_coords": np.array([1.0, 2.0, 3.0]), "point_labels": np.array([1])}, "shape"),
-        ({"mask_input": np.zeros((2, 2))}, "mask_input"),
+        *MALFORMED_PROMPTS,
         ({"mask_input": np.zeros((1, 256, 256))}, "low-res logits of size"),
         (
             {"box": np.array([[0, 0, 9, 9], [1, 1, 8, 8]]), "mask_input": np.zeros((1, LOW, LOW))},
