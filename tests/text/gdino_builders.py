@@ -41,7 +41,8 @@ def tiny_processor(folder: Path):
     """A GroundingDinoProcessor of a BERT tokenizer on :func:`write_vocab` and a 64-pixel image processor."""
     from transformers import BertTokenizer, GroundingDinoImageProcessor, GroundingDinoProcessor
 
-    tokenizer = BertTokenizer(vocab=str(write_vocab(folder)), do_lower_case=True)
+    # from_pretrained on the folder reads vocab.txt the same way on transformers 4.x and 5.x.
+    tokenizer = BertTokenizer.from_pretrained(str(write_vocab(folder).parent), do_lower_case=True)
     image_processor = GroundingDinoImageProcessor(size={"shortest_edge": 64, "longest_edge": 96})
     return GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
