@@ -19,6 +19,7 @@ import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Literal
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,11 @@ WeightsFormat = Literal["official", "hf", "ours"]
 
 HOME_ENV = "GROUNDED_SAM_HOME"
 _CHUNK = 1 << 20
+
+SNAPSHOT_PATTERNS = ("*.json", "*.txt", "*.model", "*.safetensors")
+"""Files a ``transformers``-format snapshot needs: configs, tokenizer files and safetensors weights.
+Repositories often also hold the original ``.pt`` release or a duplicate ``pytorch_model.bin``, which
+would double the download; ``.bin`` weights are fetched only when a repository has no safetensors."""
 
 
 class WeightsNotFoundError(FileNotFoundError):
@@ -126,7 +132,7 @@ def _from_hugging_face(spec: WeightsSpec) -> Path | None:
     for local_only in attempts:
         try:
             if spec.hf_filename is None:
-                found = huggingface_hub.snapshot_download(spec.hf_repo_id, local_files_only=local_only)
+                found = _snapshot(huggingface_hub, spec.hf_repo_id, local_only)
             else:
                 found = huggingface_hub.hf_hub_download(
                     spec.hf_repo_id, spec.hf_filename, local_files_only=local_only
@@ -136,6 +142,19 @@ def _from_hugging_face(spec: WeightsSpec) -> Path | None:
             # Not cached (first attempt) or no network / no such file (second): both mean "not here".
             logger.debug("%s not available from Hugging Face (local_only=%s): %s", spec, local_only, error)
     return None
+
+
+def _snapshot(hub: ModuleType, repo_id: str, local_only: bool) -> str:
+    """A snapshot of the files in :data:`SNAPSHOT_PATTERNS` (plus ``*.bin`` weights if there is no
+    safetensors file); returns its folder."""
+    folder = hub.snapshot_download(
+        repo_id, allow_patterns=list(SNAPSHOT_PATTERNS), local_files_only=local_only
+    )
+    if not any(Path(folder).rglob("*.safetensors")):
+        folder = hub.snapshot_download(
+            repo_id, allow_patterns=[*SNAPSHOT_PATTERNS, "*.bin"], local_files_only=local_only
+        )
+    return folder
 
 
 def resolve_weights(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
+import types
 
 import pytest
 
@@ -93,3 +95,28 @@ def test_no_network_fails_fast_instead_of_retrying(tmp_path, monkeypatch) -> Non
     with pytest.raises(WeightsNotFoundError, match="could not be reached"):
         resolve_weights("m", WeightsSpec("w.pth", "official", hf_repo_id="org/repo", hf_filename="w.pth"))
     assert time.perf_counter() - start < 5
+
+
+def test_snapshots_skip_duplicate_weight_files(tmp_path, monkeypatch) -> None:
+    import grounded_sam.weights as weights
+
+    calls: list[list[str]] = []
+
+    def fake_snapshot(repo_id, allow_patterns, local_files_only):
+        calls.append(allow_patterns)
+        folder = tmp_path / repo_id.replace("/", "--")
+        folder.mkdir(exist_ok=True)
+        if has_safetensors:
+            (folder / "model.safetensors").write_bytes(b"w")
+        return str(folder)
+
+    hub = types.SimpleNamespace(snapshot_download=fake_snapshot)
+    has_safetensors = True
+    weights._snapshot(hub, "org/new", local_only=True)
+    assert calls == [list(weights.SNAPSHOT_PATTERNS)] and "*.bin" not in calls[0]
+    assert not any(fnmatch.fnmatch("sam2.1_hiera_tiny.pt", p) for p in calls[0])
+
+    calls.clear()
+    has_safetensors = False  # an older repository with only pytorch_model.bin
+    weights._snapshot(hub, "org/old", local_only=True)
+    assert len(calls) == 2 and "*.bin" in calls[1]
