@@ -20,6 +20,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.sam import mask_ops
+from grounded_sam.sam.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
 from grounded_sam.sam.mask_decoder import MaskDecoder, prompts_per_pass
 from grounded_sam.sam.mask_ops import CompactMask
 from grounded_sam.sam.predictor import ImageEmbedding
@@ -30,6 +31,10 @@ if TYPE_CHECKING:
     from grounded_sam.sam.everything import EverythingConfig
 
 _CHUNK_BYTES = 32 << 20  # float logits upsampled at once: small enough to be reused by the allocator
+
+GATE_MARGIN = 1e-3
+"""Prompts whose gated IoU comes within this of the threshold are decoded by the plain path too (the gate
+rounds differently, by about 1e-7)."""
 
 
 @dataclass
@@ -156,6 +161,11 @@ def decode_gated(
 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
 
+    With a filter and SAM's two-block transformer, :func:`~grounded_sam.sam.iou_gate.gate_ious` first
+    predicts every prompt's IoUs without its image tokens; only prompts within :data:`GATE_MARGIN` of the
+    threshold go through the plain decoder, whose IoUs are the ones returned for them (so the result does
+    not depend on the gate's rounding).
+
     Args:
         features: (1, C, h, w) image embedding, shared by every prompt.
         points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
@@ -169,16 +179,47 @@ def decode_gated(
     decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    image_pe, step = prompt_encoder.get_dense_pe(), prompts_per_pass(features)
-    passes = [
-        _decode_pass(decoder, features, image_pe, sparse[start : start + step], dense, multimask, iou_thresh)
-        for start in range(0, len(sparse), step)
-    ]
-    ious, rows, low_res = [], [], []
-    for start, (iou, kept, logits) in zip(range(0, len(sparse), step), passes, strict=True):
+    image_pe = prompt_encoder.get_dense_pe()
+    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(decoder, features):
+        return _decode_plain(decoder, features, image_pe, sparse, dense, multimask, iou_thresh)
+    gated = np.concatenate(
+        [
+            gate_ious(decoder, features, image_pe, sparse[start : start + GATE_PROMPTS], dense, multimask)
+            .float()
+            .cpu()
+            .numpy()
+            for start in range(0, len(sparse), GATE_PROMPTS)
+        ]
+    ).reshape(len(sparse), -1)
+    near = np.flatnonzero((gated > np.float32(iou_thresh - GATE_MARGIN)).any(axis=1))
+    near_sparse = sparse[torch.from_numpy(near).to(features.device)]
+    iou, rows, low_res = _decode_plain(decoder, features, image_pe, near_sparse, dense, multimask, iou_thresh)
+    gated[near] = iou
+    return gated, near[rows], low_res
+
+
+def _decode_plain(
+    decoder: MaskDecoder,
+    features: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    multimask: bool,
+    iou_thresh: float,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """:func:`decode_gated` through the plain decoder, in passes of :func:`prompts_per_pass` prompts."""
+    step = prompts_per_pass(features)
+    ious, rows, low_res = [np.zeros((0, 3 if multimask else 1), np.float32)], [np.zeros(0, np.int64)], []
+    for start in range(0, len(sparse), step):
+        iou, kept, logits = _decode_pass(
+            decoder, features, image_pe, sparse[start : start + step], dense, multimask, iou_thresh
+        )
         ious.append(iou)
         rows.append(kept + start)
         low_res.append(logits)
+    if not low_res:
+        side = 4 * features.shape[-1]
+        low_res.append(features.new_zeros((0, ious[0].shape[1], 4 * features.shape[-2], side)))
     return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res)
 
 

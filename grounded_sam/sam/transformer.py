@@ -93,15 +93,27 @@ class Attention(nn.Module):
         """Equal batches B. q·(Wk k + bk) = (Wkᵀ q)·k + q·bk, and the softmax ignores the term constant
         over keys; the weights sum to one, so Wv and bv are applied after averaging the raw values."""
         batch, length_q, dim = q.shape
-        queries = self._split_heads(self.q_proj(q))
-        # One model-width query per (head, token), all attending to the same raw keys.
-        wide_queries = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj))
         mixed = F.scaled_dot_product_attention(
-            wide_queries.reshape(batch, 1, self.num_heads * length_q, dim),
+            self.wide_queries(q, scaled=False).unsqueeze(1),
             k.unsqueeze(1),
             v.unsqueeze(1),
             scale=self.head_dim**-0.5,
         )
+        return self.finish_wide(mixed.view(batch, self.num_heads * length_q, dim), length_q)
+
+    def wide_queries(self, q: torch.Tensor, scaled: bool = True) -> torch.Tensor:
+        """(B, Lq, C) queries → (B, heads·Lq, C): one model-width query per (head, token) that scores raw
+        keys as the projected query scores projected keys (times 1/√head_dim when ``scaled``)."""
+        batch, length_q, dim = q.shape
+        queries = self._split_heads(self.q_proj(q))
+        wide = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj))
+        if scaled:
+            wide = wide * self.head_dim**-0.5
+        return wide.reshape(batch, self.num_heads * length_q, dim)
+
+    def finish_wide(self, mixed: torch.Tensor, length_q: int) -> torch.Tensor:
+        """Softmax-weighted raw values (B, heads·Lq, C) of :meth:`wide_queries` → the output (B, Lq, C)."""
+        batch, _, dim = mixed.shape
         mixed = mixed.view(batch, self.num_heads, length_q, dim)
         out = torch.einsum("bhqc,hdc->bqhd", mixed, self._per_head(self.v_proj)) + self.v_proj.bias.view(
             self.num_heads, self.head_dim
@@ -118,26 +130,16 @@ class Attention(nn.Module):
         matrix product for the whole batch, which costs less than adding it to every prompt's keys.
         """
         batch, length_q, dim = q.shape
-        queries = self._split_heads(self.q_proj(q))
-        wide = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj)) * self.head_dim**-0.5
-        wide = wide.reshape(batch, self.num_heads * length_q, dim)
+        wide = self.wide_queries(q)
         scores = (wide.reshape(-1, dim) @ key_offset[0].T).view(batch, wide.shape[1], -1)
         probs = torch.baddbmm(scores, wide, keys.transpose(1, 2)).softmax(-1)
-        mixed = (probs @ keys).view(batch, self.num_heads, length_q, dim)
-        out = torch.einsum("bhqc,hdc->bqhd", mixed, self._per_head(self.v_proj)) + self.v_proj.bias.view(
-            self.num_heads, self.head_dim
-        )
-        return self.out_proj(out.flatten(2)) + residual
+        return self.finish_wide(probs @ keys, length_q) + residual
 
-    def _attend_few_keys(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Keys/values batch B, queries batch B or 1. Each (head, key) pair becomes one row: its query-space
-        vector Wq,ₕᵀ kₕ (and bias bq,ₕ·kₕ) for the scores, and its output-space value Wo,ₕ (Wv,ₕ v + bv,ₕ)
-        for the result. The output bias is spread over the heads' rows (each head's weights sum to one).
-        """
+    def key_rows(self, k: torch.Tensor, v: torch.Tensor) -> KeyRows:
+        """Keys and values (B, Lk, C) as one row per (head, key): its query-space vector Wq,ₕᵀ kₕ (and bias
+        bq,ₕ·kₕ) for the scores, and its output-space value Wo,ₕ (Wv,ₕ v + bv,ₕ) for the result. The output
+        bias is spread over the heads' rows (each head's weights sum to one)."""
         batch, length_k, dim = k.shape
-        length_q = q.shape[1]
         rows = self.num_heads * length_k
         keys = self._split_heads(self.k_proj(k)) * self.head_dim**-0.5  # (B, heads, Lk, head_dim)
         key_rows = torch.einsum("bhkd,hdc->bhkc", keys, self._per_head(self.q_proj)).reshape(batch, rows, dim)
@@ -145,18 +147,52 @@ class Attention(nn.Module):
         out_weight = self.out_proj.weight.unflatten(1, (self.num_heads, self.head_dim))  # (C, heads, hd)
         values = self._split_heads(self.v_proj(v))
         value_rows = torch.einsum("bhkd,chd->bhkc", values, out_weight) + self.out_proj.bias / self.num_heads
-        value_rows = value_rows.reshape(batch, rows, dim)
+        return KeyRows(key_rows, key_bias, value_rows.reshape(batch, rows, dim), length_k)
+
+    def row_scores(self, rows: KeyRows, q: torch.Tensor) -> torch.Tensor:
+        """Scores (B, heads·Lk, Lq) of raw queries q (B or 1, Lq, C) against :meth:`key_rows`."""
+        batch, count, dim = rows.keys.shape
         if q.shape[0] == 1:
             # Shared queries: one matrix product for all B, no broadcast copy of q.
-            scores = (key_rows.view(batch * rows, dim) @ q[0].T).view(batch, rows, length_q) + key_bias
-        else:
-            scores = torch.baddbmm(key_bias, key_rows, q.transpose(1, 2))  # (B, heads*Lk, Lq)
+            return (rows.keys.view(batch * count, dim) @ q[0].T).view(batch, count, q.shape[1]) + rows.bias
+        return torch.baddbmm(rows.bias, rows.keys, q.transpose(1, 2))
+
+    def mix_rows(
+        self, rows: KeyRows, scores: torch.Tensor, residual: torch.Tensor | None, in_place: bool = False
+    ) -> torch.Tensor:
+        """Softmax over each head's keys of :meth:`row_scores`, applied to the value rows → (B, Lq, C),
+        plus ``residual``; ``in_place`` adds into ``residual`` itself (B, Lq, C) instead of a copy."""
+        batch, count, length_q = scores.shape
         # Softmax over the Lk keys with the long query axis innermost (much faster than a last dim of Lk).
-        probs = scores.view(batch, self.num_heads, length_k, length_q).softmax(dim=2)
-        probs = probs.view(batch, rows, length_q).transpose(1, 2)
+        probs = scores.view(batch, self.num_heads, rows.length, length_q).softmax(dim=2)
+        probs = probs.view(batch, count, length_q).transpose(1, 2)
         if residual is None:
-            return probs @ value_rows
-        return torch.baddbmm(residual, probs, value_rows)
+            return probs @ rows.values
+        if in_place:
+            return residual.baddbmm_(probs, rows.values)
+        return torch.baddbmm(residual, probs, rows.values)
+
+    def _attend_few_keys(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Keys/values batch B, queries batch B or 1, through :meth:`key_rows`."""
+        rows = self.key_rows(k, v)
+        return self.mix_rows(rows, self.row_scores(rows, q), residual)
+
+
+@dataclass(frozen=True)
+class KeyRows:
+    """Keys and values of an attention prepared by :meth:`Attention.key_rows`.
+
+    Attributes:
+        keys: (B, heads·Lk, C) query-space key rows; bias: (B, heads·Lk, 1) their score offsets.
+        values: (B, heads·Lk, C) output-space value rows; length: Lk, the keys per head.
+    """
+
+    keys: torch.Tensor
+    bias: torch.Tensor
+    values: torch.Tensor
+    length: int
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -1,0 +1,140 @@
+"""Predicted IoUs of many prompts without materialising their image tokens: the gate of segment everything.
+
+Segment everything decodes about a thousand prompts per image and, with the usual thresholds, keeps the
+masks of few of them. What decides is the IoU head, which reads only the IoU token after the final
+attention. The decoder's cost is its image side: after the first image→token attention every prompt has
+its own (h·w, C) image tokens, and the plain path streams several such tensors per prompt through memory.
+
+:func:`gate_ious` computes the same IoUs (same algebra as :class:`~grounded_sam.sam.transformer.Attention`,
+different rounding) walking the image tokens in chunks of rows, so each chunk is produced and consumed
+while it is still in cache:
+
+* the image→token attentions and their LayerNorms act on each image token alone, so they run chunk by
+  chunk;
+* the token→image attentions need every image token: they are accumulated over the chunks with a running
+  softmax (maximum, normaliser and weighted sum), as in flash attention;
+* the first block's image tokens are kept (in chunks) for the second block; the second block's are never
+  stored: the final attention of the IoU token consumes them chunk by chunk.
+
+Only SAM's two-block :class:`~grounded_sam.sam.transformer.TwoWayTransformer` with one shared image
+embedding is covered (:func:`supports_gate`); masks are always decoded by the plain path.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from grounded_sam.sam.mask_decoder import MaskDecoder
+from grounded_sam.sam.transformer import Attention, TwoWayTransformer
+
+CHUNK_ROWS = 128
+"""Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 2 MiB at C = 256."""
+
+GATE_PROMPTS = 16
+"""Prompts gated together (the batch of every chunk's matrix products)."""
+
+
+def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
+    """Whether :func:`gate_ious` can run ``decoder`` on ``image_embedding`` (SAM's two-block transformer,
+    one embedding shared by every prompt)."""
+    transformer = decoder.transformer
+    return (
+        isinstance(transformer, TwoWayTransformer)
+        and transformer.depth == 2
+        and transformer.layers[0].skip_first_layer_pe
+        and not transformer.layers[1].skip_first_layer_pe
+        and image_embedding.shape[0] == 1
+    )
+
+
+class _RunningAttention:
+    """Attention of the wide queries (B, R, C) of :meth:`Attention.wide_queries` over raw keys that arrive
+    in chunks: keeps each query's running maximum score, softmax normaliser and weighted value sum."""
+
+    def __init__(self, wide_queries: torch.Tensor) -> None:
+        batch, count, dim = wide_queries.shape
+        self.queries = wide_queries
+        self.maximum = torch.full((batch, count, 1), float("-inf"), dtype=wide_queries.dtype)
+        self.total = torch.zeros((batch, count, 1), dtype=wide_queries.dtype)
+        self.weighted = torch.zeros((batch, count, dim), dtype=wide_queries.dtype)
+        for name in ("maximum", "total", "weighted"):
+            setattr(self, name, getattr(self, name).to(wide_queries.device))
+
+    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
+        """Take in a chunk of keys and values (B, r, C)."""
+        scores = torch.bmm(self.queries, keys.transpose(1, 2))
+        maximum = torch.maximum(self.maximum, scores.amax(-1, keepdim=True))
+        rescale = torch.exp(self.maximum - maximum)
+        weights = torch.exp(scores - maximum)
+        self.total = self.total * rescale + weights.sum(-1, keepdim=True)
+        self.weighted = torch.baddbmm(self.weighted * rescale, weights, values)
+        self.maximum = maximum
+
+    def mixed(self) -> torch.Tensor:
+        """The softmax-weighted values (B, R, C) over every chunk so far."""
+        return self.weighted / self.total
+
+
+def gate_ious(
+    decoder: MaskDecoder,
+    image_embedding: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    multimask_output: bool,
+    chunk_rows: int = CHUNK_ROWS,
+) -> torch.Tensor:
+    """The IoUs ``decoder.iou_from_tokens`` gives for these prompts, without their image tokens.
+
+    Args:
+        image_embedding: (1, C, h, w), shared by the prompts; image_pe: (1, C, h, w).
+        sparse: (B, K, C) prompt tokens; dense: (1, C, h, w) the no-mask embedding.
+        multimask_output: as in :meth:`MaskDecoder.forward`.
+        chunk_rows: image tokens per chunk.
+
+    Returns:
+        (B, 3 or 1) predicted IoUs, equal to the plain path's up to float rounding.
+    """
+    transformer: TwoWayTransformer = decoder.transformer  # type: ignore[assignment]
+    first, second = transformer.layers
+    batch = sparse.shape[0]
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
+    prompt = torch.cat([output_tokens, sparse], dim=1)  # also the tokens' positional encoding
+    image = (image_embedding + dense).flatten(2).transpose(1, 2).contiguous()  # (1, L, C)
+    pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+    image_with_pe = image + pe
+    chunks = [slice(start, start + chunk_rows) for start in range(0, image.shape[1], chunk_rows)]
+
+    # Block 1, token side (the image is still shared), then block 2's token self-attention.
+    queries = first.norm1(first.self_attn(prompt, prompt, prompt))
+    t2i = first.cross_attn_token_to_image
+    queries = first.norm2(t2i(queries + prompt, image_with_pe, image, residual=queries))
+    queries = first.norm3(queries + first.mlp(queries))
+    first_rows = first.cross_attn_image_to_token.key_rows(queries + prompt, queries)
+    with_pe = queries + prompt
+    queries = second.norm1(queries + second.self_attn(with_pe, with_pe, queries))
+
+    # Block 1, image side, chunk by chunk; block 2's token→image attention accumulates over the chunks.
+    t2i = second.cross_attn_token_to_image
+    running = _RunningAttention(t2i.wide_queries(queries + prompt))
+    first_image = []
+    for rows in chunks:
+        scores = first.cross_attn_image_to_token.row_scores(first_rows, image_with_pe[:, rows])
+        tokens = first.norm4(first.cross_attn_image_to_token.mix_rows(first_rows, scores, image[:, rows]))
+        running.add(tokens + pe[:, rows], tokens)
+        first_image.append(tokens)
+    queries = second.norm2(t2i.finish_wide(running.mixed(), prompt.shape[1]) + queries)
+    queries = second.norm3(queries + second.mlp(queries))
+
+    # Block 2, image side, chunk by chunk, straight into the IoU token's final attention.
+    i2t = second.cross_attn_image_to_token
+    second_rows = i2t.key_rows(queries + prompt, queries)
+    final: Attention = transformer.final_attn_token_to_image
+    iou_token = queries[:, :1]
+    running = _RunningAttention(final.wide_queries(iou_token + prompt[:, :1]))
+    for rows, tokens in zip(chunks, first_image, strict=True):
+        scores = i2t.row_scores(second_rows, tokens + pe[:, rows])
+        tokens = second.norm4(i2t.mix_rows(second_rows, scores, tokens, in_place=True))
+        running.add(tokens + pe[:, rows], tokens)
+    attended = transformer.norm_final_attn(final.finish_wide(running.mixed(), 1) + iou_token)
+    return decoder.iou_from_tokens(attended, multimask_output)

@@ -1,0 +1,72 @@
+"""The IoU gate of segment everything: the plain decoder's IoUs without per-prompt image tokens."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from grounded_sam.sam.candidates import _decode_plain, decode_gated
+from grounded_sam.sam.iou_gate import gate_ious, supports_gate
+from tests.sam.builders import random_sam
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_sam(seed=4)
+
+
+def _features(model, seed: int) -> torch.Tensor:
+    """A random (1, C, 16, 16) image embedding."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, model.prompt_encoder.embed_dim, 16, 16, generator=generator)
+
+
+def _prompts(model, count: int, multimask: bool, seed: int = 0):
+    generator = torch.Generator().manual_seed(seed)
+    side = model.image_size
+    encoder = model.prompt_encoder
+    if multimask:
+        coords = torch.rand(count, 1, 2, generator=generator) * side
+        return encoder(points=(coords, torch.ones(count, 1, dtype=torch.int)), boxes=None, masks=None)
+    corners = torch.rand(count, 2, 2, generator=generator) * side
+    boxes = torch.cat([corners.min(1).values, corners.max(1).values], dim=1)
+    return encoder(points=None, boxes=boxes, masks=None)
+
+
+@pytest.mark.parametrize("multimask", [True, False])
+@pytest.mark.parametrize("chunk_rows", [7, 64, 4096])  # 7 does not divide the 16 x 16 grid's 256 tokens
+def test_gate_equals_the_plain_decoder(model, multimask, chunk_rows) -> None:
+    features = _features(model, 1)
+    sparse, dense = _prompts(model, 9, multimask)
+    decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
+    with torch.inference_mode():
+        plain = decoder.iou_from_tokens(decoder.attend(features, image_pe, sparse, dense)[0], multimask)
+        gated = gate_ious(decoder, features, image_pe, sparse, dense, multimask, chunk_rows=chunk_rows)
+    assert gated.shape == plain.shape == (9, 3 if multimask else 1)
+    assert plain.abs().max() > 0.05  # the check below is not vacuous
+    torch.testing.assert_close(gated, plain, atol=1e-5, rtol=1e-5)
+
+
+def test_gated_decoding_returns_what_the_plain_path_returns(model) -> None:
+    features = _features(model, 2)
+    coords = torch.rand(40, 1, 2, generator=torch.Generator().manual_seed(3)) * model.image_size
+    points = (coords, torch.ones(40, 1, dtype=torch.int))
+    with torch.inference_mode():
+        sparse, dense = model.prompt_encoder(points=points, boxes=None, masks=None)
+        all_iou, _, all_logits = _decode_plain(
+            model.mask_decoder, features, model.prompt_encoder.get_dense_pe(), sparse, dense, True, 0.0
+        )
+        threshold = float(np.median(all_iou.max(axis=1)))  # about half the prompts pass
+        iou, rows, logits = decode_gated(model, features, points, None, threshold)
+    expected = np.flatnonzero((all_iou > np.float32(threshold)).any(axis=1))
+    assert 0 < len(rows) < 40
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_allclose(iou[rows], all_iou[rows], atol=1e-6)
+    assert (iou.max(axis=1)[np.setdiff1d(np.arange(40), rows)] <= threshold).all()
+    torch.testing.assert_close(logits, all_logits[torch.from_numpy(rows)], atol=1e-5, rtol=1e-5)
+
+
+def test_gate_needs_one_shared_embedding(model) -> None:
+    assert supports_gate(model.mask_decoder, torch.zeros(1, 32, 16, 16))
+    assert not supports_gate(model.mask_decoder, torch.zeros(3, 32, 16, 16))
