@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
+from grounded_sam.data import masks_to_boxes
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
@@ -43,6 +44,10 @@ class EverythingTextDetector:
     ``box_threshold`` is the minimum CLIP probability of a proposal's best class (default 0.3);
     ``text_threshold`` is not used (CLIP names whole phrases). Boxes of one phrase overlapping by more
     than ``nms_threshold`` (IoU) are suppressed, the more confident kept.
+
+    With ``refine`` (the default), CLIP names the mask SAM draws for each proposal's box rather than the
+    grid proposal itself: the masks it names are then the ones the pipeline returns, and parts or
+    ragged proposals are less often named as something else.
     """
 
     def __init__(
@@ -51,11 +56,13 @@ class EverythingTextDetector:
         labeler: Labeler,
         box_threshold: float = 0.3,
         nms_threshold: float = 0.5,
+        refine: bool = True,
     ) -> None:
         self.generator = generator
         self.labeler = labeler
         self.box_threshold = box_threshold
         self.nms_threshold = nms_threshold
+        self.refine = refine
 
     def detect(
         self,
@@ -73,15 +80,26 @@ class EverythingTextDetector:
         proposals = self.generator.generate_result(image)
         if len(proposals) == 0:
             return Detections.empty(phrases)
-        named = self.labeler.label(image, proposals.masks, phrase_vocabulary(phrases))
+        masks, boxes = (
+            self._box_masks(image, proposals.boxes) if self.refine else (proposals.masks, proposals.boxes)
+        )
+        named = self.labeler.label(image, masks, phrase_vocabulary(phrases))
         hits = match_phrases(named, phrases)
         keep = np.flatnonzero((hits >= 0) & (named.scores >= threshold))
-        boxes, scores, ids = proposals.boxes[keep], named.scores[keep], hits[keep]
+        boxes, scores, ids = boxes[keep], named.scores[keep], hits[keep]
         # Parts and wholes of one object often get the same name: keep the best box per object.
         kept = batched_nms(
             torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(ids), self.nms_threshold
         ).numpy()
         return Detections(boxes[kept], scores[kept], ids[kept], tuple(phrases))
+
+    def _box_masks(self, image: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """SAM's masks for the (N, 4) proposal boxes and their own boxes; an empty mask keeps its box."""
+        predictor = self.generator.predictor
+        predictor.set_image(image)  # the generator's embedding of this image, when it kept it
+        masks = predictor.predict_boxes(boxes, multimask_output=False)[0][:, 0]
+        empty = ~masks.reshape(len(masks), -1).any(axis=1)
+        return masks, np.where(empty[:, None], boxes, masks_to_boxes(masks)).astype(boxes.dtype)
 
 
 def build_demo_pipeline(device: Device = None, box_threshold: float = 0.3) -> GroundedSAM:

@@ -291,7 +291,8 @@ class MaskGenerator:
         points = grid * np.array(embedding.original_size[::-1])[None]
         image_box = (0, 0, pixels.shape[1], pixels.shape[0])
         found = decode_candidates(self.model, embedding, points, crop, image_box, self.config, stats)
-        self.predictor.reset_image()
+        if crop != image_box:  # a crop's embedding is of no further use; the whole image's may be
+            self.predictor.reset_image()
         found = found.take(nms(found.boxes, found.iou, self.config.box_nms_thresh))
         return found.uncropped(crop, (pixels.shape[0], pixels.shape[1]))
 
@@ -309,7 +310,6 @@ class MaskGenerator:
                 found = decode_candidates(
                     self.model, embedding, prompts, image_box, image_box, self.config, stats
                 )
-                self.predictor.reset_image()
             found = found.take(nms(found.boxes, found.iou, self.config.box_nms_thresh))
         stats.kept = len(found)
         self.stats = stats
