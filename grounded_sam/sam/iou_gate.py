@@ -28,9 +28,9 @@ from grounded_sam.sam.mask_decoder import MaskDecoder
 from grounded_sam.sam.transformer import Attention, TwoWayTransformer
 
 CHUNK_ROWS = 128
-"""Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 2 MiB at C = 256."""
+"""Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 4 MiB at C = 256."""
 
-GATE_PROMPTS = 16
+GATE_PROMPTS = 32
 """Prompts gated together (the batch of every chunk's matrix products)."""
 
 
