@@ -84,23 +84,39 @@ def region_crops(
 
 
 def perturb_mask(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A mask as an imperfect segmenter might return it: smoothed at low resolution, or grown / shrunk.
+    """A mask as an imperfect segmenter might return it: smoothed at low resolution, grown / shrunk, or
+    cut by a straight line that keeps most (70-95 %) of it.
 
     Falls back to ``mask`` when the change would empty it or more than double it.
     """
     tensor = torch.from_numpy(mask)[None, None].float()
-    if rng.random() < 0.5:
+    kind = rng.choice(["smooth", "smooth", "cut", "grow", "shrink"])
+    if kind == "smooth":
         factor = int(rng.choice([2, 4]))
         low = F.avg_pool2d(tensor, factor, ceil_mode=True)
         smooth = F.interpolate(low, size=mask.shape, mode="bilinear", align_corners=False)
-        out = smooth > rng.uniform(0.35, 0.65)
-    elif rng.random() < 0.5:
-        out = F.max_pool2d(tensor, 3, stride=1, padding=1) > 0.5
+        out = (smooth > rng.uniform(0.35, 0.65))[0, 0].numpy()
+    elif kind == "cut":
+        out = _cut(mask, rng.uniform(0.7, 0.95), rng.uniform(0, 2 * np.pi))
+    elif kind == "grow":
+        out = (F.max_pool2d(tensor, 3, stride=1, padding=1) > 0.5)[0, 0].numpy()
     else:
-        out = F.max_pool2d(1 - tensor, 3, stride=1, padding=1) < 0.5
-    result = out[0, 0].numpy()
-    area, new_area = mask.sum(), result.sum()
-    return result if 0 < new_area <= 2 * area else mask
+        out = (F.max_pool2d(1 - tensor, 3, stride=1, padding=1) < 0.5)[0, 0].numpy()
+    area, new_area = mask.sum(), out.sum()
+    return out if 0 < new_area <= 2 * area else mask
+
+
+def _cut(mask: np.ndarray, keep: float, angle: float) -> np.ndarray:
+    """``mask`` without the pixels beyond a line at ``angle``, placed so that about ``keep`` of it stays."""
+    ys, xs = np.nonzero(mask)
+    if len(ys) == 0:
+        return mask
+    along = np.cos(angle) * xs + np.sin(angle) * ys
+    limit = np.quantile(along, keep)
+    out = np.zeros_like(mask)
+    inside = along <= limit
+    out[ys[inside], xs[inside]] = True
+    return out
 
 
 def relight(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

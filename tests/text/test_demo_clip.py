@@ -59,7 +59,7 @@ def test_shipped_weights_match_their_sha256_and_config():
     assert path.stat().st_size < 10_000_000
     model = load_demo_clip()
     assert not model.training
-    assert model.visual.image_size == (48, 48)
+    assert model.visual.image_size == (64, 64)
     assert sum(p.numel() for p in model.parameters()) == sum(
         p.numel() for p in build_demo_clip().parameters()
     )
