@@ -134,7 +134,7 @@ _SPECS: dict[str, ModelSpec] = {
         ModelSpec(
             name="demo_sam",
             config=SamConfig(
-                encoder=ViTConfig(128, 4, 4, (1, 3), window_size=8, use_rel_pos=False),
+                encoder=ViTConfig(128, 4, 4, (1, 3), window_size=8, patch_size=8, use_rel_pos=False),
                 image_size=256,
                 prompt_embed_dim=96,
                 decoder_heads=4,
@@ -144,7 +144,7 @@ _SPECS: dict[str, ModelSpec] = {
             weights=WeightsSpec(
                 "demo_sam.safetensors",
                 "ours",
-                sha256="9f3b5ee8b4eda99f6a5b013b256f0e61c6f6d128993f1a693bf9ae0ee17d07e5",
+                sha256="e941aa8aa6df51ef8b106e9db2cd4665568899b53b01d2dd4a5c18621a4c1b04",
                 bundled=True,
             ),
             description="A 1.5M-parameter SAM at 256 px shipped in the package, trained on synthetic shapes",

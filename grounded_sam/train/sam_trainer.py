@@ -9,6 +9,11 @@ sampled from each prediction's error region with the previous low-res logits as 
 All randomness of a step comes from ``(seed, step)``, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would have.
 
+The shipped ``demo_sam`` is this recipe's default run, ``python -m grounded_sam.train sam --threads 1``
+(3600 steps, seed 0): 64 minutes on one thread of the 2-core CPU while the demo CLIP trained on the
+other; alone on both threads a step takes 0.64 s (about 39 minutes). Held-out box-prompt mIoU 0.85 on
+the 30 validation scenes it watches, 0.88 on ``grounded-sam eval``'s 100 scenes.
+
 Example::
 
     trainer = SamTrainer(get_spec("demo_sam").config, TrainConfig(steps=100), out_dir="runs/demo")
@@ -64,7 +69,7 @@ class TrainConfig:
         scenes: how scenes are drawn; their size is set to the model's input size.
     """
 
-    steps: int = 3000
+    steps: int = 3600
     images_per_step: int = 4
     prompts_per_image: int = 4
     box_fraction: float = 0.6
