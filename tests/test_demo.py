@@ -19,14 +19,14 @@ def test_demo_finds_the_named_shapes_on_held_out_scenes(pipeline) -> None:
     metrics = evaluate_text_prompts(
         lambda image, phrases: pipeline.predict(image, phrases), iter_scenes(4242, 15)
     )
-    # Far above chance (a random model finds nothing), below the demo's measured 0.87 / 0.63 / 0.89.
-    assert metrics.precision >= 0.7 and metrics.recall >= 0.4 and metrics.miou >= 0.75
+    # Far above chance (a random model finds nothing), below the demo's measured 0.89 / 0.78 / 0.94.
+    assert metrics.precision >= 0.75 and metrics.recall >= 0.6 and metrics.miou >= 0.85
 
 
 def test_demo_generalises_to_differently_drawn_scenes(pipeline) -> None:
     scenes = [make_pil_scene(4300 + i) for i in range(10)]
     metrics = evaluate_text_prompts(lambda image, phrases: pipeline.predict(image, phrases), scenes)
-    assert metrics.precision >= 0.6 and metrics.recall >= 0.3
+    assert metrics.precision >= 0.6 and metrics.recall >= 0.4  # measured 0.81 / 0.59
 
 
 def test_absent_phrases_find_nothing(pipeline) -> None:

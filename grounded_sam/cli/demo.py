@@ -20,7 +20,7 @@ def demo(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to find.")] = "red circle",
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
     image: Annotated[Path | None, typer.Option(help="Use this image instead of a generated scene.")] = None,
-    seed: Annotated[int, typer.Option(help="First seed tried for a scene that holds the prompt.")] = 83,
+    seed: Annotated[int, typer.Option(help="First seed tried for a scene that holds the prompt.")] = 92,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
