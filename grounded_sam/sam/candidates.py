@@ -176,15 +176,22 @@ def decode_gated(
         IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
         logits (R, C, 4h, 4w), C = 3 for points and 1 for boxes.
     """
-    decoder, prompt_encoder = model.mask_decoder, model.prompt_encoder
+    prompt_encoder = model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    image_pe = prompt_encoder.get_dense_pe()
-    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(decoder, features):
-        return _decode_plain(decoder, features, image_pe, sparse, dense, multimask, iou_thresh)
+    plain = _PlainDecoder(model.mask_decoder, features, prompt_encoder.get_dense_pe(), dense, multimask)
+    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(plain.decoder, features):
+        return plain.decode(sparse, iou_thresh)
     gated = np.concatenate(
         [
-            gate_ious(decoder, features, image_pe, sparse[start : start + GATE_PROMPTS], dense, multimask)
+            gate_ious(
+                plain.decoder,
+                features,
+                plain.image_pe,
+                sparse[start : start + GATE_PROMPTS],
+                dense,
+                multimask,
+            )
             .float()
             .cpu()
             .numpy()
@@ -192,63 +199,56 @@ def decode_gated(
         ]
     ).reshape(len(sparse), -1)
     near = np.flatnonzero((gated > np.float32(iou_thresh - GATE_MARGIN)).any(axis=1))
-    near_sparse = sparse[torch.from_numpy(near).to(features.device)]
-    iou, rows, low_res = _decode_plain(decoder, features, image_pe, near_sparse, dense, multimask, iou_thresh)
+    iou, rows, low_res = plain.decode(sparse[torch.from_numpy(near).to(features.device)], iou_thresh)
     gated[near] = iou
     return gated, near[rows], low_res
 
 
-def _decode_plain(
-    decoder: MaskDecoder,
-    features: torch.Tensor,
-    image_pe: torch.Tensor,
-    sparse: torch.Tensor,
-    dense: torch.Tensor,
-    multimask: bool,
-    iou_thresh: float,
-) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """:func:`decode_gated` through the plain decoder, in passes of :func:`prompts_per_pass` prompts."""
-    step = prompts_per_pass(features)
-    ious, rows, low_res = [np.zeros((0, 3 if multimask else 1), np.float32)], [np.zeros(0, np.int64)], []
-    for start in range(0, len(sparse), step):
-        iou, kept, logits = _decode_pass(
-            decoder, features, image_pe, sparse[start : start + step], dense, multimask, iou_thresh
-        )
-        ious.append(iou)
-        rows.append(kept + start)
-        low_res.append(logits)
-    if not low_res:
-        side = 4 * features.shape[-1]
-        low_res.append(features.new_zeros((0, ious[0].shape[1], 4 * features.shape[-2], side)))
-    return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res)
+@dataclass(frozen=True)
+class _PlainDecoder:
+    """The mask decoder run the usual way on prompts against one image embedding (1, C, h, w)."""
 
+    decoder: MaskDecoder
+    features: torch.Tensor
+    image_pe: torch.Tensor
+    dense: torch.Tensor
+    multimask: bool
 
-def _decode_pass(
-    decoder: MaskDecoder,
-    features: torch.Tensor,
-    image_pe: torch.Tensor,
-    sparse: torch.Tensor,
-    dense: torch.Tensor,
-    multimask: bool,
-    iou_thresh: float,
-) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """:func:`decode_gated` for one pass of prompts (sparse embeddings (B, K, C))."""
-    state = decoder.run_blocks(features, image_pe, sparse, dense)
-    if iou_thresh > 0:
-        # The IoU head reads only the IoU token, whose final attention does not depend on the others.
-        iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
-        iou = iou.float().cpu().numpy()
-        rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
-        if len(rows) < len(iou):
-            state = state.take(torch.from_numpy(rows).to(features.device))
-        tokens = decoder.transformer.final_attention(state)
-    else:
-        tokens = decoder.transformer.final_attention(state)
-        iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
-        rows = np.arange(len(iou))
-    image_tokens = state.keys.expand(len(rows), -1, -1)
-    low_res = decoder.masks_from_tokens(tokens, image_tokens, tuple(features.shape[-2:]), multimask)
-    return iou, rows, low_res
+    def decode(self, sparse: torch.Tensor, iou_thresh: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time."""
+        step = prompts_per_pass(self.features)
+        masks = 3 if self.multimask else 1
+        ious, rows = [np.zeros((0, masks), np.float32)], [np.zeros(0, np.int64)]
+        height, width = self.features.shape[-2:]
+        low_res = [self.features.new_zeros((0, masks, 4 * height, 4 * width))]
+        for start in range(0, len(sparse), step):
+            iou, kept, logits = self._decode_pass(sparse[start : start + step], iou_thresh)
+            ious.append(iou)
+            rows.append(kept + start)
+            low_res.append(logits)
+        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res)
+
+    def _decode_pass(
+        self, sparse: torch.Tensor, iou_thresh: float
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """:meth:`decode` for one pass of prompts."""
+        decoder, features, multimask = self.decoder, self.features, self.multimask
+        state = decoder.run_blocks(features, self.image_pe, sparse, self.dense)
+        if iou_thresh > 0:
+            # The IoU head reads only the IoU token, whose final attention does not depend on the others.
+            iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
+            iou = iou.float().cpu().numpy()
+            rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
+            if len(rows) < len(iou):
+                state = state.take(torch.from_numpy(rows).to(features.device))
+            tokens = decoder.transformer.final_attention(state)
+        else:
+            tokens = decoder.transformer.final_attention(state)
+            iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
+            rows = np.arange(len(iou))
+        image_tokens = state.keys.expand(len(rows), -1, -1)
+        low_res = decoder.masks_from_tokens(tokens, image_tokens, tuple(features.shape[-2:]), multimask)
+        return iou, rows, low_res
 
 
 def decode_candidates(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.sam.candidates import _decode_plain, decode_gated
+from grounded_sam.sam.candidates import decode_gated
 from grounded_sam.sam.iou_gate import gate_ious, supports_gate
 from tests.sam.builders import random_sam
 
@@ -53,10 +53,7 @@ def test_gated_decoding_returns_what_the_plain_path_returns(model) -> None:
     coords = torch.rand(40, 1, 2, generator=torch.Generator().manual_seed(3)) * model.image_size
     points = (coords, torch.ones(40, 1, dtype=torch.int))
     with torch.inference_mode():
-        sparse, dense = model.prompt_encoder(points=points, boxes=None, masks=None)
-        all_iou, _, all_logits = _decode_plain(
-            model.mask_decoder, features, model.prompt_encoder.get_dense_pe(), sparse, dense, True, 0.0
-        )
+        all_iou, _, all_logits = decode_gated(model, features, points, None, 0.0)  # no gate, no filter
         threshold = float(np.median(all_iou.max(axis=1)))  # about half the prompts pass
         iou, rows, logits = decode_gated(model, features, points, None, threshold)
     expected = np.flatnonzero((all_iou > np.float32(threshold)).any(axis=1))
