@@ -197,7 +197,7 @@ def decode_gated(
             .numpy()
             for start in range(0, len(sparse), GATE_PROMPTS)
         ]
-    ).reshape(len(sparse), -1)
+    )
     near = np.flatnonzero((gated > np.float32(iou_thresh - GATE_MARGIN)).any(axis=1))
     iou, rows, low_res = plain.decode(sparse[torch.from_numpy(near).to(features.device)], iou_thresh)
     gated[near] = iou

@@ -41,8 +41,6 @@ def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
     return (
         isinstance(transformer, TwoWayTransformer)
         and transformer.depth == 2
-        and transformer.layers[0].skip_first_layer_pe
-        and not transformer.layers[1].skip_first_layer_pe
         and image_embedding.shape[0] == 1
     )
 
@@ -54,11 +52,9 @@ class _RunningAttention:
     def __init__(self, wide_queries: torch.Tensor) -> None:
         batch, count, dim = wide_queries.shape
         self.queries = wide_queries
-        self.maximum = torch.full((batch, count, 1), float("-inf"), dtype=wide_queries.dtype)
-        self.total = torch.zeros((batch, count, 1), dtype=wide_queries.dtype)
-        self.weighted = torch.zeros((batch, count, dim), dtype=wide_queries.dtype)
-        for name in ("maximum", "total", "weighted"):
-            setattr(self, name, getattr(self, name).to(wide_queries.device))
+        self.maximum = wide_queries.new_full((batch, count, 1), float("-inf"))
+        self.total = wide_queries.new_zeros((batch, count, 1))
+        self.weighted = wide_queries.new_zeros((batch, count, dim))
 
     def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
         """Take in a chunk of keys and values (B, r, C)."""
@@ -106,13 +102,11 @@ def gate_ious(
     chunks = [slice(start, start + chunk_rows) for start in range(0, image.shape[1], chunk_rows)]
 
     # Block 1, token side (the image is still shared), then block 2's token self-attention.
-    queries = first.norm1(first.self_attn(prompt, prompt, prompt))
+    queries = first.attend_tokens(prompt, prompt)
     t2i = first.cross_attn_token_to_image
-    queries = first.norm2(t2i(queries + prompt, image_with_pe, image, residual=queries))
-    queries = first.norm3(queries + first.mlp(queries))
+    queries = first.feed_forward(first.norm2(t2i(queries + prompt, image_with_pe, image, residual=queries)))
     first_rows = first.cross_attn_image_to_token.key_rows(queries + prompt, queries)
-    with_pe = queries + prompt
-    queries = second.norm1(queries + second.self_attn(with_pe, with_pe, queries))
+    queries = second.attend_tokens(queries, prompt)
 
     # Block 1, image side, chunk by chunk; block 2's token→image attention accumulates over the chunks.
     t2i = second.cross_attn_token_to_image
@@ -123,8 +117,7 @@ def gate_ious(
         tokens = first.norm4(first.cross_attn_image_to_token.mix_rows(first_rows, scores, image[:, rows]))
         running.add(tokens + pe[:, rows], tokens)
         first_image.append(tokens)
-    queries = second.norm2(t2i.finish_wide(running.mixed(), prompt.shape[1]) + queries)
-    queries = second.norm3(queries + second.mlp(queries))
+    queries = second.feed_forward(second.norm2(t2i.finish_wide(running.mixed(), prompt.shape[1]) + queries))
 
     # Block 2, image side, chunk by chunk, straight into the IoU token's final attention.
     i2t = second.cross_attn_image_to_token

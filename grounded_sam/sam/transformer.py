@@ -221,19 +221,26 @@ class TwoWayAttentionBlock(nn.Module):
         self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys)."""
-        if self.skip_first_layer_pe:
-            # The first block replaces the tokens by their self-attention (no residual, no PE), as trained.
-            queries = self.norm1(self.self_attn(queries, queries, queries))
-        else:
-            q = queries + query_pe
-            queries = self.norm1(queries + self.self_attn(q, q, queries))
+        queries = self.attend_tokens(queries, query_pe)
         keys_with_pe = keys + key_pe  # shared by both cross-attentions
         q = queries + query_pe
         queries = self.norm2(self.cross_attn_token_to_image(q, keys_with_pe, keys, residual=queries))
-        queries = self.norm3(queries + self.mlp(queries))
+        queries = self.feed_forward(queries)
         q = queries + query_pe
         keys = self.norm4(self.cross_attn_image_to_token(keys_with_pe, q, queries, residual=keys))
         return queries, keys
+
+    def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
+        """The tokens' self-attention step (N, T, C) → (N, T, C)."""
+        if self.skip_first_layer_pe:
+            # The first block replaces the tokens by their self-attention (no residual, no PE), as trained.
+            return self.norm1(self.self_attn(queries, queries, queries))
+        q = queries + query_pe
+        return self.norm1(queries + self.self_attn(q, q, queries))
+
+    def feed_forward(self, queries: torch.Tensor) -> torch.Tensor:
+        """The tokens' MLP step (N, T, C) → (N, T, C)."""
+        return self.norm3(queries + self.mlp(queries))
 
 
 @dataclass(frozen=True)
