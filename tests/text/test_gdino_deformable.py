@@ -105,16 +105,18 @@ def model_and_inputs():
     return model, inputs
 
 
+def deformable_attention(model, where: str, decoder_layer: int):
+    """The first encoder layer's deformable self-attention, or a decoder layer's cross-attention."""
+    if where == "encoder":
+        return model.model.encoder.layers[0].deformable_layer.self_attn
+    return model.model.decoder.layers[decoder_layer].encoder_attn
+
+
 @pytest.mark.parametrize("where", ["encoder", "decoder"])
 def test_sampling_locations_equal_transformers(model_and_inputs, where) -> None:
     """Centre reference points in the encoder, boxes in the decoder; transformers' formulas inline."""
     model, inputs = model_and_inputs
-    layer = (
-        model.model.encoder.layers[0].deformable_layer
-        if where == "encoder"
-        else model.model.decoder.layers[1]
-    )
-    attention = layer.self_attn if where == "encoder" else layer.encoder_attn
+    attention = deformable_attention(model, where, decoder_layer=1)
     with torch.inference_mode():
         _, kwargs = capture_inputs(attention, lambda: model(**inputs))
         queries = kwargs["hidden_states"] + kwargs["position_embeddings"]
@@ -138,12 +140,7 @@ def test_sampling_locations_equal_transformers(model_and_inputs, where) -> None:
 @pytest.mark.parametrize("where", ["encoder", "decoder"])
 def test_deformable_attention_equals_the_original(model_and_inputs, where) -> None:
     model, inputs = model_and_inputs
-    layer = (
-        model.model.encoder.layers[0].deformable_layer
-        if where == "encoder"
-        else model.model.decoder.layers[0]
-    )
-    original = layer.self_attn if where == "encoder" else layer.encoder_attn
+    original = deformable_attention(model, where, decoder_layer=0)
     fast = DeformableAttention(original)
     assert fast.value_proj is original.value_proj and fast.sampling_offsets is original.sampling_offsets
     with torch.inference_mode():
