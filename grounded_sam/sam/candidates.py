@@ -226,7 +226,7 @@ class _PlainDecoder:
             ious.append(iou)
             rows.append(kept + start)
             low_res.append(logits)
-        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res)
+        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res).float()
 
     def _decode_pass(
         self, sparse: torch.Tensor, iou_thresh: float

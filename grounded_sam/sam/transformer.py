@@ -168,7 +168,7 @@ class Attention(nn.Module):
         probs = probs.view(batch, count, length_q).transpose(1, 2)
         if residual is None:
             return probs @ rows.values
-        if in_place:
+        if in_place and not torch.is_autocast_enabled(residual.device.type):  # autocast can't write in place
             return residual.baddbmm_(probs, rows.values)
         return torch.baddbmm(residual, probs, rows.values)
 
