@@ -9,7 +9,9 @@ setting (the reference takes minutes on a CPU). Settings:
 * ``loose``: no IoU or stability filter, so every one of the 3 × 32² masks is upsampled and scored and
   thousands reach suppression: the post-processing-heavy case.
 * ``boxes``: our object-aware mode (``--boxes`` box prompts, one mask each, no filters), timed
-  against the reference's grid runs.
+  against the reference's grid runs, in float32 and again with ``precision="bfloat16"`` (the network
+  in bfloat16: fast where the CPU has bfloat16 matrix units, e.g. Intel AMX), whose masks are compared
+  with the float32 run's.
 
 Prints per setting: times, our/reference ratio, mask counts and whether the outputs are identical.
 
@@ -126,15 +128,30 @@ def main() -> None:
         )
     if "boxes" in args.settings:
         # No filters: every box's mask is upsampled and scored (the most work this mode can do).
-        generator = MaskGenerator(ours_model, **SETTINGS["loose"])
         boxes = make_boxes(args.boxes, args.size, args.seed)
-        found, box_time = timed(lambda: generator.generate_from_boxes(image, boxes))
         print(f"\n[boxes] object-aware mode, {len(boxes)} box prompts, {SETTINGS['loose']}")
-        print(f"  masks: {generator.stats.above_iou} upsampled, {len(found)} kept")
-        print(f"  ours      {box_time:8.1f} s")
-        for name, reference_time in reference_times.items():
-            ratio = box_time / reference_time
-            print(f"  vs the reference's {name} grid run: ratio {ratio:.3f} ({1 / ratio:.1f}x faster)")
+        runs = {}
+        for precision in ("float32", "bfloat16"):
+            generator = MaskGenerator(ours_model, **SETTINGS["loose"], precision=precision)
+            runs[precision], box_time = timed(lambda g=generator: g.generate_from_boxes(image, boxes))
+            print(f"  {precision}: {len(runs[precision])} masks kept, {box_time:.1f} s")
+            for name, reference_time in reference_times.items():
+                ratio = box_time / reference_time
+                print(f"    vs the reference's {name} grid run: ratio {ratio:.3f} ({1 / ratio:.1f}x faster)")
+        print(f"  bfloat16 vs float32 masks: {agreement(runs['bfloat16'], runs['float32'])}")
+
+
+def agreement(fast: list[dict[str, Any]], exact: list[dict[str, Any]]) -> str:
+    """How well each mask of ``fast`` matches its best counterpart in ``exact`` (box prompts: same order)."""
+    if not fast or not exact:
+        return f"{len(fast)} vs {len(exact)} masks"
+    from grounded_sam.evaluation import mask_ious
+
+    exact_masks = np.stack([record["segmentation"] for record in exact])
+    best = [mask_ious(np.broadcast_to(r["segmentation"], exact_masks.shape), exact_masks).max() for r in fast]
+    return (
+        f"{len(fast)} vs {len(exact)} masks, best-match IoU mean {np.mean(best):.4f}, min {np.min(best):.4f}"
+    )
 
 
 if __name__ == "__main__":

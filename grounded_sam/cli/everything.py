@@ -16,6 +16,7 @@ from grounded_sam.cli.app import (
     pipeline_or_exit,
     run_per_image,
 )
+from grounded_sam.devices import PRECISIONS
 
 Mode = Literal["grid", "boxes"]
 
@@ -32,10 +33,15 @@ def everything(
     points_per_side: Annotated[int | None, typer.Option(help="Grid density (default: the model's).")] = None,
     sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
     device: Annotated[str | None, typer.Option()] = None,
+    precision: Annotated[
+        str, typer.Option(help="float32 (exact) or bfloat16 (faster on GPUs and CPUs with AMX).")
+    ] = "float32",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Segment everything in each image and write the masks to OUT."""
     configure_logging(verbose)
+    if precision not in PRECISIONS:
+        raise typer.BadParameter(f"{precision!r} is not {' or '.join(PRECISIONS)}", param_hint="--precision")
     if mode not in ("grid", "boxes"):
         raise typer.BadParameter(f"{mode!r} is not grid or boxes", param_hint="--mode")
     if format not in ("coco", "png", "overlay", "json"):
@@ -43,6 +49,7 @@ def everything(
     paths = images_or_exit(images)
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
     generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
+    generator.predictor.precision = precision  # the predictor is shared with the pipeline's box stage
     detector = pipeline.detector if mode == "boxes" else None
     phrases = tuple(class_list or ["object"])
     run_per_image(
