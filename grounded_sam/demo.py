@@ -22,15 +22,17 @@ from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Detections, Labeler
-from grounded_sam.text.demo_clip import demo_clip_labeler, match_phrases, phrase_vocabulary
+from grounded_sam.text.demo_clip import demo_clip_labeler, phrase_scores, phrase_vocabulary
 
 DEMO_SAM = "demo_sam"
 
-# Proposals for the demo scenes, tuned on held-out scenes (seed 2000, 40 scenes) with box refinement: a
-# 24 x 24 grid at IoU 0.5 / stability 0.6 gave precision 0.92, recall 0.78, mask mIoU 0.94. Looser filters
-# trade precision for recall (IoU 0.3 / stability 0.5: 0.85 / 0.80; on a 32 x 32 grid 0.84 / 0.83); a
-# CLIP threshold of 0.5 instead of 0.3 gives 0.94 / 0.75. The misses are small objects no proposal covers
-# and occluded shapes the demo CLIP names as another shape.
+# Proposals for the demo scenes, tuned on held-out scenes (seed 2000, 40 scenes) with box refinement and
+# phrase scores (see EverythingTextDetector): a 24 x 24 grid at IoU 0.5 / stability 0.6 with a phrase
+# threshold of 0.4 gave precision 0.94, recall 0.77, mask mIoU 0.94 (0.3: 0.91 / 0.81). A 32 x 32 grid
+# does not find more (0.91 / 0.77); looser filters trade precision for recall (IoU 0.4 / stability 0.5:
+# 0.88 / 0.79). With these proposals at most 0.92 of the instances can be found (a proposal of box IoU
+# >= 0.5): the misses are small objects no proposal covers, and shapes the demo CLIP names as
+# "background" or as another shape of the same colour.
 DEMO_EVERYTHING = EverythingConfig(
     points_per_side=24,
     points_per_batch=576,
@@ -43,7 +45,8 @@ DEMO_EVERYTHING = EverythingConfig(
 class EverythingTextDetector:
     """A :class:`~grounded_sam.text.base.Detector` made of segment-everything and a CLIP labeler.
 
-    ``box_threshold`` is the minimum CLIP probability of a proposal's best class (default 0.3);
+    ``box_threshold`` is the minimum CLIP probability of a phrase for a proposal to be one of its
+    boxes (default 0.4; see :func:`~grounded_sam.text.demo_clip.phrase_scores`);
     ``text_threshold`` is not used (CLIP names whole phrases). Boxes of one phrase overlapping by more
     than ``nms_threshold`` (IoU) are suppressed, the more confident kept.
 
@@ -56,7 +59,7 @@ class EverythingTextDetector:
         self,
         generator: MaskGenerator,
         labeler: Labeler,
-        box_threshold: float = 0.3,
+        box_threshold: float = 0.4,
         nms_threshold: float = 0.5,
         refine: bool = True,
     ) -> None:
@@ -74,7 +77,8 @@ class EverythingTextDetector:
         box_threshold: float | None = None,
         text_threshold: float | None = None,
     ) -> Detections:
-        """Boxes of the proposals whose CLIP name matches one of ``phrases`` (see :func:`match_phrases`)."""
+        """Boxes of the proposals CLIP finds likely enough to be one of ``phrases`` (see
+        :func:`~grounded_sam.text.demo_clip.phrase_scores`); a proposal may be a box of several phrases."""
         phrases = list(phrases)
         if not phrases:
             return Detections.empty()
@@ -86,9 +90,9 @@ class EverythingTextDetector:
             self._box_masks(image, proposals.boxes) if self.refine else (proposals.masks, proposals.boxes)
         )
         named = self.labeler.label(image, masks, phrase_vocabulary(phrases))
-        hits = match_phrases(named, phrases)
-        keep = np.flatnonzero((hits >= 0) & (named.scores >= threshold))
-        boxes, scores, ids = boxes[keep], named.scores[keep], hits[keep]
+        likely = phrase_scores(named, phrases)
+        rows, ids = np.nonzero(likely >= threshold)
+        boxes, scores = boxes[rows], likely[rows, ids]
         # Parts and wholes of one object often get the same name: keep the best box per object.
         kept = batched_nms(
             torch.from_numpy(boxes), torch.from_numpy(scores), torch.from_numpy(ids), self.nms_threshold
@@ -104,7 +108,7 @@ class EverythingTextDetector:
         return masks, np.where(empty[:, None], boxes, masks_to_boxes(masks)).astype(boxes.dtype)
 
 
-def build_demo_pipeline(device: Device = None, box_threshold: float = 0.3) -> GroundedSAM:
+def build_demo_pipeline(device: Device = None, box_threshold: float = 0.4) -> GroundedSAM:
     """The pipeline :func:`grounded_sam.predict` uses by default: the two shipped demo models.
 
     Example:

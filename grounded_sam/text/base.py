@@ -64,11 +64,16 @@ class Detections:
 
 @dataclass(frozen=True)
 class Labels:
-    """A class name and probability for each of N masks; ``class_ids`` is -1 where none was confident."""
+    """A class name and probability for each of N masks; ``class_ids`` is -1 where none was confident.
+
+    ``probabilities`` (N, len(classes)), when the labeler gives them, are every class's probability per
+    mask (rows of zeros for masks it could not look at).
+    """
 
     class_ids: np.ndarray
     scores: np.ndarray
     classes: tuple[str, ...]
+    probabilities: np.ndarray | None = None
 
     @property
     def names(self) -> list[str]:

@@ -274,9 +274,10 @@ class ClipLabeler:
         """Best class per region; regions where ``filled`` is False are skipped (-1, score 0)."""
         class_ids = np.full(len(boxes), -1, dtype=np.int64)
         scores = np.zeros(len(boxes), dtype=np.float32)
+        every = np.zeros((len(boxes), len(names)), dtype=np.float32)
         todo = np.flatnonzero(filled)
         if todo.size == 0:
-            return Labels(class_ids, scores, names)
+            return Labels(class_ids, scores, names, every)
         text = self.text_embeddings(names)
         scale = self.model.logit_scale.exp().clamp(max=100.0).float()
         probabilities = []
@@ -293,11 +294,11 @@ class ClipLabeler:
                 )
                 features = F.normalize(self.model.encode_image(crops.to(self._dtype)).float(), dim=-1)
                 probabilities.append((scale * features @ text.T).softmax(dim=-1))
-            best_probability, best_class = torch.cat(probabilities).max(dim=-1)
-        best_probability, best_class = best_probability.cpu().numpy(), best_class.cpu().numpy()
+            every[todo] = torch.cat(probabilities).cpu().numpy()
+        best_class, best_probability = every[todo].argmax(axis=1), every[todo].max(axis=1)
         class_ids[todo] = np.where(best_probability >= self.threshold, best_class, -1)
         scores[todo] = best_probability
-        return Labels(class_ids, scores, names)
+        return Labels(class_ids, scores, names, every)
 
 
 def build_clip_labeler(

@@ -8,15 +8,16 @@ Training: :mod:`grounded_sam.train.clip_trainer`. The shipped file is the traine
 2-core CPU sharing it with a SAM run (about 19 minutes alone). Held-out (200 scenes, seed 1000): class
 accuracy 0.926, colour 1.0, shape 0.923, background rejection 0.995; on plainly drawn PIL scenes 0.925.
 
-Matching masks to a user phrase (the rule measured in the trainer's evaluation): label every mask
-against ``phrase_vocabulary(phrases)`` (the phrases, the 64 class names and "background"); a mask is
-kept for a phrase when its top class is that phrase, or a class name containing every word of the
-phrase (so "red" or "red shape" accepts "red circle"); see :func:`match_phrases`.
+Matching masks to a user phrase: label every mask against ``phrase_vocabulary(phrases)`` (the phrases,
+the 64 class names and "background"); a phrase's score is the probability of the classes that name it:
+the phrase itself, or a class name containing every word of the phrase (so "red" or "red shape" collects
+"red circle"); see :func:`phrase_scores`. :func:`match_phrases` is the stricter top-class rule the
+trainer's evaluation measures.
 
 Example:
     >>> labeler = demo_clip_labeler()
     >>> classes = phrase_vocabulary(["red circle"])
-    >>> hits = match_phrases(labeler.label(image, masks, classes), ["red circle"])  # (N,) phrase index or -1
+    >>> scores = phrase_scores(labeler.label(image, masks, classes), ["red circle"])  # (N, 1)
 """
 
 from __future__ import annotations
@@ -151,7 +152,7 @@ def demo_clip_labeler(
 def phrase_vocabulary(phrases: Sequence[str]) -> list[str]:
     """The classes to label masks against for ``phrases``: the phrases, every class name, "background".
 
-    Duplicates are dropped, phrases first, so ``match_phrases`` can map ids back to phrases.
+    Duplicates are dropped, phrases first.
     """
     if isinstance(phrases, str):
         raise TypeError(f"phrases must be a list of strings, not one string: use [{phrases!r}]")
@@ -165,24 +166,48 @@ def phrase_words(phrase: str) -> frozenset[str]:
     return frozenset(word for word in words if word not in _FILLER_WORDS)
 
 
-def match_phrases(labels: Labels, phrases: Sequence[str]) -> np.ndarray:
-    """(N,) int: the phrase each mask matches (index into ``phrases``), -1 for none.
-
-    ``labels`` come from labelling the masks against ``phrase_vocabulary(phrases)``. A mask matches a
-    phrase when its top class is the phrase itself, or a class name other than "background" whose
-    words include all content words of the phrase; the first phrase that matches wins.
-    """
+def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
+    """(K, P) bool: whether class K names phrase P, i.e. is the phrase itself, or a class other than
+    "background" whose words include every content word of the phrase ("red circle" names "red",
+    "circle" and "red shape")."""
     phrase_sets = [phrase_words(p) for p in phrases]
     stripped = [p.strip() for p in phrases]
+    matrix = np.zeros((len(classes), len(phrases)), dtype=bool)
+    for row, name in enumerate(classes):
+        name_words = phrase_words(name)
+        for column, (phrase, words) in enumerate(zip(stripped, phrase_sets, strict=True)):
+            named = name != BACKGROUND_PHRASE and bool(words) and words <= name_words
+            matrix[row, column] = name == phrase or named
+    return matrix
+
+
+def match_phrases(labels: Labels, phrases: Sequence[str]) -> np.ndarray:
+    """(N,) int: the phrase each mask's top class names (index into ``phrases``), -1 for none.
+
+    ``labels`` come from labelling the masks against ``phrase_vocabulary(phrases)``; see
+    :func:`naming_matrix`. The first phrase that matches wins.
+    """
+    names = naming_matrix(labels.classes, phrases)
     result = np.full(len(labels.class_ids), -1, dtype=np.int64)
     for row, class_id in enumerate(labels.class_ids):
-        if class_id < 0:
-            continue
-        top = labels.classes[class_id]
-        top_words = phrase_words(top)
-        for index, (phrase, words) in enumerate(zip(stripped, phrase_sets, strict=True)):
-            named = top != BACKGROUND_PHRASE and bool(words) and words <= top_words
-            if top == phrase or named:
-                result[row] = index
-                break
+        hits = np.flatnonzero(names[class_id]) if class_id >= 0 else ()
+        if len(hits):
+            result[row] = hits[0]
     return result
+
+
+def phrase_scores(labels: Labels, phrases: Sequence[str]) -> np.ndarray:
+    """(N, P) float32: each mask's probability of each phrase, the summed probability of the classes
+    that name it (:func:`naming_matrix`): "circle" collects "red circle", "blue circle", ...
+
+    Unlike :func:`match_phrases` this does not need the phrase to be the top class: a half-hidden circle
+    that CLIP finds 45 % "red hexagon" and 40 % "red circle" still scores 0.4 for "red circle".
+    Labels without ``probabilities`` count only their top class, with its score.
+    """
+    probabilities = labels.probabilities
+    if probabilities is None:
+        probabilities = np.zeros((len(labels.class_ids), len(labels.classes)), dtype=np.float32)
+        named = np.flatnonzero(labels.class_ids >= 0)
+        probabilities[named, labels.class_ids[named]] = labels.scores[named]
+    names = naming_matrix(labels.classes, phrases).astype(np.float32)
+    return np.asarray(probabilities, dtype=np.float32) @ names

@@ -102,6 +102,13 @@ def test_label_shapes_types_and_empty_masks() -> None:
     assert np.all((labels.class_ids[others] >= 0) & (labels.class_ids[others] < 3))
     # With three classes the best softmax probability is in [1/3, 1].
     assert np.all((labels.scores[others] >= 1 / 3 - 1e-6) & (labels.scores[others] <= 1))
+    # Every class's probability: rows sum to one, their best is the score; the empty mask's row is zero.
+    probabilities = labels.probabilities
+    assert probabilities.shape == (5, 3) and probabilities.dtype == np.float32
+    np.testing.assert_allclose(probabilities[others].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(probabilities[others].max(axis=1), labels.scores[others])
+    np.testing.assert_array_equal(probabilities[others].argmax(axis=1), labels.class_ids[others])
+    assert not probabilities[2].any()
 
 
 def test_no_masks_give_empty_labels() -> None:

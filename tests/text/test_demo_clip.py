@@ -23,6 +23,7 @@ from grounded_sam.text.demo_clip import (
     demo_tokenizer,
     load_demo_clip,
     match_phrases,
+    phrase_scores,
     phrase_vocabulary,
     phrase_words,
 )
@@ -151,6 +152,24 @@ def test_match_phrases_rule(top, phrase, hit):
     classes = tuple(phrase_vocabulary([phrase]))
     labels = Labels(np.array([classes.index(top), -1]), np.array([0.9, 0.0], np.float32), classes)
     assert match_phrases(labels, [phrase]).tolist() == [0 if hit else -1, -1]
+
+
+def test_phrase_scores_sum_the_classes_that_name_each_phrase():
+    classes = ("red circle", "red hexagon", "blue circle", BACKGROUND_PHRASE)
+    probabilities = np.array([[0.40, 0.45, 0.05, 0.10], [0.0, 0.0, 0.0, 0.0]], np.float32)
+    labels = Labels(np.array([1, -1]), np.array([0.45, 0.0], np.float32), classes, probabilities)
+    scores = phrase_scores(labels, ["red circle", "circle", "red shape", "blue star"])
+    np.testing.assert_allclose(scores[0], [0.40, 0.45, 0.85, 0.0], rtol=1e-6)
+    assert not scores[1].any()
+    # The top class alone ("red hexagon") does not name "red circle"; its probability still counts.
+    assert match_phrases(labels, ["red circle"]).tolist() == [-1, -1]
+
+
+def test_phrase_scores_without_probabilities_count_the_top_class():
+    classes = ("red circle", "red hexagon", BACKGROUND_PHRASE)
+    labels = Labels(np.array([1, 0, -1]), np.array([0.7, 0.6, 0.2], np.float32), classes)
+    scores = phrase_scores(labels, ["red hexagon", "red"])
+    np.testing.assert_allclose(scores, [[0.7, 0.7], [0.0, 0.6], [0.0, 0.0]], rtol=1e-6)
 
 
 def test_phrase_words_drop_fillers():
