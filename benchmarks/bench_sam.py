@@ -2,7 +2,8 @@
 
 Each implementation runs in its own subprocess (so peak RSS is its own), on the same random ViT-B
 weights and the same image, and reports: ``set_image`` time (image encoder + pre-processing), decoding
-time for 1 box and for 20 boxes (masks at the original resolution), and peak RSS.
+time for 1 box and for 20 boxes (masks at the original resolution), and peak RSS. ``ours_bf16`` is ours
+with ``precision="bfloat16"`` (fast on CPUs with bfloat16 matrix units such as Intel AMX; not exact).
 
     python benchmarks/bench_sam.py [--model sam_vit_b] [--repeats 2] [--threads 2]
 """
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-IMPLEMENTATIONS = ("ours", "reference", "transformers")
+IMPLEMENTATIONS = ("ours", "ours_bf16", "reference", "transformers")
+OURS = ("ours", "ours_bf16")
 
 
 def make_weights(folder: Path, model: str, seed: int = 0) -> Path:
@@ -61,10 +63,12 @@ def timed(function: Any, repeats: int) -> float:
     return best
 
 
-def run_ours(weights: Path, image: np.ndarray, boxes: np.ndarray, repeats: int) -> dict[str, float]:
+def run_ours(
+    weights: Path, image: np.ndarray, boxes: np.ndarray, repeats: int, precision: str = "float32"
+) -> dict[str, float]:
     from grounded_sam.sam import SamPredictor, build_sam
 
-    predictor = SamPredictor(build_sam(checkpoint=weights, device="cpu"))
+    predictor = SamPredictor(build_sam(checkpoint=weights, device="cpu"), precision=precision)
 
     def encode_afresh() -> None:
         predictor.reset_image()  # set_image keeps the embedding of identical pixels: measure real work
@@ -132,8 +136,11 @@ def worker(name: str, weights: Path, repeats: int, threads: int, box_count: int)
     torch.set_num_threads(threads)
     image = make_image()
     boxes = make_boxes(box_count, *image.shape[:2])
-    runner = {"ours": run_ours, "reference": run_reference, "transformers": run_transformers}[name]
-    results = runner(weights, image, boxes, repeats)
+    if name == "ours_bf16":
+        results = run_ours(weights, image, boxes, repeats, precision="bfloat16")
+    else:
+        runner = {"ours": run_ours, "reference": run_reference, "transformers": run_transformers}[name]
+        results = runner(weights, image, boxes, repeats)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results))
 
@@ -173,13 +180,13 @@ def main() -> None:
 
 def report(results: dict[str, dict[str, float]], box_count: int) -> None:
     metrics = ("set_image", "decode_1", f"decode_{box_count}", "peak_rss_mb")
-    print(f"{'':14}" + "".join(f"{m:>16}" for m in metrics))
+    print(f"{'':22}" + "".join(f"{m:>16}" for m in metrics))
     for name, values in results.items():
-        print(f"{name:14}" + "".join(f"{values[m]:>16.3f}" for m in metrics))
-    if "ours" in results:
-        for other in (n for n in results if n != "ours"):
-            ratios = "".join(f"{results['ours'][m] / results[other][m]:>16.3f}" for m in metrics)
-            print(f"{'ours/' + other:14}" + ratios)
+        print(f"{name:22}" + "".join(f"{values[m]:>16.3f}" for m in metrics))
+    for ours in (n for n in OURS if n in results):
+        for other in (n for n in results if n not in OURS):
+            ratios = "".join(f"{results[ours][m] / results[other][m]:>16.3f}" for m in metrics)
+            print(f"{ours + '/' + other:22}" + ratios)
 
 
 if __name__ == "__main__":

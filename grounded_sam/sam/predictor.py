@@ -51,8 +51,17 @@ class SamPredictor(PromptPredictor):
 
     def __init__(self, model: Sam, precision: Precision = "float32") -> None:
         self.model = model
-        self.precision = check_precision(precision)
+        self.precision = precision
         self._embedding: ImageEmbedding | None = None
+
+    @property
+    def precision(self) -> Precision:
+        """"float32" or "bfloat16" (see the class docstring); set it to switch, for the next image on."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        self._precision = check_precision(value)
 
     @contextmanager
     def network_context(self) -> Iterator[None]:

@@ -29,7 +29,11 @@ def test_unknown_precision_is_refused(model) -> None:
         SamPredictor(model, precision="float16")
     with pytest.raises(ValueError, match="precision"):
         MaskGenerator(model, precision="half")
-    assert check_precision("bfloat16") == "bfloat16"
+    predictor = SamPredictor(model)
+    with pytest.raises(ValueError, match="precision"):
+        predictor.precision = "int8"
+    predictor.precision = "bfloat16"
+    assert predictor.precision == check_precision("bfloat16") == "bfloat16"
 
 
 def test_float32_context_changes_nothing() -> None:
