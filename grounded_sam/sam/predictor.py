@@ -44,9 +44,10 @@ class SamPredictor(PromptPredictor):
         >>> predictor.set_image("street.jpg")  # doctest: +SKIP
         >>> masks, scores, logits = predictor.predict(box=np.array([[10, 20, 200, 180], [40, 60, 90, 120]]))
 
-    ``precision="bfloat16"`` runs the image encoder (most of the work per image) in bfloat16: several
-    times faster where the hardware has bfloat16 matrix units (GPUs, Intel AMX CPUs), at the cost of
-    embeddings that differ from float32 ones by about 0.3 % (relative); the prompt decoder stays float32.
+    ``precision="bfloat16"`` runs the network's matrix products in bfloat16 (autocast; embeddings, scores
+    and logits are still returned as float32): the image encoder is about 2.3x faster where the hardware
+    has bfloat16 matrix units (GPUs, Intel AMX CPUs), at the cost of embeddings that differ from float32
+    ones by about 0.3 % (relative) and masks that are close to, not exactly, float32's.
     """
 
     def __init__(self, model: Sam, precision: Precision = "float32") -> None:
