@@ -101,10 +101,20 @@ def train_demo(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run.")] = False,
 ) -> None:
     """Train the embedded SAM and CLIP from scratch (the recipe that made the shipped weights)."""
+    import torch
+
     from grounded_sam.train.__main__ import main as train_main
 
-    status = train_main(["sam", "--out", str(out / "demo_sam"), *(["--resume"] if resume else [])])
-    status = status or train_main(
-        ["clip", "--out", str(out / "demo_clip"), *([] if resume else ["--no-resume"])]
-    )
+    sam_out = out / "demo_sam"
+    status = train_main(["sam", "--out", str(sam_out), *(["--resume"] if resume else [])])
+    # CLIP learns from the masks this SAM draws, as the text stage will show them to it; it has the
+    # machine to itself, so it takes every thread (its own command's default is one).
+    clip_args = [
+        "--sam-weights",
+        str(sam_out / "demo_sam.safetensors"),
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
+    clip_args += [] if resume else ["--no-resume"]
+    status = status or train_main(["clip", "--out", str(out / "demo_clip"), *clip_args])
     raise typer.Exit(status)

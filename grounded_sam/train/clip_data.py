@@ -12,7 +12,7 @@ loss can tell which captions are true for which crops.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +29,10 @@ from grounded_sam.text.crops import (
     prepare_crops,
 )
 from grounded_sam.text.demo_clip import BACKGROUND_PHRASE, DEMO_CLIP_TEMPLATES
+from grounded_sam.train.prompt_sampling import jitter_boxes
+
+Segmenter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+"""(image (H, W, 3) uint8, boxes (N, 4) XYXY) → (N, H, W) bool masks, e.g. SAM's box masks."""
 
 BACKGROUND_ID = -1
 
@@ -144,6 +148,18 @@ def _blur(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def segmented_masks(scene: Scene, segment: Segmenter, rng: np.random.Generator) -> list[np.ndarray]:
+    """The masks a segmenter draws from slightly wrong boxes of the scene's instances, as the demo's text
+    stage gets them at inference; an instance whose mask overlaps its own by less than half keeps its
+    ground-truth mask."""
+    boxes = jitter_boxes(scene.boxes, rng, scene.image.shape[:2], noise=0.05, max_shift=8.0)
+    drawn = segment(scene.image, boxes)
+    inter = (drawn & scene.masks).sum(axis=(1, 2))
+    union = (drawn | scene.masks).sum(axis=(1, 2))
+    good = inter >= 0.5 * np.maximum(union, 1)
+    return [d if ok else m for d, m, ok in zip(drawn, scene.masks, good, strict=True)]
+
+
 def background_masks(
     scene: Scene, count: int, rng: np.random.Generator, min_pixels: int = 48
 ) -> list[np.ndarray]:
@@ -196,12 +212,23 @@ def scene_batch(
     negatives_per_scene: int = 1,
     perturb_prob: float = 0.5,
     augment: bool = True,
+    segment: Segmenter | None = None,
+    segment_prob: float = 0.0,
 ) -> CropBatch:
-    """Crops of every instance of ``scenes`` plus background crops, with their colour / shape indices."""
+    """Crops of every instance of ``scenes`` plus background crops, with their colour / shape indices.
+
+    With ``segment``, a share ``segment_prob`` of the scenes show their instances through the
+    segmenter's masks (:func:`segmented_masks`) instead of perturbed ground truth.
+    """
     crops, color_ids, shape_ids = [], [], []
     for scene in scenes:
         image = relight(scene.image, rng) if augment else scene.image
-        masks = [perturb_mask(m, rng) if augment and rng.random() < perturb_prob else m for m in scene.masks]
+        if segment is not None and len(scene) and rng.random() < segment_prob:
+            masks = segmented_masks(scene, segment, rng)
+        else:
+            masks = [
+                perturb_mask(m, rng) if augment and rng.random() < perturb_prob else m for m in scene.masks
+            ]
         negatives = background_masks(scene, negatives_per_scene, rng)
         stack = np.stack([*masks, *negatives]) if masks or negatives else None
         if stack is None:

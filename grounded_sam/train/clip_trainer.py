@@ -9,6 +9,10 @@ as the CLIP labeler does at inference, and minimises two losses with one learnab
 * the labeler's own task: each crop against the template-averaged embeddings of the 64 class names and
   "background" (and of the 8 colour and 8 shape phrases), as cross-entropy.
 
+A share of the scenes (``sam_masks``) show their instances through the masks the demo SAM draws from
+their slightly wrong boxes, as the demo's text stage shows them to CLIP at inference; the others through
+perturbed ground-truth masks.
+
 Checkpoints (model, optimiser, step) are written atomically every ``checkpoint_every`` steps; the final
 weights are exported as float16 safetensors.
 
@@ -47,7 +51,7 @@ from grounded_sam.text.demo_clip import (
     demo_clip_config,
     demo_tokenizer,
 )
-from grounded_sam.train.clip_data import caption_matches, sample_captions, scene_batch
+from grounded_sam.train.clip_data import Segmenter, caption_matches, sample_captions, scene_batch
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +74,8 @@ class ClipTrainConfig:
         checkpoint_every: steps between checkpoints (the last step is always saved).
         model: open_clip ``CLIP`` keyword arguments (default: the demo config).
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
+        sam_masks: share of scenes whose instances are cropped through the demo SAM's box masks.
+        sam_weights: that SAM's safetensors (default: the shipped ``demo_sam``).
     """
 
     out_dir: Path = Path("runs/clip")
@@ -87,6 +93,8 @@ class ClipTrainConfig:
     checkpoint_every: int = 200
     model: Mapping[str, Any] | None = None
     resume: bool = True
+    sam_masks: float = 0.25
+    sam_weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.scenes_per_step < 1 or self.checkpoint_every < 1:
@@ -96,6 +104,8 @@ class ClipTrainConfig:
             )
         if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.negatives_per_scene < 0:
             raise ValueError("lr must be > 0 and weight_decay, warmup_steps, negatives_per_scene >= 0")
+        if not 0 <= self.sam_masks <= 1:
+            raise ValueError(f"sam_masks must be a share in [0, 1], got {self.sam_masks}")
 
     @property
     def checkpoint_path(self) -> Path:
@@ -214,10 +224,30 @@ def export_weights(model: nn.Module, path: str | Path) -> Path:
     return Path(path)
 
 
+def sam_segmenter(weights: Path | None = None) -> Segmenter:
+    """Box masks of the demo SAM (``weights``, default the shipped file) for :func:`scene_batch`."""
+    from grounded_sam.sam.build import build_sam
+    from grounded_sam.sam.predictor import SamPredictor
+
+    predictor = SamPredictor(build_sam("demo_sam", checkpoint=weights, device="cpu"))
+
+    def segment(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        predictor.set_image(image)
+        return predictor.predict_boxes(boxes)[0][:, 0]
+
+    return segment
+
+
 def train_step(
-    model: nn.Module, vocabulary: Vocabulary, tokenizer: Any, config: ClipTrainConfig, step: int
+    model: nn.Module,
+    vocabulary: Vocabulary,
+    tokenizer: Any,
+    config: ClipTrainConfig,
+    step: int,
+    segment: Segmenter | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of 0-based ``step`` (its scenes and augmentations fixed by the seed and step) and metrics."""
+    """The loss of 0-based ``step`` (its scenes and augmentations fixed by the seed and step) and metrics;
+    ``segment`` draws the masks of the ``config.sam_masks`` share of scenes."""
     rng = np.random.default_rng([config.seed, step])
     first = step * config.scenes_per_step
     scenes = [
@@ -233,6 +263,8 @@ def train_step(
         DEMO_CLIP_BACKGROUND,
         rng,
         config.negatives_per_scene,
+        segment=segment,
+        segment_prob=config.sam_masks if segment is not None else 0.0,
     )
     captions = sample_captions(batch, config.scenes.colors, config.scenes.shapes, rng)
     images = F.normalize(model.encode_image(batch.crops), dim=-1)
@@ -269,10 +301,11 @@ def train_clip(config: ClipTrainConfig, on_step: StepCallback | None = None) -> 
     vocabulary = Vocabulary(config.scenes, tokenizer)
     optimizer = _optimizer(model, config)
     done = _load_checkpoint(config, model, optimizer)
+    segment = sam_segmenter(config.sam_weights) if config.sam_masks > 0 else None
     for step in range(done, config.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss, metrics = train_step(model, vocabulary, tokenizer, config, step)
+        loss, metrics = train_step(model, vocabulary, tokenizer, config, step, segment)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -301,6 +334,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-resume", action="store_true", help="start over even if a checkpoint exists")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--eval-scenes", type=int, default=200, help="held-out scenes to evaluate at the end")
+    parser.add_argument(
+        "--sam-masks", type=float, default=defaults.sam_masks, help="share of SAM-drawn scenes"
+    )
+    parser.add_argument("--sam-weights", type=Path, default=None, help="demo SAM weights (default: shipped)")
     return parser.parse_args(argv)
 
 
@@ -320,6 +357,8 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         checkpoint_every=args.checkpoint_every,
         resume=not args.no_resume,
+        sam_masks=args.sam_masks,
+        sam_weights=args.sam_weights,
     )
     console = Console(stderr=True)
     columns = (

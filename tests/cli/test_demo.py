@@ -37,3 +37,17 @@ def test_eval_prints_box_and_text_metrics() -> None:
     result = runner.invoke(app, ["eval", "--scenes", "4", "--seed", "777"])
     assert result.exit_code == 0, result.output
     assert "box-prompt mask mIoU" in result.output and "text-prompt recall" in result.output
+
+
+def test_train_demo_hands_the_new_sam_to_the_clip_stage(tmp_path, monkeypatch) -> None:
+    import grounded_sam.train.__main__ as train_module
+
+    calls = []
+    monkeypatch.setattr(train_module, "main", lambda argv: calls.append(argv) or 0)
+    result = runner.invoke(app, ["train-demo", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    sam, clip = calls
+    assert sam == ["sam", "--out", str(tmp_path / "demo_sam")]
+    assert clip[:3] == ["clip", "--out", str(tmp_path / "demo_clip")]
+    assert clip[clip.index("--sam-weights") + 1] == str(tmp_path / "demo_sam" / "demo_sam.safetensors")
+    assert "--no-resume" in clip and int(clip[clip.index("--threads") + 1]) >= 1

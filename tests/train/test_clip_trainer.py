@@ -21,6 +21,7 @@ from grounded_sam.train.clip_data import (
     perturb_mask,
     sample_captions,
     scene_batch,
+    segmented_masks,
 )
 from grounded_sam.train.clip_trainer import (
     ClipTrainConfig,
@@ -110,6 +111,43 @@ def test_config_rejects_bad_values(tmp_path):
         ClipTrainConfig(out_dir=tmp_path, steps=0)
     with pytest.raises(ValueError, match="lr"):
         ClipTrainConfig(out_dir=tmp_path, lr=0.0)
+    with pytest.raises(ValueError, match="sam_masks"):
+        ClipTrainConfig(out_dir=tmp_path, sam_masks=1.5)
+
+
+def test_segmented_masks_keep_ground_truth_where_the_segmenter_misses():
+    scene = make_scene(5, SceneConfig(size=(96, 96), min_objects=2, max_objects=4))
+    calls = []
+
+    def segment(image, boxes):
+        calls.append(boxes)
+        drawn = scene.masks.copy()
+        drawn[0] = np.roll(drawn[0], 1, axis=1)  # still mostly the object: used
+        drawn[1] = False  # missed: the ground truth stays
+        return drawn
+
+    masks = segmented_masks(scene, segment, np.random.default_rng(0))
+    assert len(calls) == 1 and calls[0].shape == (len(scene), 4)
+    assert np.abs(calls[0] - scene.boxes).max() <= 8.0  # slightly wrong boxes, as proposals are
+    assert np.array_equal(masks[0], np.roll(scene.masks[0], 1, axis=1))
+    assert np.array_equal(masks[1], scene.masks[1])
+
+
+def test_scene_batch_draws_the_chosen_scenes_through_the_segmenter():
+    scenes = [make_scene(seed, TINY_SCENES) for seed in range(4)]
+    segmented = []
+
+    def segment(image, boxes):
+        segmented.append(len(boxes))
+        return np.zeros((len(boxes), *image.shape[:2]), dtype=bool)  # all missed: ground truth used
+
+    clip_input = clip_input_for(TINY_MODEL)
+    args = (TINY_SCENES.colors, TINY_SCENES.shapes, clip_input, 0.1, "mean")
+    batch = scene_batch(scenes, *args, np.random.default_rng(0), 1, segment=segment, segment_prob=1.0)
+    assert segmented == [len(s) for s in scenes]
+    assert (batch.colors >= 0).sum() == sum(len(s) for s in scenes)
+    scene_batch(scenes, *args, np.random.default_rng(0), 1, segment=segment, segment_prob=0.0)
+    assert len(segmented) == len(scenes)  # no more calls
 
 
 def test_perturbed_masks_stay_close_to_the_original():
