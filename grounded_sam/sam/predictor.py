@@ -57,7 +57,7 @@ class SamPredictor(PromptPredictor):
 
     @property
     def precision(self) -> Precision:
-        """ "float32" or "bfloat16" (see the class docstring); set it to switch, for the next image on."""
+        """The network's precision, "float32" or "bfloat16" (see the class docstring); it can be changed."""
         return self._precision
 
     @precision.setter
