@@ -45,7 +45,7 @@ class SamPredictor(PromptPredictor):
         >>> masks, scores, logits = predictor.predict(box=np.array([[10, 20, 200, 180], [40, 60, 90, 120]]))
 
     ``precision="bfloat16"`` runs the network's matrix products in bfloat16 (autocast; embeddings, scores
-    and logits are still returned as float32): the image encoder is about 2.3x faster where the hardware
+    and logits are still returned as float32): the image encoder is about twice as fast where the hardware
     has bfloat16 matrix units (GPUs, Intel AMX CPUs), at the cost of embeddings that differ from float32
     ones by about 0.3 % (relative) and masks that are close to, not exactly, float32's.
     """
