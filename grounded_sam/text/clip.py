@@ -295,7 +295,8 @@ class ClipLabeler:
                 features = F.normalize(self.model.encode_image(crops.to(self._dtype)).float(), dim=-1)
                 probabilities.append((scale * features @ text.T).softmax(dim=-1))
             every[todo] = torch.cat(probabilities).cpu().numpy()
-        best_class, best_probability = every[todo].argmax(axis=1), every[todo].max(axis=1)
+        seen = every[todo]
+        best_class, best_probability = seen.argmax(axis=1), seen.max(axis=1)
         class_ids[todo] = np.where(best_probability >= self.threshold, best_class, -1)
         scores[todo] = best_probability
         return Labels(class_ids, scores, names, every)

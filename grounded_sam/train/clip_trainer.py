@@ -264,7 +264,7 @@ def train_step(
         rng,
         config.negatives_per_scene,
         segment=segment,
-        segment_prob=config.sam_masks if segment is not None else 0.0,
+        segment_prob=config.sam_masks,
     )
     captions = sample_captions(batch, config.scenes.colors, config.scenes.shapes, rng)
     images = F.normalize(model.encode_image(batch.crops), dim=-1)
