@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from grounded_sam.data import Scene
+from grounded_sam.evaluation import mask_ious
 from grounded_sam.text.crops import (
     Background,
     ClipInput,
@@ -154,9 +155,7 @@ def segmented_masks(scene: Scene, segment: Segmenter, rng: np.random.Generator) 
     ground-truth mask."""
     boxes = jitter_boxes(scene.boxes, rng, scene.image.shape[:2], noise=0.05, max_shift=8.0)
     drawn = segment(scene.image, boxes)
-    inter = (drawn & scene.masks).sum(axis=(1, 2))
-    union = (drawn | scene.masks).sum(axis=(1, 2))
-    good = inter >= 0.5 * np.maximum(union, 1)
+    good = mask_ious(drawn, scene.masks) >= 0.5
     return [d if ok else m for d, m, ok in zip(drawn, scene.masks, good, strict=True)]
 
 
