@@ -11,6 +11,7 @@ with ``precision="bfloat16"`` (fast on CPUs with bfloat16 matrix units such as I
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import subprocess
@@ -136,11 +137,13 @@ def worker(name: str, weights: Path, repeats: int, threads: int, box_count: int)
     torch.set_num_threads(threads)
     image = make_image()
     boxes = make_boxes(box_count, *image.shape[:2])
-    if name == "ours_bf16":
-        results = run_ours(weights, image, boxes, repeats, precision="bfloat16")
-    else:
-        runner = {"ours": run_ours, "reference": run_reference, "transformers": run_transformers}[name]
-        results = runner(weights, image, boxes, repeats)
+    runners = {
+        "ours": run_ours,
+        "ours_bf16": functools.partial(run_ours, precision="bfloat16"),
+        "reference": run_reference,
+        "transformers": run_transformers,
+    }
+    results = runners[name](weights, image, boxes, repeats)
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps(results))
 
