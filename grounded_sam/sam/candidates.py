@@ -6,8 +6,9 @@ non-maximum suppression, written to skip work without changing any result:
 * :func:`decode_gated` runs the mask decoder in two stages and skips the upscaling branch (the costly,
   per-prompt part) of prompts none of whose masks passes the predicted-IoU filter: the IoU head only
   reads the output tokens;
-* :func:`decode_candidates` upsamples the IoU survivors a few at a time and, mask by mask, computes the
-  stability score, the threshold, the box and a bit-packed copy; full-resolution logits never pile up.
+* :func:`decode_candidates` upsamples the IoU survivors a few at a time (:class:`~grounded_sam.sam.
+  full_resolution.Upsampler`) and, mask by mask, keeps the stable ones' box and a bit-packed copy;
+  full-resolution logits never pile up.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.sam import mask_ops
+from grounded_sam.sam.full_resolution import Upsampler
 from grounded_sam.sam.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
 from grounded_sam.sam.mask_decoder import MaskDecoder, prompts_per_pass
 from grounded_sam.sam.mask_ops import CompactMask
@@ -30,7 +32,6 @@ from grounded_sam.sam.transforms import scale_boxes, scale_coords
 if TYPE_CHECKING:
     from grounded_sam.sam.everything import EverythingConfig
 
-_CHUNK_BYTES = 32 << 20  # float logits upsampled at once: small enough to be reused by the allocator
 
 GATE_MARGIN = 1e-3
 """Prompts whose gated IoU comes within this of the threshold are decoded by the plain path too (the gate
@@ -267,6 +268,7 @@ def decode_candidates(
     the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
     """
     device, side = embedding.features.device, model.image_size
+    upsampler = Upsampler(model, embedding, config)
     found = []
     for start in range(0, len(prompts), config.points_per_batch):
         batch = prompts[start : start + config.points_per_batch]
@@ -279,13 +281,12 @@ def decode_candidates(
         else:
             boxes = scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device)
             decoded = decode_gated(model, embedding.features, None, boxes, config.pred_iou_thresh)
-        found.append(_filter(model, embedding, *decoded, batch, crop, image_box, config, stats))
+        found.append(_filter(upsampler, *decoded, batch, crop, image_box, config, stats))
     return MaskSet.concat(found, prompts.shape[1])
 
 
 def _filter(
-    model: Sam,
-    embedding: ImageEmbedding,
+    upsampler: Upsampler,
     iou: np.ndarray,
     rows: np.ndarray,
     low_res: torch.Tensor,
@@ -304,26 +305,14 @@ def _filter(
     prompt_ids, token_ids = np.nonzero(passed)  # prompt-major, as the reference flattens
     row_of = np.full(len(prompts), -1)
     row_of[rows] = np.arange(len(rows))
-    size = embedding.original_size
-    chunk = max(1, _CHUNK_BYTES // (4 * (model.image_size**2 + size[0] * size[1])))
-    threshold, stable_min = np.float32(model.mask_threshold), np.float32(config.stability_score_thresh)
+    selected = (torch.from_numpy(row_of[prompt_ids]), torch.from_numpy(token_ids))
     picked, stabilities, masks, boxes = [], [], [], []
-    for start in range(0, len(prompt_ids), chunk):
-        ids = slice(start, start + chunk)
-        selected = low_res[torch.from_numpy(row_of[prompt_ids[ids]]), torch.from_numpy(token_ids[ids])]
-        logits = mask_ops.upsample_logits(selected[:, None], model.image_size, embedding.input_size, size)
-        for offset, mask_logits in enumerate(logits[:, 0].cpu().numpy()):
-            stability = mask_ops.stability_score(
-                mask_logits, model.mask_threshold, config.stability_score_offset
-            )
-            if config.stability_score_thresh > 0 and not stability >= stable_min:
-                continue
-            binary = mask_logits > threshold
-            box = mask_ops.mask_box(binary)
-            picked.append(start + offset)
-            stabilities.append(stability)
-            masks.append(CompactMask.from_mask(binary, box))
-            boxes.append(box or (0, 0, 0, 0))
+    for index, stability, binary in upsampler.stable_masks(low_res, selected):
+        box = mask_ops.mask_box(binary)
+        picked.append(index)
+        stabilities.append(stability)
+        masks.append(CompactMask.from_mask(binary, box))
+        boxes.append(box or (0, 0, 0, 0))
     box_array = np.array(boxes, dtype=np.int64).reshape(-1, 4)
     inside = np.flatnonzero(~mask_ops.box_near_crop_edge(box_array, crop, image_box))
     index = np.array(picked, dtype=np.int64)[inside]

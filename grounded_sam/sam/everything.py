@@ -6,8 +6,9 @@ its needless work:
 
 * the predicted-IoU filter runs before anything is upsampled, and the mask decoder's upscaling branch
   only runs for prompts that have a mask above the IoU threshold (the IoU head does not depend on it);
-* survivors are upsampled a few at a time; stability, threshold and box are computed from each
-  full-resolution mask at once, and kept masks are stored bit-packed inside their box;
+* survivors are upsampled a few at a time into one reused buffer; stability scores count only the
+  pixels the low-res logits leave in doubt (see :mod:`~grounded_sam.sam.settled_counts`), and kept
+  masks are stored bit-packed inside their box;
 * the second resize of ``postprocess_masks`` is skipped when it is an identity (see
   :func:`~grounded_sam.sam.mask_ops.upsample_logits`);
 * RLE counts are computed from the mask's box only, with numpy.

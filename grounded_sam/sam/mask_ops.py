@@ -74,15 +74,26 @@ def crop_boxes(
 
 
 def upsample_logits(
-    low_res: torch.Tensor, square: int, input_size: tuple[int, int], original_size: tuple[int, int]
+    low_res: torch.Tensor,
+    square: int,
+    input_size: tuple[int, int],
+    original_size: tuple[int, int],
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, C, 4h, 4w) low-res logits → (N, C, H, W) at ``original_size``, as ``Sam.postprocess_masks``.
 
     Bilinear to the encoder's ``square`` input, drop the padding beyond ``input_size``, bilinear to the
     original size. When ``input_size == original_size`` the second resize is skipped: at scale 1 the
     bilinear weights are exactly (1, 0), so it would return its input bit for bit.
+
+    ``out`` (N, C, square, square), if given, receives the first resize (the result may be a view of it):
+    reusing one buffer spares the allocator fresh pages for every batch.
     """
-    logits = F.interpolate(low_res, (square, square), mode="bilinear", align_corners=False)
+    size = [square, square]
+    if out is None:
+        logits = F.interpolate(low_res, size, mode="bilinear", align_corners=False)
+    else:  # the kernel F.interpolate calls, writing into ``out`` (same arithmetic, tested bit for bit)
+        logits = torch.ops.aten.upsample_bilinear2d.out(low_res, size, False, out=out)
     logits = logits[..., : input_size[0], : input_size[1]]
     if tuple(input_size) == tuple(original_size):
         return logits

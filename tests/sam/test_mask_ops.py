@@ -172,6 +172,9 @@ def test_upsample_logits_equals_postprocess_masks(input_size, original_size) -> 
     assert torch.equal(ours, expected)  # bit for bit, also when the second resize is skipped
     # Chunking the batch does not change a bit either.
     assert torch.equal(mask_ops.upsample_logits(low[2:3], 256, input_size, original_size), expected[2:3])
+    # Nor does upsampling into a reused buffer (the out= form of the same kernel).
+    buffer = torch.full((5, 3, 256, 256), float("nan"))
+    assert torch.equal(mask_ops.upsample_logits(low, 256, input_size, original_size, out=buffer), expected)
 
 
 def test_nms_matches_torchvision_and_handles_empty() -> None:

@@ -1,0 +1,172 @@
+"""Pixel counts of upsampled mask logits above a threshold, settled from the low-resolution logits.
+
+:func:`~grounded_sam.sam.mask_ops.upsample_logits` makes every full-resolution logit a convex combination
+(one or two bilinear resizes) of a few neighbouring low-resolution logits. Where all the low-res logits a
+block of output pixels can draw on lie clearly above a threshold, so does every pixel of the block, and
+likewise below. :class:`UpsampleFootprint` records which low-res rows and columns each output row and
+column can draw on (one cell wider on each side, so rounding in the resize's index arithmetic cannot
+matter); :func:`count_above` counts the settled blocks from the low-res logits alone and reads the
+full-resolution logits only inside the rectangle of the unsettled ones. The counts are exact.
+
+This is what makes stability scores cheap: they threshold the logits one unit above and below the mask
+threshold, where real masks have thin contours, so most of the image is settled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+ROUNDING_MARGIN = 1e-5
+"""A block is settled when its low-res extremes clear the threshold by this fraction of their magnitude
+(a bilinear value strays from the convex hull of its taps by a few float32 ulps at most)."""
+
+
+@dataclass(frozen=True)
+class AxisFootprint:
+    """The low-res window every output index of one axis draws on, grouped into runs of equal windows.
+
+    Attributes:
+        starts: (G,) first low-res index of each group's window.
+        edges: (G + 1,) output index where each group begins, then the axis length.
+        width: low-res indices per window (the same for every group).
+    """
+
+    starts: np.ndarray
+    edges: np.ndarray
+    width: int
+
+    @classmethod
+    def of(cls, low: int, square: int, used: int, final: int) -> AxisFootprint:
+        """Footprint of an axis resized from ``low`` cells to ``square``, cut to its first ``used``
+        entries, then resized to ``final`` (as ``upsample_logits`` does)."""
+        out = np.arange(final, dtype=np.float64)
+        if final == used:
+            first = last = out
+        else:
+            source = np.maximum((out + 0.5) * used / final - 0.5, 0.0)
+            first = np.floor(source)
+            last = np.minimum(first + 1, used - 1)
+
+        def low_index(index: np.ndarray) -> np.ndarray:
+            return np.floor(np.maximum((index + 0.5) * low / square - 0.5, 0.0)).astype(np.int64)
+
+        lo = np.clip(low_index(first) - 1, 0, low - 1)
+        hi = np.clip(low_index(last) + 2, 0, low - 1)  # the second bilinear tap, plus the margin
+        width = int((hi - lo).max()) + 1
+        starts = np.minimum(lo, low - width)  # still covers [lo, hi]: hi ≤ low - 1
+        edges = np.concatenate([[0], np.flatnonzero(np.diff(starts)) + 1, [final]])
+        return cls(starts[edges[:-1]], edges, width)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """(G,) output indices per group."""
+        return np.diff(self.edges)
+
+
+@dataclass(frozen=True)
+class UpsampleFootprint:
+    """Row and column footprints of ``upsample_logits(low_res, square, input_size, original_size)``."""
+
+    rows: AxisFootprint
+    cols: AxisFootprint
+
+    @classmethod
+    def of(
+        cls,
+        low_size: tuple[int, int],
+        square: int,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> UpsampleFootprint:
+        return cls(
+            AxisFootprint.of(low_size[0], square, input_size[0], original_size[0]),
+            AxisFootprint.of(low_size[1], square, input_size[1], original_size[1]),
+        )
+
+
+def count_above(
+    low_res: torch.Tensor,
+    logits: torch.Tensor,
+    thresholds: Sequence[float],
+    footprint: UpsampleFootprint,
+) -> np.ndarray:
+    """Exact number of pixels of each upsampled mask above each threshold.
+
+    Settles whole row groups first (from each low-res row's extremes), then, inside the band of unsettled
+    rows, whole column groups; only the rectangle left is counted at full resolution.
+
+    Args:
+        low_res: (N, h, w) low-resolution logits.
+        logits: (N, H, W) the same masks upsampled by ``upsample_logits`` (read only where unsettled).
+        thresholds: compared as the logits' dtype, as torch compares tensors with Python numbers.
+        footprint: of that upsampling.
+
+    Returns:
+        (N, len(thresholds)) int64 counts of ``logits > threshold``.
+    """
+    rows = footprint.rows
+    width = int(footprint.cols.edges[-1])
+    row_low, row_high = _group_extremes(low_res.amin(2), low_res.amax(2), rows)  # (N, G)
+    counts = np.zeros((len(low_res), len(thresholds)), dtype=np.int64)
+    for j, threshold in enumerate(thresholds):
+        value = float(torch.tensor(threshold, dtype=logits.dtype))
+        above, unsettled = _settle(row_low, row_high, value)
+        settled = above * rows.lengths
+        counts[:, j] = settled.sum(axis=1) * width
+        for i in np.flatnonzero(unsettled.any(axis=1)):
+            g0, g1 = _span(unsettled[i])
+            band = _count_band(low_res[i], logits[i], value, (g0, g1), footprint)
+            counts[i, j] += band - int(settled[i, g0:g1].sum()) * width
+    return counts
+
+
+def _count_band(
+    low_res: torch.Tensor,
+    logits: torch.Tensor,
+    value: float,
+    groups: tuple[int, int],
+    footprint: UpsampleFootprint,
+) -> int:
+    """For one mask: the count above ``value`` in the rows of row groups ``groups`` (start, stop)."""
+    rows, cols = footprint.rows, footprint.cols
+    g0, g1 = groups
+    band = low_res[int(rows.starts[g0]) : int(rows.starts[g1 - 1]) + rows.width]
+    above, unsettled = _settle(*_group_extremes(band.amin(0), band.amax(0), cols), value)
+    settled = above * cols.lengths
+    y0, y1 = int(rows.edges[g0]), int(rows.edges[g1])
+    if not unsettled.any():
+        return int(settled.sum()) * (y1 - y0)
+    h0, h1 = _span(unsettled)
+    x0, x1 = int(cols.edges[h0]), int(cols.edges[h1])
+    outside = int(settled.sum()) - int(settled[h0:h1].sum())
+    return outside * (y1 - y0) + int(torch.count_nonzero(logits[y0:y1, x0:x1] > value))
+
+
+def _group_extremes(
+    low: torch.Tensor, high: torch.Tensor, axis: AxisFootprint
+) -> tuple[np.ndarray, np.ndarray]:
+    """(..., n) extremes of each low-res row (or column) → (..., G) float64 extremes of each group's
+    window."""
+    low, high = low.double().cpu().numpy(), high.double().cpu().numpy()
+    windows = np.arange(axis.width)
+    return (
+        low[..., axis.starts[:, None] + windows].min(axis=-1),
+        high[..., axis.starts[:, None] + windows].max(axis=-1),
+    )
+
+
+def _settle(low: np.ndarray, high: np.ndarray, value: float) -> tuple[np.ndarray, np.ndarray]:
+    """Groups whose every upsampled logit is surely above ``value``, and those not surely either way."""
+    margin = ROUNDING_MARGIN * np.maximum(np.abs(low), np.abs(high)) + 1e-30
+    above = low - margin > value
+    return above, ~above & ~(high + margin <= value)  # written so that NaN extremes stay unsettled
+
+
+def _span(flags: np.ndarray) -> tuple[int, int]:
+    """First index set and one past the last index set of a 1-D bool array with some set."""
+    where = np.flatnonzero(flags)
+    return int(where[0]), int(where[-1]) + 1
