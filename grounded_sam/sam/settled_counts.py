@@ -2,14 +2,14 @@
 
 :func:`~grounded_sam.sam.mask_ops.upsample_logits` makes every full-resolution logit a convex combination
 (one or two bilinear resizes) of a few neighbouring low-resolution logits. Where all the low-res logits a
-block of output pixels can draw on lie clearly above a threshold, so does every pixel of the block, and
-likewise below. :class:`UpsampleFootprint` records which low-res rows and columns each output row and
-column can draw on (one cell wider on each side, so rounding in the resize's index arithmetic cannot
-matter); :func:`count_above` counts the settled blocks from the low-res logits alone and reads the
-full-resolution logits only inside the rectangle of the unsettled ones. The counts are exact.
+group of output rows can draw on lie clearly above a threshold, so does every pixel of those rows, and
+likewise below. :class:`UpsampleFootprint` records which low-res rows each output row can draw on (one
+row more on each side, so rounding in the resize's index arithmetic cannot matter); :func:`count_above`
+counts the settled rows from the low-res logits alone and reads the full-resolution logits only in the
+band of rows left in doubt. The counts are exact.
 
-This is what makes stability scores cheap: they threshold the logits one unit above and below the mask
-threshold, where real masks have thin contours, so most of the image is settled.
+Stability scores threshold the logits one unit above and below the mask threshold, so only the rows a
+mask's ±1 contours cross are read; the rows above and below the object are not.
 """
 
 from __future__ import annotations
@@ -69,10 +69,10 @@ class AxisFootprint:
 
 @dataclass(frozen=True)
 class UpsampleFootprint:
-    """Row and column footprints of ``upsample_logits(low_res, square, input_size, original_size)``."""
+    """Row footprint and width of ``upsample_logits(low_res, square, input_size, original_size)``."""
 
     rows: AxisFootprint
-    cols: AxisFootprint
+    width: int
 
     @classmethod
     def of(
@@ -82,10 +82,7 @@ class UpsampleFootprint:
         input_size: tuple[int, int],
         original_size: tuple[int, int],
     ) -> UpsampleFootprint:
-        return cls(
-            AxisFootprint.of(low_size[0], square, input_size[0], original_size[0]),
-            AxisFootprint.of(low_size[1], square, input_size[1], original_size[1]),
-        )
+        return cls(AxisFootprint.of(low_size[0], square, input_size[0], original_size[0]), original_size[1])
 
 
 def count_above(
@@ -96,8 +93,9 @@ def count_above(
 ) -> np.ndarray:
     """Exact number of pixels of each upsampled mask above each threshold.
 
-    Settles whole row groups first (from each low-res row's extremes), then, inside the band of unsettled
-    rows, whole column groups; only the rectangle left is counted at full resolution.
+    Row groups whose every low-res tap lies clearly on one side of a threshold are counted from the
+    low-res logits; only the band of rows between the first and the last unsettled group is counted at
+    full resolution.
 
     Args:
         low_res: (N, h, w) low-resolution logits.
@@ -108,8 +106,7 @@ def count_above(
     Returns:
         (N, len(thresholds)) int64 counts of ``logits > threshold``.
     """
-    rows = footprint.rows
-    width = int(footprint.cols.edges[-1])
+    rows, width = footprint.rows, footprint.width
     row_low, row_high = _group_extremes(low_res.amin(2), low_res.amax(2), rows)  # (N, G)
     counts = np.zeros((len(low_res), len(thresholds)), dtype=np.int64)
     for j, threshold in enumerate(thresholds):
@@ -119,38 +116,22 @@ def count_above(
         counts[:, j] = settled.sum(axis=1) * width
         for i in np.flatnonzero(unsettled.any(axis=1)):
             g0, g1 = _span(unsettled[i])
-            band = _count_band(low_res[i], logits[i], value, (g0, g1), footprint)
+            band = _count_greater(logits[i, rows.edges[g0] : rows.edges[g1]], value)
             counts[i, j] += band - int(settled[i, g0:g1].sum()) * width
     return counts
 
 
-def _count_band(
-    low_res: torch.Tensor,
-    logits: torch.Tensor,
-    value: float,
-    groups: tuple[int, int],
-    footprint: UpsampleFootprint,
-) -> int:
-    """For one mask: the count above ``value`` in the rows of row groups ``groups`` (start, stop)."""
-    rows, cols = footprint.rows, footprint.cols
-    g0, g1 = groups
-    band = low_res[int(rows.starts[g0]) : int(rows.starts[g1 - 1]) + rows.width]
-    above, unsettled = _settle(*_group_extremes(band.amin(0), band.amax(0), cols), value)
-    settled = above * cols.lengths
-    y0, y1 = int(rows.edges[g0]), int(rows.edges[g1])
-    if not unsettled.any():
-        return int(settled.sum()) * (y1 - y0)
-    h0, h1 = _span(unsettled)
-    x0, x1 = int(cols.edges[h0]), int(cols.edges[h1])
-    outside = int(settled.sum()) - int(settled[h0:h1].sum())
-    return outside * (y1 - y0) + int(torch.count_nonzero(logits[y0:y1, x0:x1] > value))
+def _count_greater(values: torch.Tensor, threshold: float) -> int:
+    """Number of entries above ``threshold`` (numpy on a CPU: about three times faster than torch)."""
+    if values.device.type == "cpu":
+        return int(np.count_nonzero(values.numpy() > np.float32(threshold)))
+    return int(torch.count_nonzero(values > threshold))
 
 
 def _group_extremes(
     low: torch.Tensor, high: torch.Tensor, axis: AxisFootprint
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(..., n) extremes of each low-res row (or column) → (..., G) float64 extremes of each group's
-    window."""
+    """(..., n) extremes of each low-res row → (..., G) float64 extremes of each group's window."""
     low, high = low.double().cpu().numpy(), high.double().cpu().numpy()
     windows = np.arange(axis.width)
     return (
