@@ -46,12 +46,18 @@ class Attention(nn.Module):
         self.out_proj = nn.Linear(self.inner_dim, embedding_dim)
 
     def forward(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None = None,
+        in_place: bool = False,
     ) -> torch.Tensor:
         """Attention of q over (k, v), plus ``residual`` (broadcastable to the output) when given.
 
         The residual is an argument so the image→token path can add it inside its last matrix product
-        instead of in another pass over an (N, h*w, C) tensor.
+        instead of in another pass over an (N, h*w, C) tensor. With ``in_place`` (no autograd) that path
+        adds into ``residual`` itself when it has the output's shape, sparing a copy of it.
         """
         batch_q, length_q, dim = q.shape
         batch_k, length_k, _ = k.shape
@@ -60,7 +66,7 @@ class Attention(nn.Module):
             out = self.forward(q.reshape(1, batch_q * length_q, dim), k, v).view(batch_q, length_q, dim)
             return out if residual is None else out + residual
         if length_q > length_k and self._merging_pays(length_k, dim):
-            return self._attend_few_keys(q, k, v, residual)
+            return self._attend_few_keys(q, k, v, residual, in_place)
         if batch_q == 1 < batch_k:
             q = q.expand(batch_k, -1, -1)
         if length_k > length_q and self._merging_pays(length_q, dim):
@@ -168,16 +174,22 @@ class Attention(nn.Module):
         probs = probs.view(batch, count, length_q).transpose(1, 2)
         if residual is None:
             return probs @ rows.values
+        in_place = in_place and residual.shape == (batch, length_q, rows.values.shape[-1])
         if in_place and not torch.is_autocast_enabled(residual.device.type):  # autocast can't write in place
             return residual.baddbmm_(probs, rows.values)
         return torch.baddbmm(residual, probs, rows.values)
 
     def _attend_few_keys(
-        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        residual: torch.Tensor | None,
+        in_place: bool = False,
     ) -> torch.Tensor:
         """Keys/values batch B, queries batch B or 1, through :meth:`key_rows`."""
         rows = self.key_rows(k, v)
-        return self.mix_rows(rows, self.row_scores(rows, q), residual)
+        return self.mix_rows(rows, self.row_scores(rows, q), residual, in_place)
 
 
 @dataclass(frozen=True)
@@ -218,17 +230,26 @@ class TwoWayAttentionBlock(nn.Module):
         self.skip_first_layer_pe = skip_first_layer_pe
 
     def forward(
-        self, queries: torch.Tensor, keys: torch.Tensor, query_pe: torch.Tensor, key_pe: torch.Tensor
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        query_pe: torch.Tensor,
+        key_pe: torch.Tensor,
+        overwrite_keys: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys)."""
+        """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys).
+
+        ``overwrite_keys``: the caller no longer needs ``keys`` (and autograd is off), so the image→token
+        update may be written into them.
+        """
         queries = self.attend_tokens(queries, query_pe)
         keys_with_pe = keys + key_pe  # shared by both cross-attentions
         q = queries + query_pe
         queries = self.norm2(self.cross_attn_token_to_image(q, keys_with_pe, keys, residual=queries))
         queries = self.feed_forward(queries)
         q = queries + query_pe
-        keys = self.norm4(self.cross_attn_image_to_token(keys_with_pe, q, queries, residual=keys))
-        return queries, keys
+        i2t = self.cross_attn_image_to_token
+        return queries, self.norm4(i2t(keys_with_pe, q, queries, residual=keys, in_place=overwrite_keys))
 
     def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
         """The tokens' self-attention step (N, T, C) → (N, T, C)."""
@@ -328,8 +349,10 @@ class TwoWayTransformer(nn.Module):
         keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
         key_pe = image_pe.flatten(2).transpose(1, 2)
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        # Image tokens made by a block belong to this loop: the next block may update them in place.
+        overwrite = not torch.is_grad_enabled()
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, point_embedding, key_pe, overwrite_keys=overwrite and i > 0)
         return BlockOutputs(queries, point_embedding, keys, key_pe)
 
     def final_attention(self, state: BlockOutputs, tokens: slice = slice(None)) -> torch.Tensor:

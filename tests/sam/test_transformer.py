@@ -157,3 +157,21 @@ def test_final_attention_of_some_tokens_equals_those_of_the_full_pass(transforme
         kept = ours.final_attention(state.take(torch.tensor([3, 1])))
     torch.testing.assert_close(first, queries[:, :1], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(kept, queries[[3, 1]], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_in_place_updates_leave_inputs_alone_and_match_autograd(transformers, layout):
+    """Without autograd the second block writes into the first block's image tokens; never into the
+    caller's embedding (a channels-last one flattens to a view of itself), and the result is the same."""
+    _, ours = transformers
+    image, pe, tokens = _inputs(3, 3)
+    if layout == "channels_last":
+        image = image.contiguous(memory_format=torch.channels_last)
+    before = image.clone()
+    with torch.inference_mode():
+        queries, keys = ours(image, pe, tokens)
+    assert torch.equal(image, before)
+    expected_queries, expected_keys = ours(image, pe, tokens)  # autograd on: nothing in place
+    assert expected_keys.requires_grad
+    torch.testing.assert_close(queries, expected_queries.detach(), atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(keys, expected_keys.detach(), atol=1e-6, rtol=1e-6)
