@@ -4,7 +4,8 @@ Two small models trained here on the synthetic shape scenes ship in ``grounded_s
 ``demo_sam`` (a SAM of our family at 256 px) and ``demo_clip`` (a small open_clip CLIP). The text route
 is CLIP over segment-everything: SAM proposes every object from a point grid, CLIP names each proposal
 against the user's phrases (plus the demo vocabulary and "background"), and the boxes of the matching
-proposals are decoded again by SAM as box prompts, as in the Grounding DINO route.
+proposals are decoded again by SAM as box prompts, as in the Grounding DINO route (small boxes in a
+zoomed window, see :class:`~grounded_sam.sam.zoom.ZoomPredictor`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor
+from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 from grounded_sam.text.base import Detections, Labeler
 from grounded_sam.text.demo_clip import demo_clip_labeler, phrase_scores, phrase_vocabulary
 
@@ -40,6 +42,10 @@ DEMO_EVERYTHING = EverythingConfig(
     stability_score_thresh=0.6,
     box_nms_thresh=0.7,
 )
+
+# Small boxes are decoded again in a window three times their size (see grounded_sam.sam.zoom): box-prompt
+# mask mIoU 0.893 -> 0.924 on the tuning scenes (seed 2000, 40), text-prompt matched mIoU 0.935 -> 0.958.
+DEMO_ZOOM = ZoomConfig(factor=3.0, max_box_fraction=0.25)
 
 
 class EverythingTextDetector:
@@ -103,7 +109,9 @@ class EverythingTextDetector:
         """SAM's masks for the (N, 4) proposal boxes and their own boxes; an empty mask keeps its box."""
         predictor = self.generator.predictor
         predictor.set_image(image)  # the generator's embedding of this image, when it kept it
-        masks = predictor.predict_boxes(boxes, multimask_output=False)[0][:, 0]
+        # The whole image's masks, even from a ZoomPredictor: zooming every small proposal costs an
+        # encoding each and makes CLIP name more false positives (tuning scenes: precision 0.92, not 0.96).
+        masks = SamPredictor.predict_boxes(predictor, boxes, multimask_output=False)[0][:, 0]
         empty = ~masks.reshape(len(masks), -1).any(axis=1)
         return masks, np.where(empty[:, None], boxes, masks_to_boxes(masks)).astype(boxes.dtype)
 
@@ -117,7 +125,7 @@ def build_demo_pipeline(device: Device = None, box_threshold: float = 0.4) -> Gr
     """
     torch_device = resolve_device(device)
     sam = build_sam(DEMO_SAM, device=torch_device)
-    predictor = SamPredictor(sam)
+    predictor = ZoomPredictor(sam, zoom=DEMO_ZOOM)
     generator = MaskGenerator(sam, config=DEMO_EVERYTHING)
     generator.predictor = predictor  # one embedding per image for proposals and box decoding
     detector = EverythingTextDetector(generator, demo_clip_labeler(device=torch_device), box_threshold)
