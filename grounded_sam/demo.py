@@ -4,7 +4,8 @@ Two small models trained here on the synthetic shape scenes ship in ``grounded_s
 ``demo_sam`` (a SAM of our family at 256 px) and ``demo_clip`` (a small open_clip CLIP). The text route
 is CLIP over segment-everything: SAM proposes every object from a point grid, CLIP names each proposal
 against the user's phrases (plus the demo vocabulary and "background"), and the boxes of the matching
-proposals are decoded again by SAM as box prompts, as in the Grounding DINO route.
+proposals are decoded again by SAM as box prompts, as in the Grounding DINO route (small boxes in a
+zoomed window, see :class:`~grounded_sam.sam.zoom.ZoomPredictor`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor
+from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 from grounded_sam.text.base import Detections, Labeler
 from grounded_sam.text.demo_clip import demo_clip_labeler, phrase_scores, phrase_vocabulary
 
@@ -41,6 +43,18 @@ DEMO_EVERYTHING = EverythingConfig(
     box_nms_thresh=0.7,
 )
 
+# Small boxes are decoded again in a window three times their size (see grounded_sam.sam.zoom): box-prompt
+# mask mIoU 0.893 -> 0.924 on the tuning scenes (seed 2000, 40), text-prompt matched mIoU 0.935 -> 0.958.
+DEMO_ZOOM = ZoomConfig(factor=3.0, max_box_fraction=0.25)
+
+# CLIP names each proposal twice (its grid mask and SAM's mask of its box) in four quarter turns, and a
+# phrase's score is the mean of the eight: on 100 tuning scenes (seed 2000) precision / recall 0.904 /
+# 0.751 at the old threshold 0.4 become 0.924 / 0.796 at 0.35 (0.939 / 0.778 at 0.4), for about 0.2 s
+# more per image on one CPU thread. Quarter turns alone give 0.908 / 0.787 at 0.35, both masks alone
+# 0.903 / 0.796. Looser proposal filters (IoU 0.4 / stability 0.5) find more objects but cost precision.
+DEMO_CLIP_ROTATIONS = 4
+DEMO_BOX_THRESHOLD = 0.35
+
 
 class EverythingTextDetector:
     """A :class:`~grounded_sam.text.base.Detector` made of segment-everything and a CLIP labeler.
@@ -52,7 +66,8 @@ class EverythingTextDetector:
 
     With ``refine`` (the default), CLIP names the mask SAM draws for each proposal's box rather than the
     grid proposal itself: the masks it names are then the ones the pipeline returns, and parts or
-    ragged proposals are less often named as something else.
+    ragged proposals are less often named as something else. With ``name_proposals`` as well, CLIP
+    also names the grid proposal and a phrase's score is the mean over the two masks.
     """
 
     def __init__(
@@ -62,12 +77,14 @@ class EverythingTextDetector:
         box_threshold: float = 0.4,
         nms_threshold: float = 0.5,
         refine: bool = True,
+        name_proposals: bool = False,
     ) -> None:
         self.generator = generator
         self.labeler = labeler
         self.box_threshold = box_threshold
         self.nms_threshold = nms_threshold
         self.refine = refine
+        self.name_proposals = name_proposals
 
     def detect(
         self,
@@ -89,8 +106,11 @@ class EverythingTextDetector:
         masks, boxes = (
             self._box_masks(image, proposals.boxes) if self.refine else (proposals.masks, proposals.boxes)
         )
-        named = self.labeler.label(image, masks, phrase_vocabulary(phrases))
-        likely = phrase_scores(named, phrases)
+        classes = phrase_vocabulary(phrases)
+        likely = phrase_scores(self.labeler.label(image, masks, classes), phrases)
+        if self.refine and self.name_proposals:
+            raw = phrase_scores(self.labeler.label(image, proposals.masks, classes), phrases)
+            likely = (likely + raw) / 2
         rows, ids = np.nonzero(likely >= threshold)
         boxes, scores = boxes[rows], likely[rows, ids]
         # Parts and wholes of one object often get the same name: keep the best box per object.
@@ -103,12 +123,14 @@ class EverythingTextDetector:
         """SAM's masks for the (N, 4) proposal boxes and their own boxes; an empty mask keeps its box."""
         predictor = self.generator.predictor
         predictor.set_image(image)  # the generator's embedding of this image, when it kept it
-        masks = predictor.predict_boxes(boxes, multimask_output=False)[0][:, 0]
+        # The whole image's masks, even from a ZoomPredictor: zooming every small proposal costs an
+        # encoding each and makes CLIP name more false positives (tuning scenes: precision 0.92, not 0.96).
+        masks = SamPredictor.predict_boxes(predictor, boxes, multimask_output=False)[0][:, 0]
         empty = ~masks.reshape(len(masks), -1).any(axis=1)
         return masks, np.where(empty[:, None], boxes, masks_to_boxes(masks)).astype(boxes.dtype)
 
 
-def build_demo_pipeline(device: Device = None, box_threshold: float = 0.4) -> GroundedSAM:
+def build_demo_pipeline(device: Device = None, box_threshold: float = DEMO_BOX_THRESHOLD) -> GroundedSAM:
     """The pipeline :func:`grounded_sam.predict` uses by default: the two shipped demo models.
 
     Example:
@@ -117,8 +139,9 @@ def build_demo_pipeline(device: Device = None, box_threshold: float = 0.4) -> Gr
     """
     torch_device = resolve_device(device)
     sam = build_sam(DEMO_SAM, device=torch_device)
-    predictor = SamPredictor(sam)
+    predictor = ZoomPredictor(sam, zoom=DEMO_ZOOM)
     generator = MaskGenerator(sam, config=DEMO_EVERYTHING)
     generator.predictor = predictor  # one embedding per image for proposals and box decoding
-    detector = EverythingTextDetector(generator, demo_clip_labeler(device=torch_device), box_threshold)
+    labeler = demo_clip_labeler(device=torch_device, rotations=DEMO_CLIP_ROTATIONS)
+    detector = EverythingTextDetector(generator, labeler, box_threshold, name_proposals=True)
     return GroundedSAM(detector, predictor)

@@ -8,6 +8,7 @@ from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import ImageEmbedding, SamPredictor
 from grounded_sam.sam.registry import ModelSpec, SamConfig, TinyViTConfig, ViTConfig, get_spec, list_models
 from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 
 __all__ = [
     "EverythingConfig",
@@ -19,6 +20,8 @@ __all__ = [
     "SamPredictor",
     "TinyViTConfig",
     "ViTConfig",
+    "ZoomConfig",
+    "ZoomPredictor",
     "build_sam",
     "build_sam_from_config",
     "get_spec",

@@ -114,6 +114,9 @@ class ClipLabeler:
             image border).
         batch_size: crops per image-tower call.
         text_cache_size: how many class lists keep their text embeddings.
+        rotations: test-time augmentation: each crop is shown turned by 0, 90, 180 and 270 degrees
+            (``rotations`` of them: 1, 2 or 4) and the probabilities are averaged; for models whose
+            classes do not depend on orientation (the demo CLIP's shapes). 1 (the default) shows it once.
 
     Example:
         >>> labeler = ClipLabeler.from_pretrained("clip_vit_b32")
@@ -134,6 +137,7 @@ class ClipLabeler:
         margin: float = 0.1,
         batch_size: int = 32,
         text_cache_size: int = 16,
+        rotations: int = 1,
     ) -> None:
         self.templates = _check_templates(templates)
         if not 0.0 <= threshold <= 1.0:
@@ -144,10 +148,17 @@ class ClipLabeler:
             raise ValueError(
                 f"batch_size and text_cache_size must be >= 1, got {batch_size}, {text_cache_size}"
             )
+        if rotations not in (1, 2, 4):
+            raise ValueError(f"rotations must be 1, 2 or 4 (quarter turns of each crop), got {rotations!r}")
+        self.rotations = int(rotations)
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.clip_input = _clip_input(preprocess, model)
+        if self.rotations == 4 and self.clip_input.size[0] != self.clip_input.size[1]:
+            raise ValueError(
+                f"rotations=4 needs a square model input, not {self.clip_input.size}: use 1 or 2"
+            )
         background_colour(background_value, self.clip_input)  # validates it
         self.background_value = background_value
         self.threshold = float(threshold)
@@ -292,14 +303,21 @@ class ClipLabeler:
                     None if masks is None else torch.from_numpy(masks[chosen]),
                     self.background_value,
                 )
-                features = F.normalize(self.model.encode_image(crops.to(self._dtype)).float(), dim=-1)
-                probabilities.append((scale * features @ text.T).softmax(dim=-1))
+                probabilities.append(self._probabilities(crops, text, scale))
             every[todo] = torch.cat(probabilities).cpu().numpy()
         seen = every[todo]
         best_class, best_probability = seen.argmax(axis=1), seen.max(axis=1)
         class_ids[todo] = np.where(best_probability >= self.threshold, best_class, -1)
         scores[todo] = best_probability
         return Labels(class_ids, scores, names, every)
+
+    def _probabilities(self, crops: torch.Tensor, text: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """(N, K) class probabilities of (N, 3, h, w) model inputs, averaged over :attr:`rotations`."""
+        step = 4 // self.rotations
+        turned = torch.cat([torch.rot90(crops, k * step, dims=(2, 3)) for k in range(self.rotations)])
+        features = F.normalize(self.model.encode_image(turned.to(self._dtype)).float(), dim=-1)
+        probabilities = (scale * features @ text.T).softmax(dim=-1)
+        return probabilities.view(self.rotations, len(crops), -1).mean(dim=0)
 
 
 def build_clip_labeler(

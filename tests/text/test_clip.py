@@ -171,6 +171,35 @@ def test_bad_inputs_raise_clear_errors() -> None:
         _labeler(templates=["no placeholder"])
 
 
+def test_rotations_average_the_labels_of_the_turned_scene() -> None:
+    image, masks = _scene()
+    turned = _labeler(rotations=4).label(image, masks, CLASSES).probabilities
+    views = [
+        _labeler().label(np.rot90(image, -k).copy(), np.rot90(masks, -k, axes=(1, 2)).copy(), CLASSES)
+        for k in range(4)
+    ]
+    filled = masks.any(axis=(1, 2))
+    expected = np.mean([view.probabilities for view in views], axis=0)
+    np.testing.assert_allclose(turned[filled], expected[filled], atol=1e-5)
+    assert not np.allclose(turned[filled], views[0].probabilities[filled], atol=1e-3)  # not one view
+    half = _labeler(rotations=2).label(image, masks, CLASSES).probabilities
+    np.testing.assert_allclose(
+        half[filled], np.mean([views[0].probabilities, views[2].probabilities], 0)[filled], atol=1e-5
+    )
+
+
+@pytest.mark.parametrize("rotations", [0, 3, 8])
+def test_rotations_are_quarter_turn_counts(rotations: int) -> None:
+    with pytest.raises(ValueError, match="rotations must be 1, 2 or 4"):
+        _labeler(rotations=rotations)
+
+
+def test_four_rotations_need_a_square_input() -> None:
+    wide = ClipInput((32, 48), open_clip.OPENAI_DATASET_MEAN, open_clip.OPENAI_DATASET_STD)
+    with pytest.raises(ValueError, match="square"):
+        ClipLabeler(_tiny_model(), open_clip.SimpleTokenizer(context_length=16), wide, "cpu", rotations=4)
+
+
 # A model whose towers are simple functions of colour, to prove crops, masking, batching and argmax.
 COLOURS = {
     "red": (1, 0, 0),
