@@ -7,25 +7,26 @@ over a few prompt templates). Probabilities are ``softmax(logit_scale * cosine)`
 
 from __future__ import annotations
 
-import difflib
-import logging
 import os
-import pickle
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
-import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.text.base import Labels
+from grounded_sam.text.clip_models import (
+    CLIP_MODELS,
+    DEFAULT_CLIP_MODEL,
+    clip_input_of,
+    list_clip_models,
+    load_open_clip,
+    unknown_model_message,
+)
 from grounded_sam.text.crops import (
     Background,
     ClipInput,
@@ -35,9 +36,9 @@ from grounded_sam.text.crops import (
     mask_boxes,
     prepare_crops,
 )
-from grounded_sam.weights import WeightsSpec, resolve_weights
+from grounded_sam.weights import resolve_weights
 
-logger = logging.getLogger(__name__)
+__all__ = ["CLIP_MODELS", "DEFAULT_TEMPLATES", "ClipLabeler", "build_clip_labeler", "list_clip_models"]
 
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
@@ -49,50 +50,6 @@ DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a large {}.",
 )
 _TEXT_BATCH = 256
-
-
-@dataclass(frozen=True)
-class ClipSpec:
-    """One registered CLIP variant.
-
-    Attributes:
-        architecture: the open_clip model name (``open_clip.list_models()``).
-        pretrained_tag: the open_clip tag the weights were published under; its preprocessing (mean,
-            std) and activation (QuickGELU) are applied when the weights are loaded from a local file.
-        weights: where the open_clip checkpoint file comes from.
-    """
-
-    architecture: str
-    pretrained_tag: str
-    weights: WeightsSpec
-
-
-def _open_clip_spec(architecture: str, tag: str, repo: str) -> ClipSpec:
-    # open_clip fetches "<repo>/open_clip_pytorch_model.bin" for these tags (its HF_WEIGHTS_NAME).
-    local = f"open_clip_{architecture}_{tag}.bin"
-    return ClipSpec(architecture, tag, WeightsSpec(local, "official", repo, "open_clip_pytorch_model.bin"))
-
-
-CLIP_MODELS: Mapping[str, ClipSpec] = MappingProxyType(
-    {
-        "clip_vit_b32": _open_clip_spec(
-            "ViT-B-32", "laion2b_s34b_b79k", "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
-        ),
-        "clip_vit_b16": _open_clip_spec(
-            "ViT-B-16", "laion2b_s34b_b88k", "laion/CLIP-ViT-B-16-laion2B-s34B-b88K"
-        ),
-        "clip_vit_l14": _open_clip_spec(
-            "ViT-L-14", "laion2b_s32b_b82k", "laion/CLIP-ViT-L-14-laion2B-s32B-b82K"
-        ),
-        "clip_vit_b32_openai": _open_clip_spec("ViT-B-32", "openai", "timm/vit_base_patch32_clip_224.openai"),
-    }
-)
-DEFAULT_CLIP_MODEL = "clip_vit_b32"
-
-
-def list_clip_models() -> list[str]:
-    """The registered CLIP names, sorted."""
-    return sorted(CLIP_MODELS)
 
 
 class ClipLabeler:
@@ -154,7 +111,7 @@ class ClipLabeler:
         self.device = resolve_device(device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.clip_input = _clip_input(preprocess, model)
+        self.clip_input = clip_input_of(preprocess, model)
         if self.rotations == 4 and self.clip_input.size[0] != self.clip_input.size[1]:
             raise ValueError(
                 f"rotations=4 needs a square model input, not {self.clip_input.size}: use 1 or 2"
@@ -209,7 +166,7 @@ class ClipLabeler:
                     f"{name!r} is not a registered CLIP model; checkpoint= is only for registered names"
                 )
             if architecture is None:
-                raise ValueError(_unknown_message(name))
+                raise ValueError(unknown_model_message(name))
             path = resolve_weights(name, None, name)
         if path.is_dir():
             raise ValueError(f"{path} is a folder: pass the open_clip checkpoint file inside it")
@@ -328,58 +285,8 @@ def build_clip_labeler(
 ) -> ClipLabeler:
     """A :class:`ClipLabeler` for a registered name (see :data:`CLIP_MODELS`); options as in its __init__."""
     if name not in CLIP_MODELS:
-        raise ValueError(_unknown_message(name))
+        raise ValueError(unknown_model_message(name))
     return ClipLabeler.from_pretrained(name, checkpoint=checkpoint, device=device, **options)
-
-
-def load_open_clip(
-    architecture: str | Mapping[str, Any], path: Path, pretrained_tag: str | None = None
-) -> tuple[nn.Module, Any, ClipInput]:
-    """An open_clip model with the weights of the file ``path`` (never downloaded), its tokenizer and input.
-
-    ``architecture`` is an open_clip model name or a model config dict; ``pretrained_tag`` (names
-    only) supplies the preprocessing and activation the weights were trained with.
-    """
-    try:
-        if isinstance(architecture, str):
-            tag_config = open_clip.get_pretrained_cfg(architecture, pretrained_tag) if pretrained_tag else {}
-            model = open_clip.create_model(
-                architecture,
-                pretrained=str(path),
-                force_quick_gelu=bool(tag_config.get("quick_gelu", False)),
-                force_preprocess_cfg={key: tag_config[key] for key in ("mean", "std") if key in tag_config},
-                require_pretrained=True,
-            )
-            tokenizer = open_clip.get_tokenizer(architecture)
-        else:
-            config = dict(architecture)
-            model_class = open_clip.CustomTextCLIP if config.pop("custom_text", False) else open_clip.CLIP
-            model = model_class(**config)
-            open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
-            tokenizer = open_clip.SimpleTokenizer(context_length=model.context_length)
-    except (RuntimeError, pickle.UnpicklingError) as error:
-        raise ValueError(f"could not load {path} as open_clip {architecture!r}: {error}") from error
-    logger.debug("loaded open_clip %r from %s", architecture, path)
-    return model, tokenizer, _clip_input(None, model)
-
-
-def _clip_input(preprocess: ClipInput | Mapping[str, Any] | Any | None, model: nn.Module) -> ClipInput:
-    if isinstance(preprocess, ClipInput):
-        return preprocess
-    if isinstance(preprocess, Mapping):
-        return ClipInput.from_config(preprocess)
-    if preprocess is not None:
-        return ClipInput.from_transform(preprocess)
-    return ClipInput.from_model(model)
-
-
-def _unknown_message(name: str) -> str:
-    close = difflib.get_close_matches(name, list(CLIP_MODELS), n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-    return (
-        f"{name!r} is not a registered CLIP model ({', '.join(list_clip_models())}).{hint} To load a "
-        "checkpoint file, use ClipLabeler.from_pretrained(path, architecture=<open_clip name or config>)."
-    )
 
 
 def _check_templates(templates: Sequence[str]) -> tuple[str, ...]:

@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from grounded_sam.text import clip as clip_module
 from grounded_sam.text.base import NO_LABEL, Labeler, Labels
 from grounded_sam.text.clip import CLIP_MODELS, ClipLabeler, build_clip_labeler, list_clip_models
 from grounded_sam.text.crops import ClipInput
@@ -334,7 +333,7 @@ def test_registered_weights_load_with_their_tag_settings(
         open_clip.set_model_preprocess_cfg(model, {"size": 32, **kwargs["force_preprocess_cfg"]})
         return model
 
-    monkeypatch.setattr(clip_module.open_clip, "create_model", fake_create_model)
+    monkeypatch.setattr(open_clip, "create_model", fake_create_model)
     weights = tmp_path / "weights.bin"
     weights.write_bytes(b"")
     labeler = build_clip_labeler(name, checkpoint=weights, device="cpu")
