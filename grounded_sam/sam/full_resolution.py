@@ -1,7 +1,7 @@
 """Candidate masks at full resolution: upsampled in chunks into one reused buffer, scored, thresholded.
 
 Used by segment everything between decoding and the box filters. Stability scores come from
-:func:`~grounded_sam.sam.settled_counts.count_above` (exact, reading full-resolution logits only near the
+:func:`~grounded_sam.sam.settled_counts.stability_scores` (exact, reading full-resolution logits only near the
 ±offset contours); the binary mask of each stable candidate is thresholded into one reused buffer too.
 """
 
@@ -16,7 +16,7 @@ import torch
 from grounded_sam.sam.mask_ops import upsample_logits
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.settled_counts import UpsampleFootprint, count_above
+from grounded_sam.sam.settled_counts import UpsampleFootprint, stability_scores
 
 if TYPE_CHECKING:
     from grounded_sam.sam.everything import EverythingConfig
@@ -37,9 +37,8 @@ class Upsampler:
         self.logits = torch.empty(self.chunk, 1, side, side, device=device)
         self.binary = np.empty(self.size, dtype=bool)
         self.footprint = UpsampleFootprint.of(low_size, side, self.input_size, self.size)
-        self.mask_threshold = np.float32(model.mask_threshold)
-        offset = config.stability_score_offset
-        self.cuts = (model.mask_threshold + offset, model.mask_threshold - offset)
+        self.mask_threshold = model.mask_threshold
+        self.offset = config.stability_score_offset
         self.stability_min = np.float32(config.stability_score_thresh)
 
     def stable_masks(
@@ -55,12 +54,10 @@ class Upsampler:
             picked = low_res[rows[start : start + self.chunk], tokens[start : start + self.chunk]]
             buffer = self.logits[: len(picked)]
             logits = upsample_logits(picked[:, None], self.side, self.input_size, self.size, out=buffer)[:, 0]
-            inner, outer = count_above(picked, logits, self.cuts, self.footprint).astype(np.float32).T
-            with np.errstate(invalid="ignore", divide="ignore"):
-                stability = inner / outer  # 0/0 gives NaN, which fails every threshold
+            stability = stability_scores(picked, logits, self.mask_threshold, self.offset, self.footprint)
             for offset in range(len(picked)):
                 if self.stability_min > 0 and not stability[offset] >= self.stability_min:
                     continue
                 # numpy thresholds a CPU array about three times faster than torch.gt.
-                np.greater(logits[offset].cpu().numpy(), self.mask_threshold, out=self.binary)
+                np.greater(logits[offset].cpu().numpy(), np.float32(self.mask_threshold), out=self.binary)
                 yield start + offset, stability[offset], self.binary

@@ -28,7 +28,6 @@ __all__ = [
     "point_grid",
     "remove_small_regions",
     "rle_counts",
-    "stability_score",
     "upsample_logits",
     "xyxy_to_xywh",
 ]
@@ -98,23 +97,6 @@ def upsample_logits(
     if tuple(input_size) == tuple(original_size):
         return logits
     return F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
-
-
-def stability_score(logits: np.ndarray, mask_threshold: float, offset: float) -> np.ndarray:
-    """(..., H, W) float logits → (...) float32: |logits > t + offset| / |logits > t - offset|.
-
-    The IoU of the masks cut at the two thresholds (one always contains the other); 0/0 gives NaN,
-    which fails every threshold. Thresholds are rounded to the logits' dtype, as torch compares.
-    Counted mask by mask so no (..., H, W) boolean temporary is formed.
-    """
-    logits = np.asarray(logits)
-    flat = logits.reshape(-1, *logits.shape[-2:])
-    high = logits.dtype.type(mask_threshold + offset)
-    low = logits.dtype.type(mask_threshold - offset)
-    inner = np.array([np.count_nonzero(m > high) for m in flat], dtype=np.float32)
-    outer = np.array([np.count_nonzero(m > low) for m in flat], dtype=np.float32)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return (inner / outer).reshape(logits.shape[:-2])
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

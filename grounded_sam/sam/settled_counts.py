@@ -121,6 +121,22 @@ def count_above(
     return counts
 
 
+def stability_scores(
+    low_res: torch.Tensor,
+    logits: torch.Tensor,
+    mask_threshold: float,
+    offset: float,
+    footprint: UpsampleFootprint,
+) -> np.ndarray:
+    """(N,) float32 stability scores of upsampled masks: |logits > t + offset| / |logits > t - offset|,
+    the IoU of the masks cut at the two thresholds (segment-anything's definition); 0/0 gives NaN, which
+    fails every threshold. Arguments as in :func:`count_above`."""
+    cuts = (mask_threshold + offset, mask_threshold - offset)
+    inner, outer = count_above(low_res, logits, cuts, footprint).astype(np.float32).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inner / outer
+
+
 def _count_greater(values: torch.Tensor, threshold: float) -> int:
     """Number of entries above ``threshold`` (numpy on a CPU: about three times faster than torch)."""
     if values.device.type == "cpu":

@@ -61,22 +61,6 @@ def test_crop_boxes_match_reference(size: tuple[int, int], layers: int) -> None:
     assert len(boxes) == sum(4**i for i in range(layers + 1))
 
 
-def test_stability_score_matches_reference_and_naive() -> None:
-    generator = torch.Generator().manual_seed(0)
-    logits = torch.randn(6, 40, 50, generator=generator) * 3
-    logits[0] = -5.0  # empty at both cuts: 0 / 0
-    ours = mask_ops.stability_score(logits.numpy(), 0.0, 1.0)
-    reference = amg.calculate_stability_score(logits, 0.0, 1.0).numpy()
-    np.testing.assert_array_equal(ours[1:], reference[1:])
-    assert np.isnan(ours[0]) and np.isnan(reference[0])
-    naive = [(m > 1.0).sum() / (m > -1.0).sum() for m in logits.numpy()[1:]]
-    np.testing.assert_allclose(ours[1:], naive, rtol=1e-6)
-    assert ours.dtype == np.float32
-    # Thresholds round to float32 as torch's comparison does.
-    edge = np.full((1, 2, 2), np.float32(0.3))
-    assert mask_ops.stability_score(edge, 0.0, 0.3)[0] == 0.0
-
-
 def test_masks_to_boxes_matches_reference_including_empty() -> None:
     masks = random_masks(12, 37, 53)
     ours = mask_ops.masks_to_boxes(masks)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from segment_anything.utils import amg
 
-from grounded_sam.sam.mask_ops import stability_score, upsample_logits
-from grounded_sam.sam.settled_counts import AxisFootprint, UpsampleFootprint, count_above
+from grounded_sam.sam.mask_ops import upsample_logits
+from grounded_sam.sam.settled_counts import AxisFootprint, UpsampleFootprint, count_above, stability_scores
 
 SIZES = [
     ((256, 256), (256, 256)),  # square: one resize
@@ -56,12 +57,20 @@ def test_flat_nan_and_threshold_valued_logits() -> None:
     assert counts[3, 1] < 256 * 256  # the NaN pixels are not counted
 
 
-def test_stability_from_counts_matches_stability_score() -> None:
+def test_stability_scores_match_reference() -> None:
     low = smooth_logits(6, 64, 4.0, seed=3)
+    low[0] = -5.0  # empty at both cuts: 0 / 0
     logits = upsample_logits(low[:, None], 256, (256, 256), (256, 256))[:, 0]
     footprint = UpsampleFootprint.of((64, 64), 256, (256, 256), (256, 256))
-    inner, outer = count_above(low, logits, [1.0, -1.0], footprint).astype(np.float32).T
-    np.testing.assert_array_equal(inner / outer, stability_score(logits.numpy(), 0.0, 1.0))
+    ours = stability_scores(low, logits, 0.0, 1.0, footprint)
+    reference = amg.calculate_stability_score(logits, 0.0, 1.0).numpy()
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours[1:], reference[1:])
+    assert np.isnan(ours[0]) and np.isnan(reference[0])
+    # Thresholds round to float32 as torch's comparison does.
+    edge = torch.full((1, 64, 64), np.float32(0.3))
+    edge_logits = upsample_logits(edge[:, None], 256, (256, 256), (256, 256))[:, 0]
+    assert stability_scores(edge, edge_logits, 0.0, 0.3, footprint)[0] == 0.0
 
 
 def test_axis_footprint_groups_cover_the_axis() -> None:
