@@ -23,7 +23,7 @@ from torchvision.ops import batched_nms
 from grounded_sam.sam import mask_ops
 from grounded_sam.sam.full_resolution import Upsampler
 from grounded_sam.sam.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
-from grounded_sam.sam.mask_decoder import MaskDecoder, prompts_per_pass
+from grounded_sam.sam.mask_decoder import MaskDecoder, Workspace, prompts_per_pass
 from grounded_sam.sam.mask_ops import CompactMask
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
@@ -159,6 +159,7 @@ def decode_gated(
     points: tuple[torch.Tensor, torch.Tensor] | None,
     boxes: torch.Tensor | None,
     iou_thresh: float,
+    workspace: Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
 
@@ -172,6 +173,7 @@ def decode_gated(
         points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
         boxes: (B, 4) XYXY in the resized-input frame; one mask each (used when ``points`` is None).
         iou_thresh: prompts with no predicted IoU above it are not upscaled (≤ 0: all are).
+        workspace: memory for the upscaling, kept by a caller that decodes batch after batch.
 
     Returns:
         IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
@@ -180,7 +182,8 @@ def decode_gated(
     prompt_encoder = model.prompt_encoder
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    plain = _PlainDecoder(model.mask_decoder, features, prompt_encoder.get_dense_pe(), dense, multimask)
+    image_pe, workspace = prompt_encoder.get_dense_pe(), workspace or Workspace()
+    plain = _PlainDecoder(model.mask_decoder, features, image_pe, dense, multimask, workspace)
     if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(plain.decoder, features):
         return plain.decode(sparse, iou_thresh)
     gated = np.concatenate(
@@ -214,6 +217,7 @@ class _PlainDecoder:
     image_pe: torch.Tensor
     dense: torch.Tensor
     multimask: bool
+    workspace: Workspace
 
     def decode(self, sparse: torch.Tensor, iou_thresh: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time."""
@@ -248,7 +252,8 @@ class _PlainDecoder:
             iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
             rows = np.arange(len(iou))
         image_tokens = state.keys.expand(len(rows), -1, -1)
-        low_res = decoder.masks_from_tokens(tokens, image_tokens, tuple(features.shape[-2:]), multimask)
+        grid = (features.shape[-2], features.shape[-1])
+        low_res = decoder.masks_from_tokens(tokens, image_tokens, grid, multimask, self.workspace)
         return iou, rows, low_res
 
 
@@ -268,7 +273,7 @@ def decode_candidates(
     the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
     """
     device, side = embedding.features.device, model.image_size
-    upsampler = Upsampler(model, embedding, config)
+    upsampler, workspace = Upsampler(model, embedding, config), Workspace()
     found = []
     for start in range(0, len(prompts), config.points_per_batch):
         batch = prompts[start : start + config.points_per_batch]
@@ -276,11 +281,11 @@ def decode_candidates(
             coords = scale_coords(torch.from_numpy(batch), embedding.original_size, side).to(device)
             labels = torch.ones(len(batch), 1, dtype=torch.int, device=device)
             decoded = decode_gated(
-                model, embedding.features, (coords[:, None], labels), None, config.pred_iou_thresh
+                model, embedding.features, (coords[:, None], labels), None, config.pred_iou_thresh, workspace
             )
         else:
             boxes = scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device)
-            decoded = decode_gated(model, embedding.features, None, boxes, config.pred_iou_thresh)
+            decoded = decode_gated(model, embedding.features, None, boxes, config.pred_iou_thresh, workspace)
         found.append(_filter(upsampler, *decoded, batch, crop, image_box, config, stats))
     return MaskSet.concat(found, prompts.shape[1])
 

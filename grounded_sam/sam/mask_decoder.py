@@ -6,6 +6,8 @@ image are decoded in one call against a batch-1 image embedding that is never co
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -26,6 +28,29 @@ def prompts_per_pass(image_embedding: torch.Tensor) -> int:
     """
     per_prompt = image_embedding[0].numel() * image_embedding.element_size()
     return max(1, PASS_BYTES // max(per_prompt, 1))
+
+
+class Workspace:
+    """Memory reused by successive :meth:`MaskDecoder.masks_from_tokens` calls of one caller.
+
+    Not for sharing between threads: each decoding loop makes its own.
+    """
+
+    def __init__(self) -> None:
+        self._memory: torch.Tensor | None = None
+
+    def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """A tensor of ``shape`` with ``like``'s dtype and device, in memory kept from earlier calls."""
+        count = math.prod(shape)
+        memory = self._memory
+        if (
+            memory is None
+            or memory.numel() < count
+            or memory.dtype != like.dtype
+            or memory.device != like.device
+        ):
+            memory = self._memory = torch.empty(count, dtype=like.dtype, device=like.device)
+        return memory[:count].view(shape)
 
 
 class MaskDecoder(nn.Module):
@@ -138,31 +163,57 @@ class MaskDecoder(nn.Module):
         return self.iou_prediction_head(tokens[:, 0])[:, first:stop]
 
     def masks_from_tokens(
-        self, tokens: torch.Tensor, image_tokens: torch.Tensor, grid: tuple[int, int], multimask_output: bool
+        self,
+        tokens: torch.Tensor,
+        image_tokens: torch.Tensor,
+        grid: tuple[int, int],
+        multimask_output: bool,
+        workspace: Workspace | None = None,
     ) -> torch.Tensor:
         """Output tokens (N, T, C) and image tokens (N, h*w, C) on an (h, w) grid → mask logits
-        (N, 3 or 1, 4h, 4w). Only the selected mask tokens' hypernetworks run."""
+        (N, 3 or 1, 4h, 4w). Only the selected mask tokens' hypernetworks run.
+
+        ``workspace`` (no autograd) holds the largest intermediate, the (N, 4h, 4w, C/8) mask features, so
+        a caller decoding many batches does not take fresh pages from the allocator for each.
+        """
         first, stop = self._selected(multimask_output)
-        upscaled = self._upscale(image_tokens, grid)
+        features = self._upscale(image_tokens, grid, workspace)  # (N, 2h, 2w, 2, 2, C/8)
         hyper = torch.stack(
             [self.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(first, stop)], 1
         )
-        return (hyper @ upscaled.flatten(2)).unflatten(2, upscaled.shape[-2:])
+        logits = hyper @ features.flatten(1, -2).transpose(1, 2)  # (N, M, 2h * 2w * 2 * 2)
+        batch, masks, (height, width) = len(hyper), hyper.shape[1], grid
+        # (row, column) of the first upscaling, then of the second → pixel (2 row + i, 2 column + j).
+        logits = logits.view(batch, masks, 2 * height, 2 * width, 2, 2).permute(0, 1, 2, 4, 3, 5)
+        return logits.reshape(batch, masks, 4 * height, 4 * width)
 
     def _selected(self, multimask_output: bool) -> tuple[int, int]:
         """Mask-token range returned: the ambiguity-resolving tokens 1.., or the single-mask token 0."""
         return (1, self.num_mask_tokens) if multimask_output else (0, 1)
 
-    def _upscale(self, image_tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """(N, h*w, C) image tokens → (N, C/8, 4h, 4w) mask features, channels-last in memory.
+    def _upscale(
+        self, image_tokens: torch.Tensor, size: tuple[int, int], workspace: Workspace | None
+    ) -> torch.Tensor:
+        """(N, h*w, C) image tokens → (N, 2h, 2w, 2, 2, C/8) mask features: the output of
+        ``output_upscaling`` at pixel (2 row + i, 2 column + j) is at [:, row, column, i, j].
 
-        (N, h*w, C) already is a channels-last (N, C, h, w) tensor, so the transposed convolutions and the
-        LayerNorm2d run without layout copies. The GELUs (``output_upscaling`` 2 and 4) are applied in place:
-        on these large tensors a fresh output costs more than the activation itself.
+        (N, h*w, C) already is a channels-last (N, C, h, w) tensor, so the first transposed convolution
+        and the LayerNorm2d run without layout copies. The second (kernel 2, stride 2) is one matrix
+        product per pixel, whose output stays in that pixel's 2 × 2 block: the hypernetwork reads
+        channels, so the blocks are never shuffled into an image. The GELUs (``output_upscaling`` 2 and
+        4) are applied in place: on these large tensors a fresh output costs more than the activation.
         """
         conv1, norm, _, conv2, _ = self.output_upscaling
         features = torch.ops.aten.gelu_(norm(conv1(image_tokens.transpose(1, 2).unflatten(2, size))))
-        return torch.ops.aten.gelu_(conv2(features))
+        pixels = features.permute(0, 2, 3, 1).reshape(-1, conv2.in_channels)  # a view: channels-last
+        weight = conv2.weight.permute(0, 2, 3, 1).reshape(conv2.in_channels, -1)  # columns (i, j, out)
+        bias = conv2.bias.repeat(4)
+        if workspace is None or torch.is_grad_enabled() or torch.is_autocast_enabled(pixels.device.type):
+            out = torch.addmm(bias, pixels, weight)
+        else:
+            out = torch.addmm(bias, pixels, weight, out=workspace.take((len(pixels), len(bias)), pixels))
+        batch, height, width = features.shape[0], features.shape[2], features.shape[3]
+        return torch.ops.aten.gelu_(out).view(batch, height, width, 2, 2, conv2.out_channels)
 
     def _check(self, image: torch.Tensor, dense: torch.Tensor, batch: int) -> None:
         for name, tensor in (("image_embeddings", image), ("dense_prompt_embeddings", dense)):
