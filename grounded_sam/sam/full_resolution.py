@@ -38,6 +38,7 @@ class Upsampler:
         self.binary = np.empty(self.size, dtype=bool)
         self.footprint = UpsampleFootprint.of(low_size, side, self.input_size, self.size)
         self.mask_threshold = model.mask_threshold
+        self.binary_threshold = np.float32(model.mask_threshold)  # as torch compares float32 logits
         self.offset = config.stability_score_offset
         self.stability_min = np.float32(config.stability_score_thresh)
 
@@ -59,5 +60,5 @@ class Upsampler:
                 if self.stability_min > 0 and not stability[offset] >= self.stability_min:
                     continue
                 # numpy thresholds a CPU array about three times faster than torch.gt.
-                np.greater(logits[offset].cpu().numpy(), np.float32(self.mask_threshold), out=self.binary)
+                np.greater(logits[offset].cpu().numpy(), self.binary_threshold, out=self.binary)
                 yield start + offset, stability[offset], self.binary

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 ROUNDING_MARGIN = 1e-5
-"""A block is settled when its low-res extremes clear the threshold by this fraction of their magnitude
+"""A row group is settled when its low-res extremes clear the threshold by this fraction of their magnitude
 (a bilinear value strays from the convex hull of its taps by a few float32 ulps at most)."""
 
 
