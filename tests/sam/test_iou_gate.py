@@ -42,7 +42,8 @@ def test_gate_equals_the_plain_decoder(model, multimask, chunk_rows) -> None:
     decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
     with torch.inference_mode():
         plain = decoder.iou_from_tokens(decoder.attend(features, image_pe, sparse, dense)[0], multimask)
-        gated = gate_ious(decoder, features, image_pe, sparse, dense, multimask, chunk_rows=chunk_rows)
+        image = decoder.image_tokens(features, image_pe, dense)
+        gated = gate_ious(decoder, image, sparse, multimask, chunk_rows=chunk_rows)
     assert gated.shape == plain.shape == (9, 3 if multimask else 1)
     assert plain.abs().max() > 0.05  # the check below is not vacuous
     torch.testing.assert_close(gated, plain, atol=1e-5, rtol=1e-5)
