@@ -95,13 +95,13 @@ def gate_ious(
     batch = sparse.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
     prompt = torch.cat([output_tokens, sparse], dim=1)  # also the tokens' positional encoding
-    image_with_pe, pe, image = image.keys_with_pe, image.pe, image.keys  # (1, L, C) each
+    first_keys, image_with_pe, pe, image = image.first_keys, image.keys_with_pe, image.pe, image.keys
     chunks = [slice(start, start + chunk_rows) for start in range(0, image.shape[1], chunk_rows)]
 
     # Block 1, token side (the image is still shared), then block 2's token self-attention.
     queries = first.attend_tokens(prompt, prompt)
     t2i = first.cross_attn_token_to_image
-    queries = first.feed_forward(first.norm2(t2i(queries + prompt, image_with_pe, image, residual=queries)))
+    queries = first.feed_forward(first.norm2(t2i.attend_keys(queries + prompt, *first_keys) + queries))
     first_rows = first.cross_attn_image_to_token.key_rows(queries + prompt, queries)
     queries = second.attend_tokens(queries, prompt)
 

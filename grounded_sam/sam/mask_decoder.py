@@ -160,7 +160,7 @@ class MaskDecoder(nn.Module):
     ) -> ImageTokens:
         """The transformer's image input for these embeddings (arguments as in :meth:`forward`); a caller
         decoding batch after batch of prompts with the same dense embedding makes it once."""
-        return ImageTokens.of(image_embeddings + dense_prompt_embeddings, image_pe)
+        return self.transformer.image_tokens(image_embeddings + dense_prompt_embeddings, image_pe)
 
     def attend_blocks(self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor) -> BlockOutputs:
         """:meth:`run_blocks` on :meth:`image_tokens` made beforehand."""

@@ -88,12 +88,23 @@ class Attention(nn.Module):
         """An input projection's weight as (heads, head_dim, C)."""
         return linear.weight.unflatten(0, (self.num_heads, self.head_dim))
 
+    def project_keys(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values (B, Lk, C) projected and split into heads, (B, heads, Lk, head_dim) each, for
+        :meth:`attend_keys`: an image's can be made once for many batches of queries."""
+        return self._split_heads(self.k_proj(k)), self._split_heads(self.v_proj(v))
+
+    def attend_keys(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        """Attention of queries (B, Lq, C) over keys and values from :meth:`project_keys` (batch B or 1)."""
+        batch, length_q, dim = q.shape
+        if keys.shape[0] == 1 < batch:
+            folded = self.attend_keys(q.reshape(1, batch * length_q, dim), keys, values)
+            return folded.view(batch, length_q, dim)
+        out = F.scaled_dot_product_attention(self._split_heads(self.q_proj(q)), keys, values)
+        return self.out_proj(out.transpose(1, 2).flatten(2))
+
     def _attend_projected(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """The textbook form, for equal batches."""
-        queries = self._split_heads(self.q_proj(q))
-        keys, values = self._split_heads(self.k_proj(k)), self._split_heads(self.v_proj(v))
-        out = F.scaled_dot_product_attention(queries, keys, values)
-        return self.out_proj(out.transpose(1, 2).flatten(2))
+        return self.attend_keys(q, *self.project_keys(k, v))
 
     def _attend_many_keys(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Equal batches B. q·(Wk k + bk) = (Wkᵀ q)·k + q·bk, and the softmax ignores the term constant
@@ -234,18 +245,23 @@ class TwoWayAttentionBlock(nn.Module):
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
         overwrite_keys: bool = False,
-        keys_with_pe: torch.Tensor | None = None,
+        image: ImageTokens | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys).
 
         ``overwrite_keys``: the caller no longer needs ``keys`` (and autograd is off), so the image→token
-        update may be written into them. ``keys_with_pe``: ``keys + key_pe`` when the caller has it.
+        update may be written into them. ``image``: the first block's ``keys`` are these shared image
+        tokens, whose sum with the PE and projected token→image keys were made beforehand.
         """
         queries = self.attend_tokens(queries, query_pe)
-        if keys_with_pe is None:
-            keys_with_pe = keys + key_pe  # shared by both cross-attentions
         q = queries + query_pe
-        queries = self.norm2(self.cross_attn_token_to_image(q, keys_with_pe, keys, residual=queries))
+        t2i = self.cross_attn_token_to_image
+        if image is None:
+            keys_with_pe = keys + key_pe  # shared by both cross-attentions
+            queries = self.norm2(t2i(q, keys_with_pe, keys, residual=queries))
+        else:
+            keys_with_pe = image.keys_with_pe
+            queries = self.norm2(t2i.attend_keys(q, *image.first_keys) + queries)
         queries = self.feed_forward(queries)
         q = queries + query_pe
         i2t = self.cross_attn_image_to_token
@@ -266,28 +282,18 @@ class TwoWayAttentionBlock(nn.Module):
 
 @dataclass(frozen=True)
 class ImageTokens:
-    """The transformer's image input as row-major tokens, made once per image embedding and shared by
-    every batch of prompts decoded against it (see :meth:`TwoWayTransformer.attend_blocks`).
+    """The transformer's image input as row-major tokens, made once per image embedding by
+    :meth:`TwoWayTransformer.image_tokens` and shared by every batch of prompts decoded against it.
 
     Attributes:
         keys: (1 or N, L, C) image tokens; pe: (1, L, C) their positional encoding; keys_with_pe: the sum.
+        first_keys: the first block's token→image keys and values (:meth:`Attention.project_keys`).
     """
 
     keys: torch.Tensor
     pe: torch.Tensor
     keys_with_pe: torch.Tensor
-
-    @classmethod
-    def of(cls, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> ImageTokens:
-        """From an image embedding (1 or N, C, h, w) and its positional encoding (1, C, h, w)."""
-        if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
-            raise ValueError(
-                f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
-                f"got {tuple(image_pe.shape)}"
-            )
-        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
-        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
-        return cls(keys, pe, keys + pe)
+    first_keys: tuple[torch.Tensor, torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -331,6 +337,8 @@ class TwoWayTransformer(nn.Module):
         attention_downsample_rate: int = 2,
     ) -> None:
         super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
         self.depth = depth
         self.embedding_dim = embedding_dim
         self.num_heads = num_heads
@@ -362,7 +370,21 @@ class TwoWayTransformer(nn.Module):
         self, image_embedding: torch.Tensor, image_pe: torch.Tensor, point_embedding: torch.Tensor
     ) -> BlockOutputs:
         """The blocks of :meth:`forward` (same arguments), without the final attention."""
-        return self.attend_blocks(ImageTokens.of(image_embedding, image_pe), point_embedding)
+        return self.attend_blocks(self.image_tokens(image_embedding, image_pe), point_embedding)
+
+    def image_tokens(self, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> ImageTokens:
+        """The image side of :meth:`run_blocks` (image embedding (1 or N, C, h, w), its positional encoding
+        (1, C, h, w)), for :meth:`attend_blocks`: made once, it serves any number of prompt batches."""
+        if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
+            raise ValueError(
+                f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
+                f"got {tuple(image_pe.shape)}"
+            )
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        keys_with_pe = keys + pe
+        first_keys = self.layers[0].cross_attn_token_to_image.project_keys(keys_with_pe, keys)
+        return ImageTokens(keys, pe, keys_with_pe, first_keys)
 
     def attend_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> BlockOutputs:
         """:meth:`run_blocks` on image tokens made beforehand, e.g. once for many batches of prompts."""
@@ -375,7 +397,7 @@ class TwoWayTransformer(nn.Module):
         # Image tokens made by a block belong to this loop: the next block may update them in place.
         overwrite = not torch.is_grad_enabled()
         for i, layer in enumerate(self.layers):
-            shared = image.keys_with_pe if i == 0 else None
+            shared = image if i == 0 else None
             queries, keys = layer(queries, keys, point_embedding, image.pe, overwrite and i > 0, shared)
         return BlockOutputs(queries, point_embedding, keys, image.pe)
 
