@@ -1,8 +1,11 @@
 """Candidate masks at full resolution: upsampled in chunks into one reused buffer, scored, thresholded.
 
-Used by segment everything between decoding and the box filters. Stability scores come from
-:func:`~grounded_sam.sam.settled_counts.stability_scores` (exact, reading full-resolution logits only near the
-±offset contours); the binary mask of each stable candidate is thresholded into one reused buffer too.
+Used by segment everything between decoding and the box filters. A
+:class:`~grounded_sam.sam.settled_counts.Settlement` of each chunk's low-res logits tells which output rows
+are surely inside or outside the mask and its ±offset cuts; stability counts and binary masks read the
+full-resolution logits only in the rows left in doubt. Those are all that is upsampled when no second
+resize follows (an image whose longer side is the encoder's input size), and nothing is when no row of a
+chunk is in doubt. Every result equals the full computation's bit for bit.
 """
 
 from __future__ import annotations
@@ -13,10 +16,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from grounded_sam.sam.mask_ops import upsample_logits
+from grounded_sam.sam.mask_ops import rows_exact, upsample_logits, upsample_rows
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.settled_counts import UpsampleFootprint, stability_scores
+from grounded_sam.sam.settled_counts import Settlement, UpsampleFootprint, stability_from_counts
 
 if TYPE_CHECKING:
     from grounded_sam.sam.everything import EverythingConfig
@@ -37,10 +40,11 @@ class Upsampler:
         self.logits = torch.empty(self.chunk, 1, side, side, device=device)
         self.binary = np.empty(self.size, dtype=bool)
         self.footprint = UpsampleFootprint.of(low_size, side, self.input_size, self.size)
-        self.mask_threshold = model.mask_threshold
-        self.binary_threshold = np.float32(model.mask_threshold)  # as torch compares float32 logits
-        self.offset = config.stability_score_offset
+        threshold, offset = model.mask_threshold, config.stability_score_offset
+        self.cuts = (threshold + offset, threshold - offset, threshold)  # stability, then the mask
         self.stability_min = np.float32(config.stability_score_thresh)
+        # Rows can be upsampled alone when no second resize follows and the scale keeps them exact.
+        self.by_rows = tuple(self.input_size) == tuple(self.size) and rows_exact(low_size[0], side)
 
     def stable_masks(
         self, low_res: torch.Tensor, selected: tuple[torch.Tensor, torch.Tensor]
@@ -53,12 +57,25 @@ class Upsampler:
         rows, tokens = selected
         for start in range(0, len(rows), self.chunk):
             picked = low_res[rows[start : start + self.chunk], tokens[start : start + self.chunk]]
-            buffer = self.logits[: len(picked)]
-            logits = upsample_logits(picked[:, None], self.side, self.input_size, self.size, out=buffer)[:, 0]
-            stability = stability_scores(picked, logits, self.mask_threshold, self.offset, self.footprint)
+            settlement = Settlement.of(picked, self.cuts, self.footprint)
+            logits = self._upsample(picked, settlement)
+            stability = stability_from_counts(settlement.counts(logits, self.footprint))
             for offset in range(len(picked)):
                 if self.stability_min > 0 and not stability[offset] >= self.stability_min:
                     continue
-                # numpy thresholds a CPU array about three times faster than torch.gt.
-                np.greater(logits[offset].cpu().numpy(), self.binary_threshold, out=self.binary)
+                settlement.threshold(logits[offset], offset, self.binary, self.footprint)
                 yield start + offset, stability[offset], self.binary
+
+    def _upsample(self, picked: torch.Tensor, settlement: Settlement) -> torch.Tensor:
+        """(N, H, W) full-resolution logits of the (N, h, w) ``picked``, exact at least in the rows the
+        settlement leaves in doubt (a chunk with none is not upsampled at all)."""
+        spans = settlement.spans(self.footprint)  # (N, T, 2)
+        doubt = spans[..., 1] > spans[..., 0]
+        buffer = self.logits[: len(picked)]
+        if self.by_rows:
+            for i in np.flatnonzero(doubt.any(axis=1)):
+                band = (int(spans[i, doubt[i], 0].min()), int(spans[i, doubt[i], 1].max()))
+                upsample_rows(picked[i], self.side, band, buffer[i, 0])
+        elif doubt.any():
+            return upsample_logits(picked[:, None], self.side, self.input_size, self.size, out=buffer)[:, 0]
+        return buffer[:, 0, : self.size[0], : self.size[1]]

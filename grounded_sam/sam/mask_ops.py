@@ -99,6 +99,30 @@ def upsample_logits(
     return F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
 
 
+def upsample_rows(low_res: torch.Tensor, square: int, rows: tuple[int, int], out: torch.Tensor) -> None:
+    """Write rows [start, stop) of the first resize of :func:`upsample_logits` into ``out``.
+
+    ``low_res`` (h, w) are one mask's logits and ``out`` (square, square) its buffer; other rows of ``out``
+    may be overwritten. Needs ``square`` to be a power-of-two multiple of h (:func:`rows_exact`).
+    The kernel runs on the low-res rows the band reads, plus one on each side: at such a scale its source
+    indices and weights for a row are those of the full resize shifted by whole rows, so the band is
+    bit for bit the same (tested).
+    """
+    factor = square // low_res.shape[-2]
+    first = max(rows[0] // factor - 1, 0)
+    last = min((rows[1] - 1) // factor + 2, low_res.shape[-2])
+    window = low_res[None, None, first:last]
+    band = out[None, None, factor * first : factor * last]
+    torch.ops.aten.upsample_bilinear2d.out(window, [band.shape[-2], square], False, out=band)
+
+
+def rows_exact(low_rows: int, square: int) -> bool:
+    """Whether :func:`upsample_rows` is exact for ``low_rows`` rows of low-res logits: the vertical scale
+    is a power of two, so shifting a row's source index by whole rows is exact in floating point."""
+    factor = square // low_rows if low_rows > 0 and square % low_rows == 0 else 0
+    return factor > 0 and factor & (factor - 1) == 0
+
+
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
     """Tight XYXY box (far edge inclusive) of an (H, W) bool mask, or ``None`` if it is empty."""
     rows = np.flatnonzero(mask.any(axis=1))

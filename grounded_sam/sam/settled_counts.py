@@ -85,6 +85,72 @@ class UpsampleFootprint:
         return cls(AxisFootprint.of(low_size[0], square, input_size[0], original_size[0]), original_size[1])
 
 
+@dataclass(frozen=True)
+class Settlement:
+    """Which output row groups of each upsampled mask the low-res logits settle, per threshold.
+
+    Attributes:
+        values: the thresholds, rounded to the logits' dtype as torch compares tensors with numbers.
+        above: (N, T, G) groups whose every pixel is surely above the threshold.
+        doubtful: (N, T, G) groups surely neither above nor below: only these need full resolution.
+    """
+
+    values: tuple[float, ...]
+    above: np.ndarray
+    doubtful: np.ndarray
+
+    @classmethod
+    def of(
+        cls,
+        low_res: torch.Tensor,
+        thresholds: Sequence[float],
+        footprint: UpsampleFootprint,
+        dtype: torch.dtype = torch.float32,
+    ) -> Settlement:
+        """Settle (N, h, w) low-res logits, upsampled as ``footprint`` says, against ``thresholds``."""
+        row_low, row_high = _group_extremes(low_res.amin(2), low_res.amax(2), footprint.rows)  # (N, G)
+        values = tuple(float(torch.tensor(t, dtype=dtype)) for t in thresholds)
+        settled = [_settle(row_low, row_high, value) for value in values]
+        above = np.stack([a for a, _ in settled], axis=1)
+        return cls(values, above, np.stack([d for _, d in settled], axis=1))
+
+    def spans(self, footprint: UpsampleFootprint) -> np.ndarray:
+        """(N, T, 2) output rows [start, stop) from the first to the last doubtful group (start = stop = 0
+        where none is): the only rows :meth:`counts` and :meth:`threshold` read."""
+        edges = footprint.rows.edges
+        any_doubt = self.doubtful.any(axis=2)
+        first = np.argmax(self.doubtful, axis=2)
+        last = self.doubtful.shape[2] - np.argmax(self.doubtful[..., ::-1], axis=2)
+        return np.where(any_doubt[..., None], np.stack([edges[first], edges[last]], axis=-1), 0)
+
+    def counts(self, logits: torch.Tensor, footprint: UpsampleFootprint) -> np.ndarray:
+        """(N, T) int64 exact counts of ``logits > threshold`` for (N, H, W) upsampled logits, read only in
+        :meth:`spans`."""
+        rows, width = footprint.rows, footprint.width
+        settled = self.above * rows.lengths  # (N, T, G) rows surely above
+        counts = settled.sum(axis=2) * width
+        for i, j in zip(*np.nonzero(self.doubtful.any(axis=2)), strict=True):
+            g0, g1 = _span(self.doubtful[i, j])
+            band = _count_greater(logits[i, rows.edges[g0] : rows.edges[g1]], self.values[j])
+            counts[i, j] += band - int(settled[i, j, g0:g1].sum()) * width
+        return counts
+
+    def threshold(
+        self, logits: torch.Tensor, index: int, out: np.ndarray, footprint: UpsampleFootprint
+    ) -> None:
+        """Write mask ``index``'s ``logits > threshold`` (the last threshold) into the (H, W) bool ``out``,
+        reading ``logits`` (H, W) only in its :meth:`spans`."""
+        rows = footprint.rows
+        out[:] = False
+        for group in np.flatnonzero(self.above[index, -1]):
+            out[rows.edges[group] : rows.edges[group + 1]] = True
+        if self.doubtful[index, -1].any():
+            g0, g1 = _span(self.doubtful[index, -1])
+            start, stop = rows.edges[g0], rows.edges[g1]
+            # numpy thresholds a CPU array about three times faster than torch.gt.
+            np.greater(logits[start:stop].cpu().numpy(), np.float32(self.values[-1]), out=out[start:stop])
+
+
 def count_above(
     low_res: torch.Tensor,
     logits: torch.Tensor,
@@ -106,19 +172,7 @@ def count_above(
     Returns:
         (N, len(thresholds)) int64 counts of ``logits > threshold``.
     """
-    rows, width = footprint.rows, footprint.width
-    row_low, row_high = _group_extremes(low_res.amin(2), low_res.amax(2), rows)  # (N, G)
-    counts = np.zeros((len(low_res), len(thresholds)), dtype=np.int64)
-    for j, threshold in enumerate(thresholds):
-        value = float(torch.tensor(threshold, dtype=logits.dtype))
-        above, unsettled = _settle(row_low, row_high, value)
-        settled = above * rows.lengths
-        counts[:, j] = settled.sum(axis=1) * width
-        for i in np.flatnonzero(unsettled.any(axis=1)):
-            g0, g1 = _span(unsettled[i])
-            band = _count_greater(logits[i, rows.edges[g0] : rows.edges[g1]], value)
-            counts[i, j] += band - int(settled[i, g0:g1].sum()) * width
-    return counts
+    return Settlement.of(low_res, thresholds, footprint, logits.dtype).counts(logits, footprint)
 
 
 def stability_scores(
@@ -132,7 +186,12 @@ def stability_scores(
     the IoU of the masks cut at the two thresholds (segment-anything's definition); 0/0 gives NaN, which
     fails every threshold. Arguments as in :func:`count_above`."""
     cuts = (mask_threshold + offset, mask_threshold - offset)
-    inner, outer = count_above(low_res, logits, cuts, footprint).astype(np.float32).T
+    return stability_from_counts(count_above(low_res, logits, cuts, footprint))
+
+
+def stability_from_counts(counts: np.ndarray) -> np.ndarray:
+    """(N,) float32 stability scores from (N, 2+) counts above t + offset and above t - offset."""
+    inner, outer = counts[:, 0].astype(np.float32), counts[:, 1].astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         return inner / outer
 
