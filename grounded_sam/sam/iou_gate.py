@@ -5,7 +5,7 @@ masks of few of them. What decides is the IoU head, which reads only the IoU tok
 attention. The decoder's cost is its image side: after the first image→token attention every prompt has
 its own (h·w, C) image tokens, and the plain path streams several such tensors per prompt through memory.
 
-:func:`gate_ious` computes the same IoUs (same algebra as :class:`~grounded_sam.sam.transformer.Attention`,
+:func:`gate_ious` computes the same IoUs (same algebra as :class:`~grounded_sam.sam.attention.Attention`,
 different rounding) walking the image tokens in chunks of rows, so each chunk is produced and consumed
 while it is still in cache:
 
@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import torch
 
+from grounded_sam.sam.attention import Attention
 from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.transformer import Attention, ImageTokens, TwoWayTransformer
+from grounded_sam.sam.transformer import ImageTokens, TwoWayTransformer
 
 CHUNK_ROWS = 128
 """Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 4 MiB at C = 256."""
