@@ -122,9 +122,13 @@ class MaskDecoder(nn.Module):
         Returns:
             low-resolution mask logits (N, 3 or 1, 4h, 4w) and predicted IoUs (N, 3 or 1).
         """
-        state = self.run_blocks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
-        tokens = self.transformer.final_attention(state, self.output_tokens(multimask_output))
-        image_tokens = state.keys.expand(sparse_prompt_embeddings.shape[0], -1, -1)
+        tokens, image_tokens = self.attend(
+            image_embeddings,
+            image_pe,
+            sparse_prompt_embeddings,
+            dense_prompt_embeddings,
+            self.output_tokens(multimask_output),
+        )
         grid = (image_embeddings.shape[-2], image_embeddings.shape[-1])
         masks = self.masks_from_tokens(tokens, image_tokens, grid, multimask_output)
         return masks, self.iou_from_tokens(tokens, multimask_output)
@@ -135,16 +139,17 @@ class MaskDecoder(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
+        tokens: slice = slice(None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The transformer stage of :meth:`forward` (same arguments).
 
-        Returns output tokens (N, 1 + num_mask_tokens + K, C) (IoU token, mask tokens, prompt tokens) and
-        image tokens (N, h*w, C). Callers that filter prompts on the IoU first can then upscale only the
-        survivors with :meth:`masks_from_tokens`.
+        Returns output tokens (N, 1 + num_mask_tokens + K, C) (IoU token, mask tokens, prompt tokens; only
+        the ``tokens`` slice of them, e.g. :meth:`output_tokens`) and image tokens (N, h*w, C). Callers that
+        filter prompts on the IoU first can then upscale only the survivors with :meth:`masks_from_tokens`.
         """
         state = self.run_blocks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
         batch = sparse_prompt_embeddings.shape[0]
-        return self.transformer.final_attention(state), state.keys.expand(batch, -1, -1)
+        return self.transformer.final_attention(state, tokens), state.keys.expand(batch, -1, -1)
 
     def run_blocks(
         self,
