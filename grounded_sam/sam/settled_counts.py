@@ -4,9 +4,9 @@
 (one or two bilinear resizes) of a few neighbouring low-resolution logits. Where all the low-res logits a
 group of output rows can draw on lie clearly above a threshold, so does every pixel of those rows, and
 likewise below. :class:`UpsampleFootprint` records which low-res rows each output row can draw on (one
-row more on each side, so rounding in the resize's index arithmetic cannot matter); :func:`count_above`
-counts the settled rows from the low-res logits alone and reads the full-resolution logits only in the
-band of rows left in doubt. The counts are exact.
+row more on each side, so rounding in the resize's index arithmetic cannot matter); a :class:`Settlement`
+(or :func:`count_above`) counts the settled rows from the low-res logits alone and reads the
+full-resolution logits only in the band of rows left in doubt. The counts are exact.
 
 Stability scores threshold the logits one unit above and below the mask threshold, so only the rows a
 mask's ±1 contours cross are read; the rows above and below the object are not.
@@ -175,22 +175,10 @@ def count_above(
     return Settlement.of(low_res, thresholds, footprint, logits.dtype).counts(logits, footprint)
 
 
-def stability_scores(
-    low_res: torch.Tensor,
-    logits: torch.Tensor,
-    mask_threshold: float,
-    offset: float,
-    footprint: UpsampleFootprint,
-) -> np.ndarray:
-    """(N,) float32 stability scores of upsampled masks: |logits > t + offset| / |logits > t - offset|,
-    the IoU of the masks cut at the two thresholds (segment-anything's definition); 0/0 gives NaN, which
-    fails every threshold. Arguments as in :func:`count_above`."""
-    cuts = (mask_threshold + offset, mask_threshold - offset)
-    return stability_from_counts(count_above(low_res, logits, cuts, footprint))
-
-
 def stability_from_counts(counts: np.ndarray) -> np.ndarray:
-    """(N,) float32 stability scores from (N, 2+) counts above t + offset and above t - offset."""
+    """(N,) float32 stability scores from (N, 2+) counts above t + offset and above t - offset:
+    |logits > t + offset| / |logits > t - offset|, the IoU of the masks cut at the two thresholds
+    (segment-anything's definition); 0/0 gives NaN, which fails every threshold."""
     inner, outer = counts[:, 0].astype(np.float32), counts[:, 1].astype(np.float32)
     with np.errstate(invalid="ignore", divide="ignore"):
         return inner / outer

@@ -9,7 +9,12 @@ import torch.nn.functional as F
 from segment_anything.utils import amg
 
 from grounded_sam.sam.mask_ops import upsample_logits
-from grounded_sam.sam.settled_counts import AxisFootprint, UpsampleFootprint, count_above, stability_scores
+from grounded_sam.sam.settled_counts import (
+    AxisFootprint,
+    UpsampleFootprint,
+    count_above,
+    stability_from_counts,
+)
 
 SIZES = [
     ((256, 256), (256, 256)),  # square: one resize
@@ -62,7 +67,7 @@ def test_stability_scores_match_reference() -> None:
     low[0] = -5.0  # empty at both cuts: 0 / 0
     logits = upsample_logits(low[:, None], 256, (256, 256), (256, 256))[:, 0]
     footprint = UpsampleFootprint.of((64, 64), 256, (256, 256), (256, 256))
-    ours = stability_scores(low, logits, 0.0, 1.0, footprint)
+    ours = stability_from_counts(count_above(low, logits, (1.0, -1.0), footprint))
     reference = amg.calculate_stability_score(logits, 0.0, 1.0).numpy()
     assert ours.dtype == np.float32
     np.testing.assert_array_equal(ours[1:], reference[1:])
@@ -70,7 +75,7 @@ def test_stability_scores_match_reference() -> None:
     # Thresholds round to float32 as torch's comparison does.
     edge = torch.full((1, 64, 64), np.float32(0.3))
     edge_logits = upsample_logits(edge[:, None], 256, (256, 256), (256, 256))[:, 0]
-    assert stability_scores(edge, edge_logits, 0.0, 0.3, footprint)[0] == 0.0
+    assert stability_from_counts(count_above(edge, edge_logits, (0.3, -0.3), footprint))[0] == 0.0
 
 
 def test_axis_footprint_groups_cover_the_axis() -> None:
