@@ -93,11 +93,13 @@ class Settlement:
         values: the thresholds, rounded to the logits' dtype as torch compares tensors with numbers.
         above: (N, T, G) groups whose every pixel is surely above the threshold.
         doubtful: (N, T, G) groups surely neither above nor below: only these need full resolution.
+        bands: (N, T, 2) groups [first, stop) from the first to the last doubtful one ([0, 0) if none).
     """
 
     values: tuple[float, ...]
     above: np.ndarray
     doubtful: np.ndarray
+    bands: np.ndarray
 
     @classmethod
     def of(
@@ -112,16 +114,16 @@ class Settlement:
         values = tuple(float(torch.tensor(t, dtype=dtype)) for t in thresholds)
         settled = [_settle(row_low, row_high, value) for value in values]
         above = np.stack([a for a, _ in settled], axis=1)
-        return cls(values, above, np.stack([d for _, d in settled], axis=1))
+        doubtful = np.stack([d for _, d in settled], axis=1)
+        first = np.argmax(doubtful, axis=2)
+        stop = doubtful.shape[2] - np.argmax(doubtful[..., ::-1], axis=2)
+        bands = np.where(doubtful.any(axis=2)[..., None], np.stack([first, stop], axis=-1), 0)
+        return cls(values, above, doubtful, bands)
 
     def spans(self, footprint: UpsampleFootprint) -> np.ndarray:
-        """(N, T, 2) output rows [start, stop) from the first to the last doubtful group (start = stop = 0
-        where none is): the only rows :meth:`counts` and :meth:`threshold` read."""
-        edges = footprint.rows.edges
-        any_doubt = self.doubtful.any(axis=2)
-        first = np.argmax(self.doubtful, axis=2)
-        last = self.doubtful.shape[2] - np.argmax(self.doubtful[..., ::-1], axis=2)
-        return np.where(any_doubt[..., None], np.stack([edges[first], edges[last]], axis=-1), 0)
+        """(N, T, 2) output rows [start, stop) of the :attr:`bands` (start = stop = 0 where no group is in
+        doubt): the only rows :meth:`counts` and :meth:`threshold` read."""
+        return footprint.rows.edges[self.bands]
 
     def counts(self, logits: torch.Tensor, footprint: UpsampleFootprint) -> np.ndarray:
         """(N, T) int64 exact counts of ``logits > threshold`` for (N, H, W) upsampled logits, read only in
@@ -130,7 +132,7 @@ class Settlement:
         settled = self.above * rows.lengths  # (N, T, G) rows surely above
         counts = settled.sum(axis=2) * width
         for i, j in zip(*np.nonzero(self.doubtful.any(axis=2)), strict=True):
-            g0, g1 = _span(self.doubtful[i, j])
+            g0, g1 = self.bands[i, j]
             band = _count_greater(logits[i, rows.edges[g0] : rows.edges[g1]], self.values[j])
             counts[i, j] += band - int(settled[i, j, g0:g1].sum()) * width
         return counts
@@ -144,9 +146,8 @@ class Settlement:
         out[:] = False
         for group in np.flatnonzero(self.above[index, -1]):
             out[rows.edges[group] : rows.edges[group + 1]] = True
-        if self.doubtful[index, -1].any():
-            g0, g1 = _span(self.doubtful[index, -1])
-            start, stop = rows.edges[g0], rows.edges[g1]
+        start, stop = rows.edges[self.bands[index, -1]]
+        if stop > start:
             # numpy thresholds a CPU array about three times faster than torch.gt.
             np.greater(logits[start:stop].cpu().numpy(), np.float32(self.values[-1]), out=out[start:stop])
 
@@ -208,9 +209,3 @@ def _settle(low: np.ndarray, high: np.ndarray, value: float) -> tuple[np.ndarray
     margin = ROUNDING_MARGIN * np.maximum(np.abs(low), np.abs(high)) + 1e-30
     above = low - margin > value
     return above, ~above & ~(high + margin <= value)  # written so that NaN extremes stay unsettled
-
-
-def _span(flags: np.ndarray) -> tuple[int, int]:
-    """First index set and one past the last index set of a 1-D bool array with some set."""
-    where = np.flatnonzero(flags)
-    return int(where[0]), int(where[-1]) + 1
