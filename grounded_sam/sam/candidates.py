@@ -13,6 +13,8 @@ non-maximum suppression, written to skip work without changing any result:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.sam import mask_ops
+from grounded_sam.sam.batch_workers import map_batches, worker_count
 from grounded_sam.sam.full_resolution import Upsampler
 from grounded_sam.sam.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
 from grounded_sam.sam.mask_decoder import MaskDecoder, Workspace, prompts_per_pass
@@ -260,29 +263,65 @@ def decode_candidates(
     image_box: tuple[int, int, int, int],
     config: EverythingConfig,
     stats: GenerationStats,
+    network_context: Callable[[], AbstractContextManager[object]],
 ) -> MaskSet:
     """Masks of (P, 2) XY point prompts (three each) or (P, 4) XYXY box prompts (one each), given in
     the pixels of the embedded crop, that pass the IoU, stability and crop-edge filters.
 
-    Prompts are decoded ``config.points_per_batch`` at a time; the result is in the crop's frame, in
-    the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
+    Prompts are decoded ``config.points_per_batch`` at a time, on a CPU several batches at once (see
+    :mod:`~grounded_sam.sam.batch_workers`), each inside ``network_context()``; the result is in the
+    crop's frame, in the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
     """
-    device, side = embedding.features.device, model.image_size
-    upsampler, workspace = Upsampler(model, embedding, config), Workspace()
-    found = []
-    for start in range(0, len(prompts), config.points_per_batch):
-        batch = prompts[start : start + config.points_per_batch]
+    step = config.points_per_batch
+    batches = [prompts[start : start + step] for start in range(0, len(prompts), step)]
+    workers = worker_count(embedding.features.device, len(batches))
+    decoded = map_batches(
+        lambda: _BatchDecoder(model, embedding, crop, image_box, config), batches, workers, network_context
+    )
+    for _, batch_stats in decoded:
+        stats.add(batch_stats)
+    return MaskSet.concat([found for found, _ in decoded], prompts.shape[1])
+
+
+class _BatchDecoder:
+    """Decodes batches of prompts against one embedded crop, in buffers of its own (one per thread)."""
+
+    def __init__(
+        self,
+        model: Sam,
+        embedding: ImageEmbedding,
+        crop: tuple[int, int, int, int],
+        image_box: tuple[int, int, int, int],
+        config: EverythingConfig,
+    ) -> None:
+        self.model, self.embedding, self.crop, self.image_box, self.config = (
+            model,
+            embedding,
+            crop,
+            image_box,
+            config,
+        )
+        self.upsampler, self.workspace = Upsampler(model, embedding, config), Workspace()
+
+    def __call__(self, batch: np.ndarray) -> tuple[MaskSet, GenerationStats]:
+        """The surviving masks of one batch of prompts, and its counts."""
+        embedding, side, config = self.embedding, self.model.image_size, self.config
+        device = embedding.features.device
         if batch.shape[1] == 2:
             coords = scale_coords(torch.from_numpy(batch), embedding.original_size, side).to(device)
             labels = torch.ones(len(batch), 1, dtype=torch.int, device=device)
-            decoded = decode_gated(
-                model, embedding.features, (coords[:, None], labels), None, config.pred_iou_thresh, workspace
-            )
+            points, boxes = (coords[:, None], labels), None
         else:
-            boxes = scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device)
-            decoded = decode_gated(model, embedding.features, None, boxes, config.pred_iou_thresh, workspace)
-        found.append(_filter(upsampler, *decoded, batch, crop, image_box, config, stats))
-    return MaskSet.concat(found, prompts.shape[1])
+            points, boxes = (
+                None,
+                scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device),
+            )
+        decoded = decode_gated(
+            self.model, embedding.features, points, boxes, config.pred_iou_thresh, self.workspace
+        )
+        stats = GenerationStats()
+        found = _filter(self.upsampler, *decoded, batch, self.crop, self.image_box, config, stats)
+        return found, stats
 
 
 def _filter(

@@ -295,7 +295,9 @@ class MaskGenerator:
         embedding = self.predictor.embedding
         points = grid * np.array(embedding.original_size[::-1])[None]
         image_box = (0, 0, pixels.shape[1], pixels.shape[0])
-        found = decode_candidates(self.model, embedding, points, crop, image_box, self.config, stats)
+        found = decode_candidates(
+            self.model, embedding, points, crop, image_box, self.config, stats, self.predictor.network_context
+        )
         if crop != image_box:  # a crop's embedding is of no further use; the whole image's may be
             self.predictor.reset_image()
         found = found.take(nms(found.boxes, found.iou, self.config.box_nms_thresh))
@@ -313,7 +315,14 @@ class MaskGenerator:
                 self.predictor.set_image(pixels)
                 embedding = self.predictor.embedding
                 found = decode_candidates(
-                    self.model, embedding, prompts, image_box, image_box, self.config, stats
+                    self.model,
+                    embedding,
+                    prompts,
+                    image_box,
+                    image_box,
+                    self.config,
+                    stats,
+                    self.predictor.network_context,
                 )
             found = found.take(nms(found.boxes, found.iou, self.config.box_nms_thresh))
         stats.kept = len(found)
