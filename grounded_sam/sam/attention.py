@@ -6,6 +6,7 @@ State-dict keys and shapes are those of ``segment_anything.modeling.transformer.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -111,14 +112,17 @@ class Attention(nn.Module):
         probs = (self.wide_queries(q) @ k.transpose(1, 2)).softmax(-1)
         return self.finish_wide(probs @ v, q.shape[1])
 
-    def wide_queries(self, q: torch.Tensor, scaled: bool = True) -> torch.Tensor:
+    def head_queries(self, q: torch.Tensor) -> torch.Tensor:
+        """(B, Lq, C) queries projected and split into heads, over √head_dim → (B, heads, Lq, head_dim)."""
+        return self._split_heads(self.q_proj(q)) * self.head_dim**-0.5
+
+    def wide_queries(self, q: torch.Tensor, heads: torch.Tensor | None = None) -> torch.Tensor:
         """(B, Lq, C) queries → (B, heads·Lq, C): one model-width query per (head, token) that scores raw
-        keys as the projected query scores projected keys (times 1/√head_dim when ``scaled``)."""
+        keys as the projected query scores projected keys, over √head_dim (``heads``: :meth:`head_queries`
+        of ``q`` when the caller has them)."""
         batch, length_q, dim = q.shape
-        queries = self._split_heads(self.q_proj(q))
-        wide = torch.einsum("bhqd,hdc->bhqc", queries, self._per_head(self.k_proj))
-        if scaled:
-            wide = wide * self.head_dim**-0.5
+        heads = self.head_queries(q) if heads is None else heads
+        wide = torch.einsum("bhqd,hdc->bhqc", heads, self._per_head(self.k_proj))
         return wide.reshape(batch, self.num_heads * length_q, dim)
 
     def finish_wide(self, mixed: torch.Tensor, length_q: int) -> torch.Tensor:
@@ -131,18 +135,30 @@ class Attention(nn.Module):
         return self.out_proj(out.flatten(2))
 
     def attend_offset_keys(
-        self, q: torch.Tensor, keys: torch.Tensor, key_offset: torch.Tensor, residual: torch.Tensor
+        self,
+        q: torch.Tensor,
+        keys: torch.Tensor,
+        key_offset: torch.Tensor,
+        residual: torch.Tensor,
+        projected_offset: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``forward(q, keys + key_offset, keys, residual)`` without forming ``keys + key_offset``.
 
-        For few queries against many per-prompt keys (the final tokens→image attention): q (B, Lq, C),
-        keys (B, Lk, C), key_offset (1, Lk, C) shared by the batch. The offset's scores come from one
-        matrix product for the whole batch, which costs less than adding it to every prompt's keys.
+        For few queries against many per-prompt keys (the token→image attentions after the first block):
+        q (B, Lq, C), keys (B, Lk, C), key_offset (1, Lk, C) shared by the batch (their positional
+        encoding). The offset's scores come from one product for the whole batch, which costs less than
+        adding it to every prompt's keys; with ``projected_offset``, the offset as :meth:`project_shared`
+        made it (heads, head_dim, Lk), that product is head_dim wide instead of model wide.
         """
         batch, length_q, dim = q.shape
-        wide = self.wide_queries(q)
-        scores = (wide.reshape(-1, dim) @ key_offset[0].T).view(batch, wide.shape[1], -1)
-        probs = torch.baddbmm(scores, wide, keys.transpose(1, 2)).softmax(-1)
+        heads = self.head_queries(q)
+        wide = self.wide_queries(q, heads)
+        if projected_offset is None:
+            scores = (wide.reshape(-1, dim) @ key_offset[0].T).view(batch, wide.shape[1], -1)
+        else:
+            scores = self.shared_key_scores(heads, projected_offset)
+        # bmm then add: baddbmm copies the transposed keys on a CPU.
+        probs = torch.bmm(wide, keys.transpose(1, 2)).add_(scores).softmax(-1)
         return self.finish_wide(probs @ keys, length_q) + residual
 
     def key_rows(self, k: torch.Tensor, v: torch.Tensor) -> KeyRows:
@@ -157,11 +173,42 @@ class Attention(nn.Module):
         out_weight = self.out_proj.weight.unflatten(1, (self.num_heads, self.head_dim))  # (C, heads, hd)
         values = self._split_heads(self.v_proj(v))
         value_rows = torch.einsum("bhkd,chd->bhkc", values, out_weight) + self.out_proj.bias / self.num_heads
-        return KeyRows(key_rows, key_bias, value_rows.reshape(batch, rows, dim), length_k)
+        return KeyRows(key_rows, key_bias, value_rows.reshape(batch, rows, dim), length_k, keys)
 
-    def row_scores(self, rows: KeyRows, q: torch.Tensor) -> torch.Tensor:
-        """Scores (B, heads·Lk, Lq) of raw queries q (B or 1, Lq, C) against :meth:`key_rows`."""
+    def project_shared(self, x: torch.Tensor, side: Literal["query", "key"]) -> torch.Tensor:
+        """Queries or keys (1, L, C) shared by every prompt (an image's tokens, or a positional encoding
+        added to per-prompt ones) through that side's projection → (heads, head_dim, L), made once for
+        :meth:`shared_query_scores` or :meth:`shared_key_scores`."""
+        if x.shape[0] != 1:
+            raise ValueError(f"shared {side}s have batch 1, got {tuple(x.shape)}")
+        linear = self.q_proj if side == "query" else self.k_proj
+        return linear(x)[0].T.unflatten(0, (self.num_heads, self.head_dim)).contiguous()
+
+    def shared_query_scores(self, rows: KeyRows, queries: torch.Tensor) -> torch.Tensor:
+        """:meth:`row_scores` of queries projected by :meth:`project_shared` → (B, heads·Lk, Lq).
+
+        With the queries' projection made once, each prompt's scores cost a head_dim-wide product instead
+        of a model-wide one (16 against 256 multiply-adds per score in ViT SAM's decoder).
+        """
+        batch, count, _ = rows.keys.shape
+        # einsum makes one product per head over all prompts, where matmul would copy the queries per prompt.
+        return torch.einsum("bhkd,hdq->bhkq", rows.projected, queries).reshape(batch, count, -1)
+
+    def shared_key_scores(self, head_queries: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """Scores (B, heads·Lq, Lk) of :meth:`head_queries` (B, heads, Lq, head_dim) against keys projected
+        by :meth:`project_shared` (heads, head_dim, Lk), in the layout of :meth:`wide_queries`' scores."""
+        return torch.einsum("bhqd,hdk->bhqk", head_queries, keys).flatten(1, 2)
+
+    def row_scores(self, rows: KeyRows, q: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores (B, heads·Lk, Lq) of raw queries q (B or 1, Lq, C) against :meth:`key_rows`.
+
+        ``offset``: the scores are those of ``q`` plus a shared (1, Lq, C) offset (e.g. its positional
+        encoding), given as :meth:`project_shared` made it; the sum is never formed.
+        """
         batch, count, dim = rows.keys.shape
+        if offset is not None:
+            # bmm then add: baddbmm copies the transposed queries on a CPU.
+            return torch.bmm(rows.keys, q.transpose(1, 2)).add_(self.shared_query_scores(rows, offset))
         if q.shape[0] == 1:
             # Shared queries: one matrix product for all B, no broadcast copy of q.
             return (rows.keys.view(batch * count, dim) @ q[0].T).view(batch, count, q.shape[1]) + rows.bias
@@ -203,9 +250,12 @@ class KeyRows:
     Attributes:
         keys: (B, heads·Lk, C) query-space key rows; bias: (B, heads·Lk, 1) their score offsets.
         values: (B, heads·Lk, C) output-space value rows; length: Lk, the keys per head.
+        projected: (B, heads, Lk, head_dim) the projected keys over √head_dim, for
+            :meth:`Attention.shared_query_scores`.
     """
 
     keys: torch.Tensor
     bias: torch.Tensor
     values: torch.Tensor
     length: int
+    projected: torch.Tensor

@@ -30,7 +30,7 @@ from grounded_sam.sam.mask_decoder import MaskDecoder, Workspace, prompts_per_pa
 from grounded_sam.sam.mask_ops import CompactMask
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.transformer import ImageTokens
+from grounded_sam.sam.transformer import PROJECTIONS_PAY_FROM, ImageTokens
 from grounded_sam.sam.transforms import scale_boxes, scale_coords
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def decode_gated(
     multimask = points is not None
     sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
     image_pe, workspace = prompt_encoder.get_dense_pe(), workspace or Workspace()
-    image = model.mask_decoder.image_tokens(features, image_pe, dense)
+    image = model.mask_decoder.image_tokens(features, image_pe, dense, len(sparse) >= PROJECTIONS_PAY_FROM)
     plain = _PlainDecoder(model.mask_decoder, features, image, multimask, workspace)
     if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(plain.decoder, features):
         return plain.decode(sparse, iou_thresh)

@@ -47,19 +47,25 @@ def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
 
 
 class _RunningAttention:
-    """Attention of the wide queries (B, R, C) of :meth:`Attention.wide_queries` over raw keys that arrive
-    in chunks: keeps each query's running maximum score, softmax normaliser and weighted value sum."""
+    """Attention of queries (B, Lq, C) over raw keys plus a shared offset (their positional encoding)
+    that arrive in chunks, through :meth:`Attention.wide_queries`: keeps each wide query's running maximum
+    score, softmax normaliser and weighted value sum. The offset's scores come from its projection
+    (:meth:`Attention.project_shared`, (heads, head_dim, L)), so keys plus offset are never formed."""
 
-    def __init__(self, wide_queries: torch.Tensor) -> None:
-        batch, count, dim = wide_queries.shape
-        self.queries = wide_queries
-        self.maximum = wide_queries.new_full((batch, count, 1), float("-inf"))
-        self.total = wide_queries.new_zeros((batch, count, 1))
-        self.weighted = wide_queries.new_zeros((batch, count, dim))
+    def __init__(self, attention: Attention, queries: torch.Tensor, projected_offset: torch.Tensor) -> None:
+        self.attention = attention
+        self.heads = attention.head_queries(queries)
+        self.queries = attention.wide_queries(queries, self.heads)
+        self.offset = projected_offset
+        batch, count, dim = self.queries.shape
+        self.maximum = queries.new_full((batch, count, 1), float("-inf"))
+        self.total = queries.new_zeros((batch, count, 1))
+        self.weighted = queries.new_zeros((batch, count, dim))
 
-    def add(self, keys: torch.Tensor, values: torch.Tensor) -> None:
-        """Take in a chunk of keys and values (B, r, C)."""
-        scores = torch.bmm(self.queries, keys.transpose(1, 2))
+    def add(self, keys: torch.Tensor, values: torch.Tensor, rows: slice) -> None:
+        """Take in the chunk ``rows`` of the keys and values (B, r, C each)."""
+        offset = self.attention.shared_key_scores(self.heads, self.offset[..., rows])
+        scores = torch.bmm(self.queries, keys.transpose(1, 2)).add_(offset)
         maximum = torch.maximum(self.maximum, scores.amax(-1, keepdim=True))
         rescale = torch.exp(self.maximum - maximum)
         weights = torch.exp(scores - maximum)
@@ -83,7 +89,7 @@ def gate_ious(
 
     Args:
         image: ``decoder.image_tokens`` of the (1, C, h, w) embedding shared by the prompts, with the
-            no-mask dense embedding.
+            no-mask dense embedding (best made with ``project=True``, once for many calls).
         sparse: (B, K, C) prompt tokens.
         multimask_output: as in :meth:`MaskDecoder.forward`.
         chunk_rows: image tokens per chunk.
@@ -96,24 +102,26 @@ def gate_ious(
     batch = sparse.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
     prompt = torch.cat([output_tokens, sparse], dim=1)  # also the tokens' positional encoding
-    first_keys, image_with_pe, pe, image = image.first_keys, image.keys_with_pe, image.pe, image.keys
-    chunks = [slice(start, start + chunk_rows) for start in range(0, image.shape[1], chunk_rows)]
+    shared = image.projections or transformer.shared_projections(image.keys_with_pe, image.pe)
+    (pe_keys, pe_queries), final_pe = shared.block_pe[0], shared.final_pe
+    chunks = [slice(start, start + chunk_rows) for start in range(0, image.keys.shape[1], chunk_rows)]
 
     # Block 1, token side (the image is still shared), then block 2's token self-attention.
     queries = first.attend_tokens(prompt, prompt)
     t2i = first.cross_attn_token_to_image
-    queries = first.feed_forward(first.norm2(t2i.attend_keys(queries + prompt, *first_keys) + queries))
-    first_rows = first.cross_attn_image_to_token.key_rows(queries + prompt, queries)
+    queries = first.feed_forward(first.norm2(t2i.attend_keys(queries + prompt, *image.first_keys) + queries))
+    i2t = first.cross_attn_image_to_token
+    first_rows = i2t.key_rows(queries + prompt, queries)
     queries = second.attend_tokens(queries, prompt)
 
     # Block 1, image side, chunk by chunk; block 2's token→image attention accumulates over the chunks.
     t2i = second.cross_attn_token_to_image
-    running = _RunningAttention(t2i.wide_queries(queries + prompt))
+    running = _RunningAttention(t2i, queries + prompt, pe_keys)
     first_image = []
     for rows in chunks:
-        scores = first.cross_attn_image_to_token.row_scores(first_rows, image_with_pe[:, rows])
-        tokens = first.norm4(first.cross_attn_image_to_token.mix_rows(first_rows, scores, image[:, rows]))
-        running.add(tokens + pe[:, rows], tokens)
+        scores = i2t.shared_query_scores(first_rows, shared.first_queries[..., rows])
+        tokens = first.norm4(i2t.mix_rows(first_rows, scores, image.keys[:, rows]))
+        running.add(tokens, tokens, rows)
         first_image.append(tokens)
     queries = second.feed_forward(second.norm2(t2i.finish_wide(running.mixed(), prompt.shape[1]) + queries))
 
@@ -122,10 +130,10 @@ def gate_ious(
     second_rows = i2t.key_rows(queries + prompt, queries)
     final: Attention = transformer.final_attn_token_to_image
     iou_token = queries[:, :1]
-    running = _RunningAttention(final.wide_queries(iou_token + prompt[:, :1]))
+    running = _RunningAttention(final, iou_token + prompt[:, :1], final_pe)
     for rows, tokens in zip(chunks, first_image, strict=True):
-        scores = i2t.row_scores(second_rows, tokens + pe[:, rows])
+        scores = i2t.row_scores(second_rows, tokens, offset=pe_queries[..., rows])
         tokens = second.norm4(i2t.mix_rows(second_rows, scores, tokens, in_place=True))
-        running.add(tokens + pe[:, rows], tokens)
+        running.add(tokens, tokens, rows)
     attended = transformer.norm_final_attn(final.finish_wide(running.mixed(), 1) + iou_token)
     return decoder.iou_from_tokens(attended, multimask_output)

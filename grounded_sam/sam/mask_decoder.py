@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from grounded_sam.sam.common import MLP, LayerNorm2d
-from grounded_sam.sam.transformer import BlockOutputs, ImageTokens
+from grounded_sam.sam.transformer import PROJECTIONS_PAY_FROM, BlockOutputs, ImageTokens
 
 PASS_BYTES = 16 << 20
 """Per-prompt image tokens decoded in one pass stay under this size (see :func:`prompts_per_pass`)."""
@@ -160,16 +160,24 @@ class MaskDecoder(nn.Module):
     ) -> BlockOutputs:
         """:meth:`attend` up to the transformer's final attention (see ``TwoWayTransformer.final_attention``),
         so a caller can finish only the IoU token first."""
-        self._check(image_embeddings, dense_prompt_embeddings, sparse_prompt_embeddings.shape[0])
-        image = self.image_tokens(image_embeddings, image_pe, dense_prompt_embeddings)
+        batch = sparse_prompt_embeddings.shape[0]
+        self._check(image_embeddings, dense_prompt_embeddings, batch)
+        image = self.image_tokens(
+            image_embeddings, image_pe, dense_prompt_embeddings, project=batch >= PROJECTIONS_PAY_FROM
+        )
         return self.attend_blocks(image, sparse_prompt_embeddings)
 
     def image_tokens(
-        self, image_embeddings: torch.Tensor, image_pe: torch.Tensor, dense_prompt_embeddings: torch.Tensor
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        project: bool = False,
     ) -> ImageTokens:
         """The transformer's image input for these embeddings (arguments as in :meth:`forward`); a caller
-        decoding batch after batch of prompts with the same dense embedding makes it once."""
-        return self.transformer.image_tokens(image_embeddings + dense_prompt_embeddings, image_pe)
+        decoding batch after batch of prompts with the same dense embedding makes it once, with
+        ``project`` (see ``TwoWayTransformer.image_tokens``) when they are many."""
+        return self.transformer.image_tokens(image_embeddings + dense_prompt_embeddings, image_pe, project)
 
     def attend_blocks(self, image: ImageTokens, sparse_prompt_embeddings: torch.Tensor) -> BlockOutputs:
         """:meth:`run_blocks` on :meth:`image_tokens` made beforehand."""

@@ -47,26 +47,39 @@ class TwoWayAttentionBlock(nn.Module):
         key_pe: torch.Tensor,
         overwrite_keys: bool = False,
         image: ImageTokens | None = None,
+        projected_pe: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (N, T, C), keys (1 or N, HW, C), PEs broadcastable to them → updated (queries, keys).
 
         ``overwrite_keys``: the caller no longer needs ``keys`` (and autograd is off), so the image→token
         update may be written into them. ``image``: the first block's ``keys`` are these shared image
-        tokens, whose sum with the PE and projected token→image keys were made beforehand.
+        tokens, whose sum with the PE and projections were made beforehand. ``projected_pe``: a later
+        block's per-prompt keys get ``key_pe`` through the cross-attentions' projections, as
+        :attr:`SharedProjections.block_pe` holds it, instead of a sum with it per prompt.
         """
         queries = self.attend_tokens(queries, query_pe)
         q = queries + query_pe
         t2i = self.cross_attn_token_to_image
-        if image is None:
-            keys_with_pe = keys + key_pe  # shared by both cross-attentions
-            queries = self.norm2(t2i(q, keys_with_pe, keys, residual=queries))
-        else:
+        if image is not None:
             keys_with_pe = image.keys_with_pe
             queries = self.norm2(t2i.attend_keys(q, *image.first_keys) + queries)
+        elif projected_pe is not None:
+            queries = self.norm2(t2i.attend_offset_keys(q, keys, key_pe, queries, projected_pe[0]))
+        else:
+            keys_with_pe = keys + key_pe  # shared by both cross-attentions
+            queries = self.norm2(t2i(q, keys_with_pe, keys, residual=queries))
         queries = self.feed_forward(queries)
         q = queries + query_pe
         i2t = self.cross_attn_image_to_token
-        return queries, self.norm4(i2t(keys_with_pe, q, queries, residual=keys, in_place=overwrite_keys))
+        if image is not None and image.projections is not None:
+            rows = i2t.key_rows(q, queries)
+            scores = i2t.shared_query_scores(rows, image.projections.first_queries)
+        elif projected_pe is not None:
+            rows = i2t.key_rows(q, queries)
+            scores = i2t.row_scores(rows, keys, offset=projected_pe[1])
+        else:
+            return queries, self.norm4(i2t(keys_with_pe, q, queries, residual=keys, in_place=overwrite_keys))
+        return queries, self.norm4(i2t.mix_rows(rows, scores, keys, in_place=overwrite_keys))
 
     def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
         """The tokens' self-attention step (N, T, C) → (N, T, C)."""
@@ -89,12 +102,37 @@ class ImageTokens:
     Attributes:
         keys: (1 or N, L, C) image tokens; pe: (1, L, C) their positional encoding; keys_with_pe: the sum.
         first_keys: the first block's token→image keys and values (:meth:`Attention.project_keys`).
+        projections: what many prompts' attentions share, projected once (None: not made, e.g. for few
+            prompts, or image tokens with batch N).
     """
 
     keys: torch.Tensor
     pe: torch.Tensor
     keys_with_pe: torch.Tensor
     first_keys: tuple[torch.Tensor, torch.Tensor]
+    projections: SharedProjections | None
+
+
+@dataclass(frozen=True)
+class SharedProjections:
+    """Image-side inputs that every prompt's attentions share, through their projections
+    (:meth:`Attention.project_shared`, (heads, head_dim, L) each). They cost about one model-wide
+    projection each per image and spare each prompt a model-wide product or a sum over its (L, C) image
+    tokens, so they pay from a few prompts on (:data:`PROJECTIONS_PAY_FROM`).
+
+    Attributes:
+        first_queries: the image tokens plus PE as the first block's image→token queries.
+        block_pe: for each block after the first, the PE as its token→image keys and image→token queries.
+        final_pe: the PE as the final attention's keys.
+    """
+
+    first_queries: torch.Tensor
+    block_pe: tuple[tuple[torch.Tensor, torch.Tensor], ...]
+    final_pe: torch.Tensor
+
+
+PROJECTIONS_PAY_FROM = 8
+"""Prompts decoded against one image from which :class:`SharedProjections` are made."""
 
 
 @dataclass(frozen=True)
@@ -106,17 +144,20 @@ class BlockOutputs:
         prompt: (N, T, C) the input prompt tokens (also their positional encoding).
         keys: (1 or N, L, C) image tokens after the blocks (batch 1 when no block updated them).
         key_pe: (1, L, C) positional encoding of the image tokens.
+        final_pe: ``key_pe`` through the final attention's key projection, when it was made
+            (:attr:`SharedProjections.final_pe`).
     """
 
     queries: torch.Tensor
     prompt: torch.Tensor
     keys: torch.Tensor
     key_pe: torch.Tensor
+    final_pe: torch.Tensor | None = None
 
     def take(self, index: torch.Tensor) -> BlockOutputs:
         """The prompts at ``index`` (a 1-D index tensor)."""
         keys = self.keys if self.keys.shape[0] == 1 else self.keys[index]
-        return BlockOutputs(self.queries[index], self.prompt[index], keys, self.key_pe)
+        return BlockOutputs(self.queries[index], self.prompt[index], keys, self.key_pe, self.final_pe)
 
 
 class TwoWayTransformer(nn.Module):
@@ -173,9 +214,13 @@ class TwoWayTransformer(nn.Module):
         """The blocks of :meth:`forward` (same arguments), without the final attention."""
         return self.attend_blocks(self.image_tokens(image_embedding, image_pe), point_embedding)
 
-    def image_tokens(self, image_embedding: torch.Tensor, image_pe: torch.Tensor) -> ImageTokens:
+    def image_tokens(
+        self, image_embedding: torch.Tensor, image_pe: torch.Tensor, project: bool = False
+    ) -> ImageTokens:
         """The image side of :meth:`run_blocks` (image embedding (1 or N, C, h, w), its positional encoding
-        (1, C, h, w)), for :meth:`attend_blocks`: made once, it serves any number of prompt batches."""
+        (1, C, h, w)), for :meth:`attend_blocks`: made once, it serves any number of prompt batches.
+        ``project``: also make the :class:`SharedProjections` (with a batch-1 embedding), for many prompts.
+        """
         if image_embedding.shape[1:] != image_pe.shape[1:] or image_pe.shape[0] != 1:
             raise ValueError(
                 f"image_pe must be (1, C, h, w) matching image_embedding {tuple(image_embedding.shape)}, "
@@ -185,7 +230,23 @@ class TwoWayTransformer(nn.Module):
         pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         keys_with_pe = keys + pe
         first_keys = self.layers[0].cross_attn_token_to_image.project_keys(keys_with_pe, keys)
-        return ImageTokens(keys, pe, keys_with_pe, first_keys)
+        projections = self.shared_projections(keys_with_pe, pe) if project and keys.shape[0] == 1 else None
+        return ImageTokens(keys, pe, keys_with_pe, first_keys, projections)
+
+    def shared_projections(self, keys_with_pe: torch.Tensor, pe: torch.Tensor) -> SharedProjections:
+        """:class:`SharedProjections` of batch-1 image tokens plus PE and of the PE, (1, L, C) each."""
+        later = tuple(
+            (
+                layer.cross_attn_token_to_image.project_shared(pe, "key"),
+                layer.cross_attn_image_to_token.project_shared(pe, "query"),
+            )
+            for layer in self.layers[1:]
+        )
+        return SharedProjections(
+            self.layers[0].cross_attn_image_to_token.project_shared(keys_with_pe, "query"),
+            later,
+            self.final_attn_token_to_image.project_shared(pe, "key"),
+        )
 
     def attend_blocks(self, image: ImageTokens, point_embedding: torch.Tensor) -> BlockOutputs:
         """:meth:`run_blocks` on image tokens made beforehand, e.g. once for many batches of prompts."""
@@ -197,10 +258,13 @@ class TwoWayTransformer(nn.Module):
         keys, queries = image.keys, point_embedding
         # Image tokens made by a block belong to this loop: the next block may update them in place.
         overwrite = not torch.is_grad_enabled()
+        projections = image.projections
         for i, layer in enumerate(self.layers):
             shared = image if i == 0 else None
-            queries, keys = layer(queries, keys, point_embedding, image.pe, overwrite and i > 0, shared)
-        return BlockOutputs(queries, point_embedding, keys, image.pe)
+            pe = projections.block_pe[i - 1] if projections is not None and i > 0 else None
+            queries, keys = layer(queries, keys, point_embedding, image.pe, overwrite and i > 0, shared, pe)
+        final_pe = None if projections is None else projections.final_pe
+        return BlockOutputs(queries, point_embedding, keys, image.pe, final_pe)
 
     def final_attention(self, state: BlockOutputs, tokens: slice = slice(None)) -> torch.Tensor:
         """The final tokens→image attention and norm of the ``tokens`` of ``state`` → (N, T', C).
@@ -212,7 +276,7 @@ class TwoWayTransformer(nn.Module):
         q = queries + state.prompt[:, tokens]
         attention = self.final_attn_token_to_image
         if state.keys.shape[0] == q.shape[0] > 1:
-            attended = attention.attend_offset_keys(q, state.keys, state.key_pe, residual=queries)
+            attended = attention.attend_offset_keys(q, state.keys, state.key_pe, queries, state.final_pe)
         else:
             attended = attention(q, state.keys + state.key_pe, state.keys, residual=queries)
         return self.norm_final_attn(attended)

@@ -41,7 +41,13 @@ def test_gate_equals_the_plain_decoder(model, multimask, chunk_rows) -> None:
     sparse, dense = _prompts(model, 9, multimask)
     decoder, image_pe = model.mask_decoder, model.prompt_encoder.get_dense_pe()
     with torch.inference_mode():
-        plain = decoder.iou_from_tokens(decoder.attend(features, image_pe, sparse, dense)[0], multimask)
+        # One prompt at a time: the plain path then makes no shared projections, unlike the gate.
+        plain = torch.cat(
+            [
+                decoder.iou_from_tokens(decoder.attend(features, image_pe, one, dense)[0], multimask)
+                for one in sparse.split(1)
+            ]
+        )
         image = decoder.image_tokens(features, image_pe, dense)
         gated = gate_ious(decoder, image, sparse, multimask, chunk_rows=chunk_rows)
     assert gated.shape == plain.shape == (9, 3 if multimask else 1)

@@ -68,7 +68,11 @@ def test_bfloat16_segment_everything_finds_the_float32_masks(model, scenes) -> N
     fast = MaskGenerator(model, **settings, precision="bfloat16").generate(image)
     assert len(exact) >= 3
     exact_masks = np.stack([r["segmentation"] for r in exact])
-    for record in fast:
-        best = mask_ious(np.repeat(record["segmentation"][None], len(exact), 0), exact_masks).max()
-        assert best > 0.9
+    best = [
+        mask_ious(np.repeat(record["segmentation"][None], len(exact), 0), exact_masks).max()
+        for record in fast
+    ]
+    # bfloat16's noise can tip a mask over a filter's threshold, or swap which of two overlapping masks
+    # suppression keeps; nearly all must still be float32's.
+    assert np.mean(np.array(best) > 0.9) >= 0.8, np.round(best, 3)
     assert abs(len(fast) - len(exact)) <= max(1, len(exact) // 5)

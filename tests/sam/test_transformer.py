@@ -148,6 +148,55 @@ def test_offset_keys_equal_attention_over_the_summed_keys(attentions):
     torch.testing.assert_close(got, expected, atol=1e-10, rtol=1e-10)
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_shared_projections_give_the_reference_result(transformers, grad):
+    """Image tokens made with ``project=True`` (as for many prompts) decode as the reference does."""
+    reference, ours = transformers
+    image, pe, tokens = _inputs(5, 1)
+    with torch.no_grad():
+        expected_queries, expected_keys = reference(image.expand(5, -1, -1, -1), pe, tokens)
+    with torch.set_grad_enabled(grad):
+        shared = ours.image_tokens(image, pe, project=True)
+        state = ours.attend_blocks(shared, tokens)
+        queries = ours.final_attention(state)
+    assert shared.projections is not None and state.final_pe is not None
+    assert queries.requires_grad == grad
+    torch.testing.assert_close(queries.detach(), expected_queries, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(state.keys.detach(), expected_keys, atol=1e-5, rtol=1e-5)
+
+
+def test_projections_are_made_only_for_a_shared_image(transformers):
+    _, ours = transformers
+    image, pe, _ = _inputs(3, 3)
+    assert ours.image_tokens(image, pe, project=True).projections is None
+    assert ours.image_tokens(image[:1], pe).projections is None
+    with pytest.raises(ValueError, match="have batch 1"):
+        ours.layers[0].cross_attn_image_to_token.project_shared(image.flatten(2).transpose(1, 2), "query")
+
+
+def test_shared_scores_equal_scores_of_the_summed_inputs(attentions):
+    """Scores against shared projected queries or keys are those of the summed raw inputs (float64)."""
+    _, ours = attentions
+    generator = torch.Generator().manual_seed(6)
+    tokens, image, offset = (
+        torch.randn(shape, generator=generator, dtype=torch.float64)
+        for shape in ((3, 5, DIM), (3, 40, DIM), (1, 40, DIM))
+    )
+    with torch.no_grad():
+        rows = ours.key_rows(tokens, tokens)
+        expected = ours.row_scores(rows, image + offset)
+        projected = ours.project_shared(offset, "query")
+        assert projected.shape == (HEADS, ours.head_dim, 40)
+        torch.testing.assert_close(ours.row_scores(rows, image, offset=projected), expected)
+        torch.testing.assert_close(ours.shared_query_scores(rows, projected), ours.row_scores(rows, offset))
+        # Key side: the softmax of the scores of raw keys plus the offset, up to a constant per query.
+        residual = torch.zeros_like(tokens)
+        summed = ours(tokens, image + offset, image, residual=residual)
+        shared_keys = ours.project_shared(offset, "key")
+        got = ours.attend_offset_keys(tokens, image, offset, residual, shared_keys)
+    torch.testing.assert_close(got, summed, atol=1e-10, rtol=1e-10)
+
+
 def test_final_attention_of_some_tokens_equals_those_of_the_full_pass(transformers):
     _, ours = transformers
     image, pe, tokens = _inputs(4, 1)
