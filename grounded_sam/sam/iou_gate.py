@@ -47,10 +47,11 @@ def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
 
 
 class _RunningAttention:
-    """Attention of queries (B, Lq, C) over raw keys plus a shared offset (their positional encoding)
-    that arrive in chunks, through :meth:`Attention.wide_queries`: keeps each wide query's running maximum
-    score, softmax normaliser and weighted value sum. The offset's scores come from its projection
-    (:meth:`Attention.project_shared`, (heads, head_dim, L)), so keys plus offset are never formed."""
+    """Attention of queries (B, Lq, C) over image tokens that arrive in chunks (values; plus a shared
+    offset, their positional encoding, as keys), through :meth:`Attention.wide_queries`: keeps each wide
+    query's running maximum score, softmax normaliser and weighted value sum. The offset's scores come from
+    its projection (:meth:`Attention.project_shared`, (heads, head_dim, L)), so tokens plus offset are
+    never formed."""
 
     def __init__(self, attention: Attention, queries: torch.Tensor, projected_offset: torch.Tensor) -> None:
         self.attention = attention
@@ -62,15 +63,15 @@ class _RunningAttention:
         self.total = queries.new_zeros((batch, count, 1))
         self.weighted = queries.new_zeros((batch, count, dim))
 
-    def add(self, keys: torch.Tensor, values: torch.Tensor, rows: slice) -> None:
-        """Take in the chunk ``rows`` of the keys and values (B, r, C each)."""
+    def add(self, tokens: torch.Tensor, rows: slice) -> None:
+        """Take in the chunk ``rows`` of the image tokens (B, r, C)."""
         offset = self.attention.shared_key_scores(self.heads, self.offset[..., rows])
-        scores = torch.bmm(self.queries, keys.transpose(1, 2)).add_(offset)
+        scores = torch.bmm(self.queries, tokens.transpose(1, 2)).add_(offset)
         maximum = torch.maximum(self.maximum, scores.amax(-1, keepdim=True))
         rescale = torch.exp(self.maximum - maximum)
         weights = torch.exp(scores - maximum)
         self.total = self.total * rescale + weights.sum(-1, keepdim=True)
-        self.weighted = torch.baddbmm(self.weighted * rescale, weights, values)
+        self.weighted = torch.baddbmm(self.weighted * rescale, weights, tokens)
         self.maximum = maximum
 
     def mixed(self) -> torch.Tensor:
@@ -121,7 +122,7 @@ def gate_ious(
     for rows in chunks:
         scores = i2t.shared_query_scores(first_rows, shared.first_queries[..., rows])
         tokens = first.norm4(i2t.mix_rows(first_rows, scores, image.keys[:, rows]))
-        running.add(tokens, tokens, rows)
+        running.add(tokens, rows)
         first_image.append(tokens)
     queries = second.feed_forward(second.norm2(t2i.finish_wide(running.mixed(), prompt.shape[1]) + queries))
 
@@ -134,6 +135,6 @@ def gate_ious(
     for rows, tokens in zip(chunks, first_image, strict=True):
         scores = i2t.row_scores(second_rows, tokens, offset=pe_queries[..., rows])
         tokens = second.norm4(i2t.mix_rows(second_rows, scores, tokens, in_place=True))
-        running.add(tokens, tokens, rows)
+        running.add(tokens, rows)
     attended = transformer.norm_final_attn(final.finish_wide(running.mixed(), 1) + iou_token)
     return decoder.iou_from_tokens(attended, multimask_output)
