@@ -131,8 +131,10 @@ class SharedProjections:
     final_pe: torch.Tensor
 
 
-PROJECTIONS_PAY_FROM = 8
-"""Prompts decoded against one image from which :class:`SharedProjections` are made."""
+PROJECTIONS_PAY_FROM = 12
+"""Prompts decoded against one image from which :class:`SharedProjections` are made. ViT-B, one thread,
+image tokens made per call, blocks and final attention: 8 prompts 134 ms plain / 137 ms projected,
+16 prompts 249 / 235 ms, 1 prompt 25 / 38 ms."""
 
 
 @dataclass(frozen=True)
