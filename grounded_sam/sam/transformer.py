@@ -71,14 +71,14 @@ class TwoWayAttentionBlock(nn.Module):
         queries = self.feed_forward(queries)
         q = queries + query_pe
         i2t = self.cross_attn_image_to_token
-        if image is not None and image.projections is not None:
-            rows = i2t.key_rows(q, queries)
-            scores = i2t.shared_query_scores(rows, image.projections.first_queries)
-        elif projected_pe is not None:
-            rows = i2t.key_rows(q, queries)
-            scores = i2t.row_scores(rows, keys, offset=projected_pe[1])
-        else:
+        shared = None if image is None else image.projections
+        if shared is None and projected_pe is None:
             return queries, self.norm4(i2t(keys_with_pe, q, queries, residual=keys, in_place=overwrite_keys))
+        rows = i2t.key_rows(q, queries)
+        if shared is not None:
+            scores = i2t.shared_query_scores(rows, shared.first_queries)
+        else:
+            scores = i2t.row_scores(rows, keys, offset=projected_pe[1])
         return queries, self.norm4(i2t.mix_rows(rows, scores, keys, in_place=overwrite_keys))
 
     def attend_tokens(self, queries: torch.Tensor, query_pe: torch.Tensor) -> torch.Tensor:
