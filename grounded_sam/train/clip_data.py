@@ -13,13 +13,13 @@ loss can tell which captions are true for which crops.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grounded_sam.data import Scene
+from grounded_sam.data import Scene, SceneConfig, make_scene, scene_seed
 from grounded_sam.evaluation import mask_ious
 from grounded_sam.text.crops import (
     Background,
@@ -269,3 +269,61 @@ def caption_matches(batch: CropBatch, captions: Captions) -> torch.Tensor:
     shape_ok = (captions.shapes[None] == -1) | (captions.shapes[None] == batch.shapes[:, None])
     objects = ~crop_background & ~captions.background[None] & color_ok & shape_ok
     return objects | (crop_background & captions.background[None])
+
+
+@dataclass
+class StepData(torch.utils.data.Dataset):
+    """The training data of each step: its scenes' crops and their captions, fixed by ``(seed, step)``.
+
+    Item ``i`` is step ``first + i``, so a resumed run draws what the uninterrupted run would have. A
+    ``DataLoader`` worker can make the next steps' data while the model trains on this one; the
+    segmenter is built by ``segmenter()`` on first use, in the process that uses it.
+
+    Attributes:
+        seed, first, last: the run seed and the 0-based steps ``first .. last - 1``.
+        scenes_per_step, scenes: how many scenes each step draws, and how.
+        clip_input, margin, background: how crops are made (as the labeler makes them).
+        negatives_per_scene, sam_masks: background crops per scene; share of scenes seen through SAM.
+        segmenter: makes the segmenter of the ``sam_masks`` scenes (None: ground truth only).
+    """
+
+    seed: int
+    first: int
+    last: int
+    scenes_per_step: int
+    scenes: SceneConfig
+    clip_input: ClipInput
+    margin: float
+    background: Background
+    negatives_per_scene: int = 1
+    sam_masks: float = 0.0
+    segmenter: Callable[[], Segmenter] | None = None
+    _segment: Segmenter | None = field(default=None, init=False, repr=False)
+
+    def __len__(self) -> int:
+        return max(self.last - self.first, 0)
+
+    def __getitem__(self, index: int) -> tuple[CropBatch, Captions]:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        step = self.first + index
+        rng = np.random.default_rng([self.seed, step])
+        start = step * self.scenes_per_step
+        scenes = [
+            make_scene(scene_seed(self.seed, start + i), self.scenes) for i in range(self.scenes_per_step)
+        ]
+        if self._segment is None and self.segmenter is not None and self.sam_masks > 0:
+            self._segment = self.segmenter()
+        batch = scene_batch(
+            scenes,
+            self.scenes.colors,
+            self.scenes.shapes,
+            self.clip_input,
+            self.margin,
+            self.background,
+            rng,
+            self.negatives_per_scene,
+            segment=self._segment,
+            segment_prob=self.sam_masks,
+        )
+        return batch, sample_captions(batch, self.scenes.colors, self.scenes.shapes, rng)

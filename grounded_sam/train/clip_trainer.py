@@ -30,6 +30,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +39,10 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
+from torch.utils.data import DataLoader
 
 from grounded_sam.atomic import atomic_path
-from grounded_sam.data import SceneConfig, all_class_names, make_scene, scene_seed
+from grounded_sam.data import SceneConfig, all_class_names
 from grounded_sam.text.demo_clip import (
     BACKGROUND_PHRASE,
     DEMO_CLIP_BACKGROUND,
@@ -51,7 +53,7 @@ from grounded_sam.text.demo_clip import (
     demo_clip_config,
     demo_tokenizer,
 )
-from grounded_sam.train.clip_data import Segmenter, caption_matches, sample_captions, scene_batch
+from grounded_sam.train.clip_data import Captions, CropBatch, Segmenter, StepData, caption_matches
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class ClipTrainConfig:
         resume: continue from ``out_dir/checkpoint.pt`` if it exists.
         sam_masks: share of scenes whose instances are cropped through the demo SAM's box masks.
         sam_weights: that SAM's safetensors (default: the shipped ``demo_sam``).
+        data_workers: processes making the next steps' data during a step (0: made between steps).
     """
 
     out_dir: Path = Path("runs/clip")
@@ -95,6 +98,7 @@ class ClipTrainConfig:
     resume: bool = True
     sam_masks: float = 0.25
     sam_weights: Path | None = None
+    data_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.scenes_per_step < 1 or self.checkpoint_every < 1:
@@ -102,8 +106,10 @@ class ClipTrainConfig:
                 "steps, scenes_per_step and checkpoint_every must be >= 1, got "
                 f"{self.steps}, {self.scenes_per_step}, {self.checkpoint_every}"
             )
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_steps < 0 or self.negatives_per_scene < 0:
+        if self.lr <= 0 or min(self.weight_decay, self.warmup_steps, self.negatives_per_scene) < 0:
             raise ValueError("lr must be > 0 and weight_decay, warmup_steps, negatives_per_scene >= 0")
+        if self.data_workers < 0:
+            raise ValueError(f"data_workers must be >= 0, got {self.data_workers}")
         if not 0 <= self.sam_masks <= 1:
             raise ValueError(f"sam_masks must be a share in [0, 1], got {self.sam_masks}")
 
@@ -239,34 +245,10 @@ def sam_segmenter(weights: Path | None = None) -> Segmenter:
 
 
 def train_step(
-    model: nn.Module,
-    vocabulary: Vocabulary,
-    tokenizer: Any,
-    config: ClipTrainConfig,
-    step: int,
-    segment: Segmenter | None = None,
+    model: nn.Module, vocabulary: Vocabulary, tokenizer: Any, batch: CropBatch, captions: Captions
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The loss of 0-based ``step`` (its scenes and augmentations fixed by the seed and step) and metrics;
-    ``segment`` draws the masks of the ``config.sam_masks`` share of scenes."""
-    rng = np.random.default_rng([config.seed, step])
-    first = step * config.scenes_per_step
-    scenes = [
-        make_scene(scene_seed(config.seed, first + i), config.scenes) for i in range(config.scenes_per_step)
-    ]
-    model_config = config.model or demo_clip_config()
-    batch = scene_batch(
-        scenes,
-        config.scenes.colors,
-        config.scenes.shapes,
-        clip_input_for(model_config),
-        DEMO_CLIP_MARGIN,
-        DEMO_CLIP_BACKGROUND,
-        rng,
-        config.negatives_per_scene,
-        segment=segment,
-        segment_prob=config.sam_masks,
-    )
-    captions = sample_captions(batch, config.scenes.colors, config.scenes.shapes, rng)
+    """The loss of one step's crops and captions (see :class:`~grounded_sam.train.clip_data.StepData`)
+    and its metrics."""
     images = F.normalize(model.encode_image(batch.crops), dim=-1)
     texts = F.normalize(model.encode_text(tokenizer(captions.texts)), dim=-1)
     scale = model.logit_scale.exp().clamp(max=100.0)
@@ -289,6 +271,23 @@ def train_step(
     return contrastive + labelling, metrics
 
 
+def step_data(config: ClipTrainConfig, first: int) -> StepData:
+    """The data of steps ``first`` .. ``config.steps - 1`` of a run."""
+    return StepData(
+        seed=config.seed,
+        first=first,
+        last=config.steps,
+        scenes_per_step=config.scenes_per_step,
+        scenes=config.scenes,
+        clip_input=clip_input_for(config.model or demo_clip_config()),
+        margin=DEMO_CLIP_MARGIN,
+        background=DEMO_CLIP_BACKGROUND,
+        negatives_per_scene=config.negatives_per_scene,
+        sam_masks=config.sam_masks,
+        segmenter=partial(sam_segmenter, config.sam_weights),
+    )
+
+
 def train_clip(config: ClipTrainConfig, on_step: StepCallback | None = None) -> Path:
     """Train (or resume) a run and return the path of the exported float16 safetensors weights.
 
@@ -301,11 +300,17 @@ def train_clip(config: ClipTrainConfig, on_step: StepCallback | None = None) -> 
     vocabulary = Vocabulary(config.scenes, tokenizer)
     optimizer = _optimizer(model, config)
     done = _load_checkpoint(config, model, optimizer)
-    segment = sam_segmenter(config.sam_weights) if config.sam_masks > 0 else None
-    for step in range(done, config.steps):
+    # A worker makes the next steps' scenes and crops while the model trains on this step's.
+    loader = DataLoader(
+        step_data(config, done),
+        batch_size=None,
+        num_workers=config.data_workers,
+        prefetch_factor=2 if config.data_workers else None,
+    )
+    for step, (batch, captions) in enumerate(loader, start=done):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(config, step)
-        loss, metrics = train_step(model, vocabulary, tokenizer, config, step, segment)
+        loss, metrics = train_step(model, vocabulary, tokenizer, batch, captions)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -338,6 +343,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         "--sam-masks", type=float, default=defaults.sam_masks, help="share of SAM-drawn scenes"
     )
     parser.add_argument("--sam-weights", type=Path, default=None, help="demo SAM weights (default: shipped)")
+    parser.add_argument(
+        "--data-workers", type=int, default=defaults.data_workers, help="processes making data ahead"
+    )
     return parser.parse_args(argv)
 
 
@@ -359,6 +367,7 @@ def main(argv: list[str] | None = None) -> None:
         resume=not args.no_resume,
         sam_masks=args.sam_masks,
         sam_weights=args.sam_weights,
+        data_workers=args.data_workers,
     )
     console = Console(stderr=True)
     columns = (

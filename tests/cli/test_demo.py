@@ -51,3 +51,4 @@ def test_train_demo_hands_the_new_sam_to_the_clip_stage(tmp_path, monkeypatch) -
     assert clip[:3] == ["clip", "--out", str(tmp_path / "demo_clip")]
     assert clip[clip.index("--sam-weights") + 1] == str(tmp_path / "demo_sam" / "demo_sam.safetensors")
     assert "--no-resume" in clip and int(clip[clip.index("--threads") + 1]) >= 1
+    assert clip[clip.index("--data-workers") + 1] == "1"

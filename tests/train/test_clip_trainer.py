@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch.utils.data import DataLoader
 
 from grounded_sam.data import SceneConfig, make_scene
 from grounded_sam.text.demo_clip import build_demo_clip, clip_input_for, demo_tokenizer
@@ -16,6 +17,7 @@ from grounded_sam.train.clip_data import (
     BACKGROUND_ID,
     Captions,
     CropBatch,
+    StepData,
     background_masks,
     caption_matches,
     perturb_mask,
@@ -29,6 +31,7 @@ from grounded_sam.train.clip_trainer import (
     learning_rate,
     main,
     multi_positive_nce,
+    step_data,
     train_clip,
 )
 
@@ -113,6 +116,8 @@ def test_config_rejects_bad_values(tmp_path):
         ClipTrainConfig(out_dir=tmp_path, lr=0.0)
     with pytest.raises(ValueError, match="sam_masks"):
         ClipTrainConfig(out_dir=tmp_path, sam_masks=1.5)
+    with pytest.raises(ValueError, match="data_workers"):
+        ClipTrainConfig(out_dir=tmp_path, data_workers=-1)
 
 
 def test_segmented_masks_keep_ground_truth_where_the_segmenter_misses():
@@ -208,6 +213,23 @@ def test_vocabulary_loss_is_small_when_the_right_phrases_win():
     assert torch.allclose(embeddings.norm(dim=-1), torch.ones(len(vocabulary.phrases)), atol=1e-5)
 
 
+def test_step_data_is_fixed_by_seed_and_step_in_any_process(tmp_path):
+    config = tiny_config(tmp_path, 3, sam_masks=0.0)
+    whole, resumed = step_data(config, 0), step_data(config, 2)
+    assert isinstance(whole, StepData) and (len(whole), len(resumed)) == (3, 1)
+    batch, captions = whole[2]
+    again, again_captions = resumed[0]
+    assert torch.equal(batch.crops, again.crops) and torch.equal(batch.shapes, again.shapes)
+    assert captions.texts == again_captions.texts
+    assert whole[1][1].texts != captions.texts  # another step, other scenes
+    # A DataLoader worker makes the same data as the main process.
+    loaded = list(DataLoader(whole, batch_size=None, num_workers=1))
+    assert len(loaded) == 3 and torch.equal(loaded[2][0].crops, batch.crops)
+    assert loaded[2][1].texts == captions.texts
+    with pytest.raises(IndexError):
+        whole[3]
+
+
 def test_tiny_run_trains_checkpoints_and_resumes_exactly(tmp_path):
     torch.manual_seed(0)
     straight = train_clip(tiny_config(tmp_path / "a", 3))
@@ -225,6 +247,14 @@ def test_tiny_run_trains_checkpoints_and_resumes_exactly(tmp_path):
     initial = build_demo_clip(TINY_MODEL).state_dict()
     assert not torch.equal(initial["visual.proj"].half(), first["visual.proj"])
     assert math.isfinite(float(first["logit_scale"]))
+
+
+def test_runs_without_a_data_worker_match_runs_with_one(tmp_path):
+    torch.manual_seed(0)
+    with_worker = load_file(str(train_clip(tiny_config(tmp_path / "a", 2))))
+    torch.manual_seed(0)
+    in_process = load_file(str(train_clip(tiny_config(tmp_path / "b", 2, data_workers=0))))
+    assert all(torch.equal(with_worker[key], in_process[key]) for key in with_worker)
 
 
 def test_resume_with_another_seed_is_refused(tmp_path):
