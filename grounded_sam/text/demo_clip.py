@@ -1,14 +1,16 @@
 """The embedded demo CLIP: a small open_clip model trained here on the synthetic shape scenes.
 
 It names mask crops of coloured shapes ("red circle", "blue star", ...) and understands partial
-phrases ("red shape", "circle") and a "background" phrase for regions that are not one object. The
-weights ship in ``grounded_sam/assets/`` and are sha256-checked when loaded; no download is needed.
+phrases ("red shape", "circle") and a "background" phrase for regions that are not one object. Its
+image tower is open_clip's ``ModifiedResNet`` (two bottleneck blocks per stage, width 16, attention
+pooling) at 64 px: on this CPU it learns shapes far faster than a ViT of the same cost (after 400 steps,
+held-out class accuracy 0.90 against the 4-layer ViT's 0.68; after the full run 0.985 against 0.928).
+The weights ship in ``grounded_sam/assets/`` and are sha256-checked when loaded; no download is needed.
 Training: :mod:`grounded_sam.train.clip_trainer`. The shipped file is the trainer's default run (seed 0,
 2000 steps of 24 scenes, a quarter of them seen through the shipped demo SAM's box masks):
-``python -m grounded_sam.train clip --out runs/clip --threads 2``, 25 minutes on this 2-core CPU.
-Held-out (200 scenes, seed 1000): class accuracy 0.928, colour 1.0, shape 0.932, background rejection
-0.973; on plainly drawn PIL scenes 0.903. In the text pipeline it finds more than the previous weights,
-trained on ground-truth masks only (recall 0.80 against 0.77 at precision 0.92, ``grounded-sam eval``).
+``python -m grounded_sam.train clip --out runs/clip``, about 21 minutes on this 2-core CPU (0.63 s a
+step with one model thread and one data worker). Held-out (200 scenes, seed 1000): class accuracy
+0.985, colour 1.0, shape 0.985, background rejection 0.988; on plainly drawn PIL scenes 0.988.
 
 Matching masks to a user phrase: label every mask against ``phrase_vocabulary(phrases)`` (the phrases,
 the 64 class names and "background"); a phrase's score is the probability of the classes that name it:
@@ -46,14 +48,7 @@ DEMO_CLIP_NAME = "demo_clip"
 DEMO_CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
     {
         "embed_dim": 64,
-        "vision_cfg": {
-            "image_size": 64,
-            "patch_size": 8,
-            "width": 128,
-            "layers": 4,
-            "head_width": 32,
-            "mlp_ratio": 2.0,
-        },
+        "vision_cfg": {"image_size": 64, "layers": (2, 2, 2, 2), "width": 16, "head_width": 32},
         "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 64, "heads": 4, "layers": 3},
     }
 )
@@ -62,7 +57,7 @@ DEMO_CLIP_CONFIG: Mapping[str, Any] = MappingProxyType(
 DEMO_CLIP_WEIGHTS = WeightsSpec(
     "demo_clip.safetensors",
     "ours",
-    sha256="1494e31eefa01a530f22c67e97d78911171953158e241448ec525c116a91619b",
+    sha256="7587aa2b0a004287a71210e2593a005415c06d62c110666f75c7faa38d5c425f",
     bundled=True,
 )
 
