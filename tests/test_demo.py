@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grounded_sam.data import iter_scenes, make_pil_scene
-from grounded_sam.demo import build_demo_pipeline
+from grounded_sam.demo import build_demo_pipeline, drop_parts
 from grounded_sam.evaluation import evaluate_text_prompts
 from grounded_sam.text.demo_clip import phrase_scores
 
@@ -20,14 +20,14 @@ def test_demo_finds_the_named_shapes_on_held_out_scenes(pipeline) -> None:
     metrics = evaluate_text_prompts(
         lambda image, phrases: pipeline.predict(image, phrases), iter_scenes(4242, 15)
     )
-    # Far above chance (a random model finds nothing), below the demo's measured 0.95 / 0.78 / 0.97.
+    # Far above chance (a random model finds nothing), below the demo's measured 0.98 / 0.93 / 0.95.
     assert metrics.precision >= 0.75 and metrics.recall >= 0.6 and metrics.miou >= 0.85
 
 
 def test_demo_generalises_to_differently_drawn_scenes(pipeline) -> None:
     scenes = [make_pil_scene(4300 + i) for i in range(10)]
     metrics = evaluate_text_prompts(lambda image, phrases: pipeline.predict(image, phrases), scenes)
-    assert metrics.precision >= 0.6 and metrics.recall >= 0.4  # measured 0.95 / 0.69
+    assert metrics.precision >= 0.6 and metrics.recall >= 0.4  # measured 0.96 / 0.86
 
 
 def test_absent_phrases_find_nothing(pipeline) -> None:
@@ -43,7 +43,7 @@ def test_masks_are_at_the_image_resolution(pipeline) -> None:
     assert result.masks.shape[1:] == scene.image.shape[:2] and result.masks.dtype == np.bool_
 
 
-def test_a_phrase_scores_the_mean_over_the_proposal_and_its_box_mask(pipeline, monkeypatch) -> None:
+def test_a_phrase_scores_the_lower_of_the_proposal_and_its_box_mask(pipeline, monkeypatch) -> None:
     scene = next(iter_scenes(4500, 1))
     detector, phrases = pipeline.detector, sorted(set(scene.labels))
     calls = []
@@ -57,6 +57,23 @@ def test_a_phrase_scores_the_mean_over_the_proposal_and_its_box_mask(pipeline, m
     found = detector.detect(scene.image, phrases, box_threshold=0.0)
     assert detector.name_proposals and detector.labeler.rotations == 4 and len(calls) == 2
     box_masks, proposals = (phrase_scores(labels, phrases) for labels in calls)
+    lower = np.minimum(box_masks, proposals)
     pairs = list(zip(found.scores, found.phrase_ids, strict=True))
-    assert pairs and all(np.isclose((box_masks + proposals)[:, p] / 2, s).any() for s, p in pairs)
-    assert not all(np.isclose(box_masks[:, p], s).any() for s, p in pairs)  # not one mask's scores
+    assert pairs and all(np.isclose(lower[:, p], s).any() for s, p in pairs)
+    # Each mask has the lower score somewhere: the rule is not one mask's scores.
+    assert (box_masks < proposals - 1e-3).any() and (proposals < box_masks - 1e-3).any()
+
+
+def test_parts_of_a_more_confident_mask_of_the_same_phrase_are_dropped() -> None:
+    masks = np.zeros((5, 32, 32), dtype=bool)
+    masks[0, 4:20, 4:20] = True  # an object
+    masks[1, 6:12, 6:12] = True  # a part of it, same phrase: dropped
+    masks[2, 6:12, 6:12] = True  # the same part named as another phrase: kept
+    masks[3, 14:26, 14:26] = True  # another object of the phrase, overlapping 36 of its 144 pixels: kept
+    masks[4, 2:22, 2:22] = True  # contains object 0 but is less confident: dropped
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    ids = np.array([0, 0, 1, 0, 0])
+    assert drop_parts(masks, scores, ids, 0.6).tolist() == [0, 2, 3]
+    assert drop_parts(masks, scores, ids, 0.2).tolist() == [0, 2]
+    # The most confident mask wins whatever its size.
+    assert drop_parts(masks[:2], np.array([0.4, 0.8]), ids[:2], 0.6).tolist() == [1]
