@@ -8,9 +8,11 @@ held-out class accuracy 0.90 against the 4-layer ViT's 0.68; after the full run 
 The weights ship in ``grounded_sam/assets/`` and are sha256-checked when loaded; no download is needed.
 Training: :mod:`grounded_sam.train.clip_trainer`. The shipped file is the trainer's default run (seed 0,
 2000 steps of 24 scenes, a quarter of them seen through the shipped demo SAM's box masks):
-``python -m grounded_sam.train clip --out runs/clip``, about 21 minutes on this 2-core CPU (0.63 s a
-step with one model thread and one data worker). Held-out (200 scenes, seed 1000): class accuracy
-0.985, colour 1.0, shape 0.985, background rejection 0.988; on plainly drawn PIL scenes 0.988.
+``python -m grounded_sam.train clip --out runs/clip``, 21 minutes on this 2-core CPU (1270 s, one
+model thread and one data worker). Held-out (200 scenes, seed 1000): class accuracy 0.985, colour 1.0,
+shape 0.985, background rejection 0.988; on plainly drawn PIL scenes 0.988. (The shipped file was made
+with two model threads and the data made between steps: the same data, other float rounding; that
+command's weights score 0.986 and 0.981.)
 
 Matching masks to a user phrase: label every mask against ``phrase_vocabulary(phrases)`` (the phrases,
 the 64 class names and "background"); a phrase's score is the probability of the classes that name it:
