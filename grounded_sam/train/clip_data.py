@@ -12,6 +12,7 @@ loss can tell which captions are true for which crops.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -147,6 +148,20 @@ def _blur(image: np.ndarray) -> np.ndarray:
         lo, mid, hi = (np.take(padded, range(k, k + image.shape[axis]), axis=axis) for k in (0, 1, 2))
         image = 0.25 * lo + 0.5 * mid + 0.25 * hi
     return image
+
+
+def sam_segmenter(weights: str | os.PathLike[str] | None = None) -> Segmenter:
+    """Box masks of the demo SAM (``weights``, default the shipped file) for :func:`scene_batch`."""
+    from grounded_sam.sam.build import build_sam
+    from grounded_sam.sam.predictor import SamPredictor
+
+    predictor = SamPredictor(build_sam("demo_sam", checkpoint=weights, device="cpu"))
+
+    def segment(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+        predictor.set_image(image)
+        return predictor.predict_boxes(boxes)[0][:, 0]
+
+    return segment
 
 
 def segmented_masks(scene: Scene, segment: Segmenter, rng: np.random.Generator) -> list[np.ndarray]:

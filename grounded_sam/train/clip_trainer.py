@@ -34,7 +34,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -53,7 +52,7 @@ from grounded_sam.text.demo_clip import (
     demo_clip_config,
     demo_tokenizer,
 )
-from grounded_sam.train.clip_data import Captions, CropBatch, Segmenter, StepData, caption_matches
+from grounded_sam.train.clip_data import Captions, CropBatch, StepData, caption_matches, sam_segmenter
 
 logger = logging.getLogger(__name__)
 
@@ -228,20 +227,6 @@ def export_weights(model: nn.Module, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         save_file(state, str(tmp))
     return Path(path)
-
-
-def sam_segmenter(weights: Path | None = None) -> Segmenter:
-    """Box masks of the demo SAM (``weights``, default the shipped file) for :func:`scene_batch`."""
-    from grounded_sam.sam.build import build_sam
-    from grounded_sam.sam.predictor import SamPredictor
-
-    predictor = SamPredictor(build_sam("demo_sam", checkpoint=weights, device="cpu"))
-
-    def segment(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-        predictor.set_image(image)
-        return predictor.predict_boxes(boxes)[0][:, 0]
-
-    return segment
 
 
 def train_step(
