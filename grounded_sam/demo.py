@@ -70,8 +70,9 @@ class EverythingTextDetector:
     also names the grid proposal and a phrase's score is the lower of its scores on the two masks: both
     must name it.
 
-    A box whose mask lies mostly (``part_threshold`` of its area) inside the mask of a more confident box
-    of the same phrase is a part of that object and is dropped (``None``: parts are kept).
+    A box whose mask shares at least ``part_threshold`` of the smaller mask's area with the mask of a more
+    confident box of the same phrase (a part of that object, or a region around it) is dropped
+    (``None``: none is; see :func:`drop_parts`).
     """
 
     def __init__(

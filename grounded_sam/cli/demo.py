@@ -108,8 +108,8 @@ def train_demo(
     sam_out = out / "demo_sam"
     status = train_main(["sam", "--out", str(sam_out), *(["--resume"] if resume else [])])
     # CLIP learns from the masks this SAM draws, as the text stage will show them to it. It has the
-    # machine to itself: one data worker, the other threads for the model (on 2 cores a step takes
-    # 0.63 s so, 0.73 s with both threads on the model and the data made between steps).
+    # machine to itself: one data worker, the other threads for the model. On 2 cores a step takes
+    # 0.63 s so, against 0.73 s with both threads on the model and the data made between steps.
     clip_args = [
         "--sam-weights",
         str(sam_out / "demo_sam.safetensors"),

@@ -285,7 +285,7 @@ def train_clip(config: ClipTrainConfig, on_step: StepCallback | None = None) -> 
     vocabulary = Vocabulary(config.scenes, tokenizer)
     optimizer = _optimizer(model, config)
     done = _load_checkpoint(config, model, optimizer)
-    # A worker makes the next steps' scenes and crops while the model trains on this step's.
+    # With data_workers, worker processes make the next steps' scenes and crops during this step.
     loader = DataLoader(
         step_data(config, done),
         batch_size=None,
