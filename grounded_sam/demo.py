@@ -10,13 +10,14 @@ zoomed window, see :class:`~grounded_sam.sam.zoom.ZoomPredictor`).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from grounded_sam.data import masks_to_boxes
+from grounded_sam.data import all_class_names, masks_to_boxes
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
@@ -24,7 +25,12 @@ from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 from grounded_sam.text.base import Detections, Labeler
-from grounded_sam.text.demo_clip import demo_clip_labeler, phrase_scores, phrase_vocabulary
+from grounded_sam.text.demo_clip import (
+    demo_clip_labeler,
+    phrase_scores,
+    phrase_vocabulary,
+    untaught_words,
+)
 
 DEMO_SAM = "demo_sam"
 
@@ -106,6 +112,15 @@ class EverythingTextDetector:
         phrases = list(phrases)
         if not phrases:
             return Detections.empty()
+        untaught = {phrase: sorted(untaught_words(phrase)) for phrase in phrases if untaught_words(phrase)}
+        if untaught:
+            warnings.warn(
+                f"the demo model was never taught these words, so it finds nothing for them: {untaught}; "
+                f"it knows colours and shapes such as {', '.join(all_class_names()[:3])}, ...",
+                stacklevel=2,
+            )
+            if len(untaught) == len(phrases):
+                return Detections.empty(phrases)
         threshold = self.box_threshold if box_threshold is None else box_threshold
         proposals = self.generator.generate_result(image)
         if len(proposals) == 0:

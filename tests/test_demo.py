@@ -37,6 +37,24 @@ def test_absent_phrases_find_nothing(pipeline) -> None:
     assert len(result) <= 1 and set(result.labels) <= set(absent)
 
 
+def test_phrases_the_model_was_never_taught_find_nothing_with_a_warning(pipeline, monkeypatch) -> None:
+    scene = next(iter_scenes(4400, 1))
+    monkeypatch.setattr(pipeline.detector.generator, "generate_result", None)  # must not run
+    with pytest.warns(UserWarning, match="never taught.*zebra"):
+        result = pipeline.predict(scene.image, ["zebra", "crimson circle"])
+    assert len(result) == 0
+
+
+def test_a_plural_phrase_finds_what_its_singular_finds(pipeline) -> None:
+    scene = next(iter_scenes(4500, 1))
+    label = scene.labels[0]
+    plural = label + ("es" if label.endswith("s") else "s")
+    one, many = (pipeline.predict(scene.image, [phrase]) for phrase in (label, f"the {plural}"))
+    assert len(one) >= 1
+    np.testing.assert_array_equal(many.masks, one.masks)
+    np.testing.assert_array_equal(many.scores, one.scores)
+
+
 def test_masks_are_at_the_image_resolution(pipeline) -> None:
     scene = next(iter_scenes(4500, 1))
     result = pipeline.predict(scene.image, scene.labels[0])

@@ -18,7 +18,9 @@ Matching masks to a user phrase: label every mask against ``phrase_vocabulary(ph
 the 64 class names and "background"); a phrase's score is the probability of the classes that name it:
 the phrase itself, or a class name containing every word of the phrase (so "red" or "red shape" collects
 "red circle"); see :func:`phrase_scores`. :func:`match_phrases` is the stricter top-class rule the
-trainer's evaluation measures.
+trainer's evaluation measures. A phrase is asked about as the model was taught it ("a red circles" as
+"red circle", :func:`canonical_phrase`); one with a word it was never taught ("zebra", "crimson circle",
+:func:`untaught_words`) finds nothing rather than whatever its untrained text embedding lies near.
 
 Example:
     >>> labeler = demo_clip_labeler()
@@ -39,7 +41,7 @@ import open_clip
 import torch
 from safetensors.torch import load_file
 
-from grounded_sam.data import all_class_names
+from grounded_sam.data import SceneConfig, all_class_names
 from grounded_sam.text.base import Labels
 from grounded_sam.text.clip import DEFAULT_TEMPLATES, ClipLabeler
 from grounded_sam.text.crops import Background, ClipInput
@@ -72,7 +74,14 @@ BACKGROUND_PHRASE = "background"
 """The phrase the demo model was taught for regions that are not one whole object."""
 
 # Words that add nothing to a phrase's meaning when matching it against a class name.
-_FILLER_WORDS = frozenset({"a", "an", "the", "shape", "shapes", "object", "objects", "thing", "one"})
+_FILLER_WORDS = frozenset(
+    {"a", "an", "the", "shape", "shapes", "object", "objects", "thing", "things", "one", "ones"}
+    | {"of", "any", "some", "all", "every", "colored", "coloured", "color", "colour", "kind"}
+    | {"photo", "image", "picture", "something", "that", "is"}
+)
+# The content words the demo model was taught, in the order class names spell them.
+_TAUGHT_ORDER = (*SceneConfig().colors, *SceneConfig().shapes, BACKGROUND_PHRASE)
+_TAUGHT_WORDS = frozenset(_TAUGHT_ORDER)
 
 
 def demo_clip_config() -> dict[str, Any]:
@@ -151,32 +160,64 @@ def demo_clip_labeler(
 def phrase_vocabulary(phrases: Sequence[str]) -> list[str]:
     """The classes to label masks against for ``phrases``: the phrases, every class name, "background".
 
-    Duplicates are dropped, phrases first.
+    Duplicates and phrases with untaught words (which no class names, see :func:`naming_matrix`) are
+    dropped, phrases first.
     """
     if isinstance(phrases, str):
         raise TypeError(f"phrases must be a list of strings, not one string: use [{phrases!r}]")
-    names = [*phrases, *all_class_names(), BACKGROUND_PHRASE]
+    taught = [canonical_phrase(phrase) for phrase in phrases if not untaught_words(phrase)]
+    names = [*taught, *all_class_names(), BACKGROUND_PHRASE]
     return list(dict.fromkeys(name.strip() for name in names))
 
 
 def phrase_words(phrase: str) -> frozenset[str]:
-    """The content words of a phrase: lower-cased, filler words ("a", "shape", ...) removed."""
-    words = phrase.lower().replace(",", " ").replace(".", " ").split()
-    return frozenset(word for word in words if word not in _FILLER_WORDS)
+    """The content words of a phrase: lower-cased, filler words ("a", "shape", ...) removed, and the
+    plural of a taught word made singular ("red circles" → {"red", "circle"})."""
+    words = phrase.lower().replace(",", " ").replace(".", " ").replace("-", " ").split()
+    return frozenset(_singular(word) for word in words if word not in _FILLER_WORDS)
+
+
+def _singular(word: str) -> str:
+    for suffix in ("s", "es"):
+        if word not in _TAUGHT_WORDS and word.endswith(suffix) and word[: -len(suffix)] in _TAUGHT_WORDS:
+            return word[: -len(suffix)]
+    return word
+
+
+def untaught_words(phrase: str) -> frozenset[str]:
+    """The content words of ``phrase`` the demo model was never taught (not one of its colours, shapes
+    or "background"): "zebra", "crimson", "left" in "red circle on the left"."""
+    return phrase_words(phrase) - _TAUGHT_WORDS
+
+
+def canonical_phrase(phrase: str) -> str:
+    """A phrase of taught words spelled as the class names are: colour then shape, singular, without
+    filler words ("a red colored circles" → "red circle"); any other phrase stripped.
+
+    CLIP is asked about this spelling: the model only learned text embeddings for the words it was
+    taught, so "circles" as such would land near some other shape."""
+    words = phrase_words(phrase)
+    if not words or not words <= _TAUGHT_WORDS:
+        return phrase.strip()
+    return " ".join(word for word in _TAUGHT_ORDER if word in words)
 
 
 def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
-    """(K, P) bool: whether class K names phrase P, i.e. is the phrase itself, or a class other than
-    "background" whose words include every content word of the phrase ("red circle" names "red",
-    "circle" and "red shape")."""
+    """(K, P) bool: whether class K names phrase P, i.e. is the phrase itself (its
+    :func:`canonical_phrase`), or a class other than "background" whose words include every content
+    word of the phrase ("red circle" names "red", "circle" and "red shape").
+
+    A phrase with a word the model was never taught (:func:`untaught_words`) is named by no class: its
+    text embedding is untrained, and CLIP would give it the probability of whatever shape it lies near.
+    """
     phrase_sets = [phrase_words(p) for p in phrases]
-    stripped = [p.strip() for p in phrases]
+    stripped = [canonical_phrase(p) for p in phrases]
     matrix = np.zeros((len(classes), len(phrases)), dtype=bool)
     for row, name in enumerate(classes):
         name_words = phrase_words(name)
         for column, (phrase, words) in enumerate(zip(stripped, phrase_sets, strict=True)):
             named = name != BACKGROUND_PHRASE and bool(words) and words <= name_words
-            matrix[row, column] = name == phrase or named
+            matrix[row, column] = (name == phrase or named) and words <= _TAUGHT_WORDS
     return matrix
 
 

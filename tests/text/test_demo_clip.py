@@ -19,14 +19,17 @@ from grounded_sam.text.demo_clip import (
     DEMO_CLIP_MARGIN,
     DEMO_CLIP_WEIGHTS,
     build_demo_clip,
+    canonical_phrase,
     clip_input_for,
     demo_clip_labeler,
     demo_tokenizer,
     load_demo_clip,
     match_phrases,
+    naming_matrix,
     phrase_scores,
     phrase_vocabulary,
     phrase_words,
+    untaught_words,
 )
 from grounded_sam.train.clip_data import region_crops
 from grounded_sam.weights import WeightsIntegrityError, bundled_path, sha256_of
@@ -129,10 +132,10 @@ def test_training_crops_are_the_labelers_crops(labeler, held_out):
 
 
 def test_phrase_vocabulary_puts_phrases_first_without_duplicates():
-    vocabulary = phrase_vocabulary(["red circle", "shiny thing"])
-    assert vocabulary[:2] == ["red circle", "shiny thing"]
+    vocabulary = phrase_vocabulary(["red circle", "a red circles", "blue shape", "shiny thing"])
+    assert vocabulary[:2] == ["red circle", "blue"]  # spelled as taught; untaught phrases left out
     assert vocabulary[-1] == BACKGROUND_PHRASE
-    assert len(vocabulary) == 64 + 1 + 1 and len(set(vocabulary)) == len(vocabulary)
+    assert len(vocabulary) == 1 + 64 + 1 and len(set(vocabulary)) == len(vocabulary)
     with pytest.raises(TypeError):
         phrase_vocabulary("red circle")
 
@@ -146,7 +149,7 @@ def test_phrase_vocabulary_puts_phrases_first_without_duplicates():
         ("blue circle", "red circle", False),
         ("blue circle", "red shape", False),
         (BACKGROUND_PHRASE, "shape", False),
-        ("shiny thing", "shiny thing", True),
+        ("red circle", "shiny red circle", False),  # an untaught word: no class names it
         (BACKGROUND_PHRASE, BACKGROUND_PHRASE, True),
     ],
 )
@@ -177,3 +180,31 @@ def test_phrase_scores_without_probabilities_count_the_top_class():
 def test_phrase_words_drop_fillers():
     assert phrase_words("A red Shape.") == {"red"}
     assert phrase_words("the star") == {"star"}
+    assert phrase_words("a photo of a Red-colored circle") == {"red", "circle"}
+
+
+@pytest.mark.parametrize(
+    ("phrase", "canonical", "untaught"),
+    [
+        ("circles", "circle", set()),
+        ("Red Crosses", "red cross", set()),
+        ("a picture of blue ellipses", "blue ellipse", set()),
+        ("star that is yellow", "yellow star", set()),
+        ("red circle on the left", "", {"on", "left"}),
+        ("zebra", "zebra", {"zebra"}),
+        ("crimson circle", "crimson circle", {"crimson"}),
+        ("shape", "shape", set()),
+    ],
+)
+def test_phrases_are_spelled_as_taught_and_untaught_words_are_found(phrase, canonical, untaught):
+    assert untaught_words(phrase) == untaught
+    if not untaught:
+        assert canonical_phrase(phrase) == canonical
+
+
+def test_a_phrase_with_an_untaught_word_is_named_by_no_class():
+    classes = ("red circle", "zebra", "circle", BACKGROUND_PHRASE)
+    names = naming_matrix(classes, ["zebra", "red zebra", "red circles", "circles"])
+    assert not names[:, :2].any()
+    assert names[:, 2].tolist() == [True, False, False, False]
+    assert names[:, 3].tolist() == [True, False, True, False]
