@@ -96,6 +96,39 @@ class TextPromptMetrics:
     instances: int
 
 
+@dataclass(frozen=True)
+class ScoredDetections:
+    """Every detection of a text-prompt evaluation: its score and, if matched, its mask IoU.
+
+    A detector whose suppression is greedy in score order (NMS, the demo's part rule) keeps, at a higher
+    threshold, exactly the detections above it; greedy matching by score does the same. So one run at a
+    low threshold gives the metrics of every higher one (:meth:`at`).
+
+    Attributes:
+        scores: (D,) detection scores.
+        ious: (D,) mask IoU of each detection with the instance it matched, NaN if it matched none.
+        instances: ground-truth instances of the phrases asked.
+    """
+
+    scores: np.ndarray
+    ious: np.ndarray
+    instances: int
+
+    def at(self, threshold: float | None = None) -> TextPromptMetrics:
+        """The metrics of the detections scoring at least ``threshold`` (None: all of them)."""
+        kept = self.scores >= threshold if threshold is not None else np.ones(len(self.scores), bool)
+        matched = self.ious[kept & ~np.isnan(self.ious)]
+        detections, hits = int(kept.sum()), len(matched)
+        return TextPromptMetrics(
+            precision=hits / detections if detections else 0.0,
+            recall=hits / self.instances if self.instances else 0.0,
+            miou=float(matched.mean()) if hits else 0.0,
+            true_positives=hits,
+            detections=detections,
+            instances=self.instances,
+        )
+
+
 def evaluate_text_prompts(
     predict_fn: PredictFn,
     scenes: Iterable[Scene],
@@ -113,23 +146,33 @@ def evaluate_text_prompts(
     Matching is greedy by score within each label: a detection matches the unmatched instance it
     overlaps most, if that box IoU reaches the threshold.
     """
-    matched_ious: list[float] = []
-    detections = instances = 0
+    return score_text_prompts(predict_fn, scenes, phrases, iou_threshold).at()
+
+
+def score_text_prompts(
+    predict_fn: PredictFn,
+    scenes: Iterable[Scene],
+    phrases: Sequence[str] | None = None,
+    iou_threshold: float = 0.5,
+) -> ScoredDetections:
+    """Like :func:`evaluate_text_prompts`, but every detection with its score and match, for the metrics
+    at several thresholds from one run (run ``predict_fn`` at the lowest)."""
+    scores: list[np.ndarray] = []
+    ious: list[np.ndarray] = []
+    instances = 0
     for scene in scenes:
         asked = list(phrases) if phrases is not None else sorted(set(scene.labels))
         result = predict_fn(scene.image, asked)
-        detections += len(result)
         instances += sum(label in asked for label in scene.labels)
+        matched = np.full(len(result), np.nan)
         for pred_index, gt_index in _match(result, scene, asked, iou_threshold):
-            matched_ious.append(float(mask_ious(result.masks[[pred_index]], scene.masks[[gt_index]])[0]))
-    hits = len(matched_ious)
-    return TextPromptMetrics(
-        precision=hits / detections if detections else 0.0,
-        recall=hits / instances if instances else 0.0,
-        miou=float(np.mean(matched_ious)) if matched_ious else 0.0,
-        true_positives=hits,
-        detections=detections,
-        instances=instances,
+            matched[pred_index] = mask_ious(result.masks[[pred_index]], scene.masks[[gt_index]])[0]
+        scores.append(np.asarray(result.scores, dtype=np.float64).reshape(-1))
+        ious.append(matched)
+    return ScoredDetections(
+        np.concatenate(scores) if scores else np.zeros(0),
+        np.concatenate(ious) if ious else np.zeros(0),
+        instances,
     )
 
 

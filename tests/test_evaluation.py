@@ -14,6 +14,7 @@ from grounded_sam.evaluation import (
     load_coco_scenes,
     load_scene_folder,
     mask_ious,
+    score_text_prompts,
 )
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
@@ -105,6 +106,39 @@ def test_text_prompt_metrics_count_misses_wrong_labels_and_poor_masks(held_out):
     assert metrics.precision == pytest.approx(2 / 3)
     assert metrics.recall == pytest.approx(2 / len(scene))
     assert metrics.miou == pytest.approx((1.0 + expected_poor) / 2)
+
+
+def test_scored_detections_give_the_metrics_of_each_threshold_from_one_run(held_out):
+    scenes = held_out[:6]
+    rng = np.random.default_rng(0)
+    oracle = _oracle({s.image.tobytes(): s for s in scenes})
+    found = {}  # image -> the full result: the oracle's masks with random scores and a stray box each
+    for scene in scenes:
+        truth = oracle(scene.image, scene.labels)
+        masks = np.concatenate([truth.masks, truth.masks[:1]])
+        boxes = np.concatenate([truth.boxes, np.array([[0, 0, 3, 3]], np.float32)])
+        labels = [*truth.labels, truth.labels[0]]
+        scores = rng.uniform(0.1, 1.0, len(labels))
+        size = scene.image.shape[:2]
+        found[scene.image.tobytes()] = Result(masks, boxes, labels, scores, np.ones(len(labels)), size)
+
+    def predict_at(threshold):
+        def predict(image, phrases):
+            result = found[image.tobytes()]
+            keep = np.flatnonzero(result.scores >= threshold)
+            labels = [result.labels[i] for i in keep]
+            scores = result.scores[keep]
+            masks, boxes, size = result.masks[keep], result.boxes[keep], result.image_size
+            return Result(masks, boxes, labels, scores, np.ones(len(keep)), size)
+
+        return predict
+
+    scored = score_text_prompts(predict_at(0.0), scenes)
+    assert len(scored.scores) == sum(len(s) + 1 for s in scenes)
+    for threshold in (0.0, 0.3, 0.5, 0.8, 0.99):
+        assert scored.at(threshold) == evaluate_text_prompts(predict_at(threshold), scenes)
+    assert scored.at(0.5).recall < scored.at(0.0).recall == 1.0
+    assert scored.at(None) == scored.at(0.0)
 
 
 def test_scene_folder_round_trip(tmp_path):

@@ -37,6 +37,8 @@ def test_eval_prints_box_and_text_metrics() -> None:
     result = runner.invoke(app, ["eval", "--scenes", "4", "--seed", "777"])
     assert result.exit_code == 0, result.output
     assert "box-prompt mask mIoU" in result.output and "text-prompt recall" in result.output
+    assert "box threshold 0.35" in result.output and "0.35 (default)" in result.output
+    assert "text prompts by threshold" in result.output
 
 
 def test_train_demo_hands_the_new_sam_to_the_clip_stage(tmp_path, monkeypatch) -> None:
