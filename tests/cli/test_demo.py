@@ -8,6 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from grounded_sam.cli import app
+from grounded_sam.demo import DEMO_BOX_THRESHOLD
 
 runner = CliRunner()
 
@@ -37,7 +38,8 @@ def test_eval_prints_box_and_text_metrics() -> None:
     result = runner.invoke(app, ["eval", "--scenes", "4", "--seed", "777"])
     assert result.exit_code == 0, result.output
     assert "box-prompt mask mIoU" in result.output and "text-prompt recall" in result.output
-    assert "box threshold 0.35" in result.output and "0.35 (default)" in result.output
+    assert f"box threshold {DEMO_BOX_THRESHOLD:g}" in result.output
+    assert f"{DEMO_BOX_THRESHOLD:g} (default)" in result.output
     assert "text prompts by threshold" in result.output
 
 
