@@ -114,7 +114,7 @@ class EverythingTextDetector:
         phrases = list(phrases)
         if not phrases:
             return Detections.empty()
-        untaught = {phrase: sorted(untaught_words(phrase)) for phrase in phrases if untaught_words(phrase)}
+        untaught = {phrase: sorted(words) for phrase in phrases if (words := untaught_words(phrase))}
         if untaught:
             warnings.warn(
                 f"the demo model was never taught these words, so it finds nothing for them: {untaught}; "

@@ -80,7 +80,8 @@ _FILLER_WORDS = frozenset(
     | {"photo", "image", "picture", "something", "that", "is"}
 )
 # The content words the demo model was taught, in the order class names spell them.
-_TAUGHT_ORDER = (*SceneConfig().colors, *SceneConfig().shapes, BACKGROUND_PHRASE)
+_SCENES = SceneConfig()
+_TAUGHT_ORDER = (*_SCENES.colors, *_SCENES.shapes, BACKGROUND_PHRASE)
 _TAUGHT_WORDS = frozenset(_TAUGHT_ORDER)
 
 
@@ -178,6 +179,7 @@ def phrase_words(phrase: str) -> frozenset[str]:
 
 
 def _singular(word: str) -> str:
+    """``word`` without a plural "s" / "es" when that leaves a taught word ("crosses" → "cross")."""
     for suffix in ("s", "es"):
         if word not in _TAUGHT_WORDS and word.endswith(suffix) and word[: -len(suffix)] in _TAUGHT_WORDS:
             return word[: -len(suffix)]
@@ -211,11 +213,11 @@ def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
     text embedding is untrained, and CLIP would give it the probability of whatever shape it lies near.
     """
     phrase_sets = [phrase_words(p) for p in phrases]
-    stripped = [canonical_phrase(p) for p in phrases]
+    spelled = [canonical_phrase(p) for p in phrases]
     matrix = np.zeros((len(classes), len(phrases)), dtype=bool)
     for row, name in enumerate(classes):
         name_words = phrase_words(name)
-        for column, (phrase, words) in enumerate(zip(stripped, phrase_sets, strict=True)):
+        for column, (phrase, words) in enumerate(zip(spelled, phrase_sets, strict=True)):
             named = name != BACKGROUND_PHRASE and bool(words) and words <= name_words
             matrix[row, column] = (name == phrase or named) and words <= _TAUGHT_WORDS
     return matrix
