@@ -207,7 +207,8 @@ def canonical_phrase(phrase: str) -> str:
 def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
     """(K, P) bool: whether class K names phrase P, i.e. is the phrase itself (its
     :func:`canonical_phrase`), or a class other than "background" whose words include every content
-    word of the phrase ("red circle" names "red", "circle" and "red shape").
+    word of the phrase ("red circle" names "red", "circle" and "red shape"; a phrase without content
+    words, like "shapes" or "an object", is named by every class but "background").
 
     A phrase with a word the model was never taught (:func:`untaught_words`) is named by no class: its
     text embedding is untrained, and CLIP would give it the probability of whatever shape it lies near.
@@ -218,7 +219,7 @@ def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
     for row, name in enumerate(classes):
         name_words = phrase_words(name)
         for column, (phrase, words) in enumerate(zip(spelled, phrase_sets, strict=True)):
-            named = name != BACKGROUND_PHRASE and bool(words) and words <= name_words
+            named = name != BACKGROUND_PHRASE and words <= name_words
             matrix[row, column] = (name == phrase or named) and words <= _TAUGHT_WORDS
     return matrix
 

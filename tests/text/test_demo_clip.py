@@ -149,6 +149,7 @@ def test_phrase_vocabulary_puts_phrases_first_without_duplicates():
         ("blue circle", "red circle", False),
         ("blue circle", "red shape", False),
         (BACKGROUND_PHRASE, "shape", False),
+        ("blue star", "shapes", True),  # no content word: any object
         ("red circle", "shiny red circle", False),  # an untaught word: no class names it
         (BACKGROUND_PHRASE, BACKGROUND_PHRASE, True),
     ],
