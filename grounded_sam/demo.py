@@ -27,6 +27,7 @@ from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 from grounded_sam.text.base import Detections, Labeler
 from grounded_sam.text.demo_clip import (
     demo_clip_labeler,
+    findable,
     phrase_scores,
     phrase_vocabulary,
     untaught_words,
@@ -121,8 +122,8 @@ class EverythingTextDetector:
                 f"it knows colours and shapes such as {', '.join(all_class_names()[:3])}, ...",
                 stacklevel=2,
             )
-            if len(untaught) == len(phrases):
-                return Detections.empty(phrases)
+        if not any(findable(phrase) for phrase in phrases):
+            return Detections.empty(phrases)
         threshold = self.box_threshold if box_threshold is None else box_threshold
         proposals = self.generator.generate_result(image)
         if len(proposals) == 0:

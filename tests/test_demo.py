@@ -41,7 +41,7 @@ def test_phrases_the_model_was_never_taught_find_nothing_with_a_warning(pipeline
     scene = next(iter_scenes(4400, 1))
     monkeypatch.setattr(pipeline.detector.generator, "generate_result", None)  # must not run
     with pytest.warns(UserWarning, match="never taught.*zebra"):
-        result = pipeline.predict(scene.image, ["zebra", "crimson circle"])
+        result = pipeline.predict(scene.image, ["zebra", "crimson circle", "the"])
     assert len(result) == 0
 
 

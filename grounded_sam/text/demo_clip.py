@@ -74,10 +74,11 @@ BACKGROUND_PHRASE = "background"
 """The phrase the demo model was taught for regions that are not one whole object."""
 
 # Words that add nothing to a phrase's meaning when matching it against a class name.
-_FILLER_WORDS = frozenset(
-    {"a", "an", "the", "shape", "shapes", "object", "objects", "thing", "things", "one", "ones"}
-    | {"of", "any", "some", "all", "every", "colored", "coloured", "color", "colour", "kind"}
-    | {"photo", "image", "picture", "something", "that", "is"}
+# Nouns for any object: a phrase of these and filler words ("shapes", "an object") names every object.
+_ANY_OBJECT_WORDS = frozenset({"shape", "shapes", "object", "objects", "thing", "things", "something"})
+_FILLER_WORDS = _ANY_OBJECT_WORDS | frozenset(
+    {"a", "an", "the", "one", "ones", "of", "any", "some", "all", "every", "kind", "that", "is"}
+    | {"colored", "coloured", "color", "colour", "photo", "image", "picture"}
 )
 # The content words the demo model was taught, in the order class names spell them.
 _SCENES = SceneConfig()
@@ -161,12 +162,11 @@ def demo_clip_labeler(
 def phrase_vocabulary(phrases: Sequence[str]) -> list[str]:
     """The classes to label masks against for ``phrases``: the phrases, every class name, "background".
 
-    Duplicates and phrases with untaught words (which no class names, see :func:`naming_matrix`) are
-    dropped, phrases first.
+    Duplicates and phrases the model cannot find (:func:`findable`) are dropped, phrases first.
     """
     if isinstance(phrases, str):
         raise TypeError(f"phrases must be a list of strings, not one string: use [{phrases!r}]")
-    taught = [canonical_phrase(phrase) for phrase in phrases if not untaught_words(phrase)]
+    taught = [canonical_phrase(phrase) for phrase in phrases if findable(phrase)]
     names = [*taught, *all_class_names(), BACKGROUND_PHRASE]
     return list(dict.fromkeys(name.strip() for name in names))
 
@@ -192,6 +192,15 @@ def untaught_words(phrase: str) -> frozenset[str]:
     return phrase_words(phrase) - _TAUGHT_WORDS
 
 
+def findable(phrase: str) -> bool:
+    """Whether the demo model can look for what ``phrase`` names: it has content words, all taught
+    ("red", "blue stars"), or only a noun for any object and filler words ("shapes", "an object")."""
+    words = phrase_words(phrase)
+    if words:
+        return words <= _TAUGHT_WORDS
+    return not _ANY_OBJECT_WORDS.isdisjoint(phrase.lower().replace(".", " ").split())
+
+
 def canonical_phrase(phrase: str) -> str:
     """A phrase of taught words spelled as the class names are: colour then shape, singular, without
     filler words ("a red colored circles" → "red circle"); any other phrase stripped.
@@ -210,17 +219,19 @@ def naming_matrix(classes: Sequence[str], phrases: Sequence[str]) -> np.ndarray:
     word of the phrase ("red circle" names "red", "circle" and "red shape"; a phrase without content
     words, like "shapes" or "an object", is named by every class but "background").
 
-    A phrase with a word the model was never taught (:func:`untaught_words`) is named by no class: its
-    text embedding is untrained, and CLIP would give it the probability of whatever shape it lies near.
+    A phrase the model cannot find (:func:`findable`) is named by no class: a word it was never taught
+    (:func:`untaught_words`) has an untrained text embedding, and CLIP would give it the probability of
+    whatever shape it lies near.
     """
     phrase_sets = [phrase_words(p) for p in phrases]
     spelled = [canonical_phrase(p) for p in phrases]
+    askable = [findable(p) for p in phrases]
     matrix = np.zeros((len(classes), len(phrases)), dtype=bool)
     for row, name in enumerate(classes):
         name_words = phrase_words(name)
         for column, (phrase, words) in enumerate(zip(spelled, phrase_sets, strict=True)):
             named = name != BACKGROUND_PHRASE and words <= name_words
-            matrix[row, column] = (name == phrase or named) and words <= _TAUGHT_WORDS
+            matrix[row, column] = askable[column] and (name == phrase or named)
     return matrix
 
 

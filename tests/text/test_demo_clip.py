@@ -23,6 +23,7 @@ from grounded_sam.text.demo_clip import (
     clip_input_for,
     demo_clip_labeler,
     demo_tokenizer,
+    findable,
     load_demo_clip,
     match_phrases,
     naming_matrix,
@@ -149,7 +150,8 @@ def test_phrase_vocabulary_puts_phrases_first_without_duplicates():
         ("blue circle", "red circle", False),
         ("blue circle", "red shape", False),
         (BACKGROUND_PHRASE, "shape", False),
-        ("blue star", "shapes", True),  # no content word: any object
+        ("blue star", "shapes", True),  # no content word, a noun for any object
+        ("blue star", "the", False),  # no content word, no noun: nothing
         ("red circle", "shiny red circle", False),  # an untaught word: no class names it
         (BACKGROUND_PHRASE, BACKGROUND_PHRASE, True),
     ],
@@ -201,6 +203,11 @@ def test_phrases_are_spelled_as_taught_and_untaught_words_are_found(phrase, cano
     assert untaught_words(phrase) == untaught
     if not untaught:
         assert canonical_phrase(phrase) == canonical
+
+
+def test_findable_phrases_have_taught_content_words_or_a_noun_for_any_object():
+    assert all(map(findable, ["blue stars", "red", "shapes", "an object", "something", "Background"]))
+    assert not any(map(findable, ["", "the", "a.", "zebra", "crimson circle", "red circle on the left"]))
 
 
 def test_a_phrase_with_an_untaught_word_is_named_by_no_class():
