@@ -174,8 +174,12 @@ def phrase_vocabulary(phrases: Sequence[str]) -> list[str]:
 def phrase_words(phrase: str) -> frozenset[str]:
     """The content words of a phrase: lower-cased, filler words ("a", "shape", ...) removed, and the
     plural of a taught word made singular ("red circles" → {"red", "circle"})."""
-    words = phrase.lower().replace(",", " ").replace(".", " ").replace("-", " ").split()
-    return frozenset(_singular(word) for word in words if word not in _FILLER_WORDS)
+    return frozenset(_singular(word) for word in _tokens(phrase) if word not in _FILLER_WORDS)
+
+
+def _tokens(phrase: str) -> list[str]:
+    """The lower-cased words of ``phrase``, split at spaces, commas, full stops and hyphens."""
+    return phrase.lower().replace(",", " ").replace(".", " ").replace("-", " ").split()
 
 
 def _singular(word: str) -> str:
@@ -198,7 +202,7 @@ def findable(phrase: str) -> bool:
     words = phrase_words(phrase)
     if words:
         return words <= _TAUGHT_WORDS
-    return not _ANY_OBJECT_WORDS.isdisjoint(phrase.lower().replace(".", " ").split())
+    return not _ANY_OBJECT_WORDS.isdisjoint(_tokens(phrase))
 
 
 def canonical_phrase(phrase: str) -> str:
