@@ -142,6 +142,18 @@ class Result:
         """(N,) int64 number of pixels of each mask."""
         return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
+    def mask_boxes(self) -> np.ndarray:
+        """(N, 4) float32 XYXY box of each mask, pixel edges with exclusive x2 / y2 (COCO's ``toBbox``):
+        a mask spanning columns 3..7 gives x1 = 3, x2 = 8. An empty mask keeps its detector box.
+
+        Exporters write these, so that every exported box encloses its mask; `boxes` stays the
+        detector's box (the SAM prompt), which the mask can overflow.
+        """
+        from grounded_sam.data.scenes import masks_to_boxes
+
+        empty = ~self.masks.any(axis=(1, 2))
+        return np.where(empty[:, None], self.boxes, masks_to_boxes(self.masks)).astype(np.float32)
+
     def filter(
         self,
         *,

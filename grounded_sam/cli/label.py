@@ -117,6 +117,11 @@ def _print_summary(summary: LabelingSummary) -> None:
         f"labelled {summary.labelled} of {summary.images} images ({splits}); "
         f"{summary.resumed} were already done; {summary.images_per_second:.2f} img/s this run"
     )
+    if summary.format == "yolo" and len(summary.images_per_split) == 1:
+        console.print(
+            "[yellow]one split: data.yaml's val is the training set[/yellow] (scores measured on it are "
+            'not held out); pass --split "0.8,0.2" for a validation split'
+        )
     for path, reason in summary.failed[:MAX_LISTED]:
         console.print(f"[red]failed[/red] {path}: {reason}")
     notes = Counter(skipped.note for skipped in summary.skipped)

@@ -1,6 +1,9 @@
 """COCO export: compressed RLE masks, annotation dicts and whole datasets that pycocotools loads.
 
-Boxes are written as COCO ``[x, y, width, height]`` in pixels; `area` is the mask's pixel count.
+Every annotation's ``bbox`` ([x, y, width, height] in pixels) is the box of its own segmentation, as
+pycocotools computes it (``toBbox``), and ``area`` is the segmentation's area (the mask's pixel count, or
+the rasterised polygons' area in polygon mode), so a box always encloses its mask. The detector's box,
+which SAM's mask can overflow, is kept in ``detector_bbox``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pycocotools import mask as mask_utils
 
 from grounded_sam.export.yolo import class_id_map, mask_to_polygons, resolve_class_ids
 from grounded_sam.result import Result
+from grounded_sam.sam.mask_ops import xyxy_to_xywh
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
@@ -62,41 +66,48 @@ def result_to_coco_annotations(
 ) -> list[dict[str, Any]]:
     """One COCO annotation dict per instance, with ids `start_id`, `start_id + 1`, ...
 
-    Keys: id, image_id, category_id, segmentation, area (mask pixels), bbox (XYWH pixels), iscrowd 0,
-    score and mask_score. The segmentation is a compressed RLE dict, or with ``"polygon"`` a list of flat
-    ``[x1, y1, ...]`` polygons on the pixel edges (one per component, holes stitched in, simplified at
-    `tolerance` pixels; see `mask_to_polygons`; empty masks stay RLE). `category_ids` maps label -> id;
-    by default the labels of this result are numbered from 1 in sorted order.
+    Keys: id, image_id, category_id, segmentation, area, bbox (XYWH pixels, the segmentation's box),
+    iscrowd 0, score, mask_score and detector_bbox (XYWH, the detector's box). The segmentation is a
+    compressed RLE dict, or with ``"polygon"`` a list of flat ``[x1, y1, ...]`` polygons on the pixel
+    edges (one per component, holes stitched in, simplified at `tolerance` pixels; see
+    `mask_to_polygons`; empty masks stay RLE). `area` and `bbox` are those of the segmentation as
+    written: in polygon mode, of the polygons as pycocotools rasterises them. `category_ids` maps
+    label -> id; by default the labels of this result are numbered from 1 in sorted order.
     """
     if segmentation not in ("rle", "polygon"):
         raise ValueError(f"segmentation must be 'rle' or 'polygon'; got {segmentation!r}")
     ids = resolve_class_ids(result, category_ids, start=1)
-    rles = masks_to_rles(result.masks) if segmentation == "rle" else []
-    boxes = result.boxes.astype(np.float64)
-    xywh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
+    h, w = result.image_size
+    rles = masks_to_rles(result.masks)
+    detector_xywh = xyxy_to_xywh(result.boxes.astype(np.float64))
     annotations = []
-    for i, (inst, area) in enumerate(zip(result, result.areas, strict=True)):
-        if segmentation == "rle":
-            seg: Any = rles[i]
-        elif area == 0:
-            seg = mask_to_rle(inst.mask)  # an empty mask has no outline
-        else:
+    for i, inst in enumerate(result):
+        seg: Any = rles[i]
+        coded = _coded(rles[i])
+        if segmentation == "polygon" and mask_utils.area(coded) > 0:
             polygons = mask_to_polygons(inst.mask, normalize=False, tolerance=tolerance, pixel_edges=True)
             seg = [[round(float(v), 2) for v in poly.ravel()] for poly in polygons]
+            coded = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
         annotations.append(
             {
                 "id": start_id + i,
                 "image_id": int(image_id),
                 "category_id": ids[inst.label],
                 "segmentation": seg,
-                "area": int(area),
-                "bbox": [round(float(v), 3) for v in xywh[i]],
+                "area": int(mask_utils.area(coded)),
+                "bbox": [float(v) for v in mask_utils.toBbox(coded)],
                 "iscrowd": 0,
                 "score": inst.score,
                 "mask_score": inst.mask_score,
+                "detector_bbox": [round(float(v), 3) for v in detector_xywh[i]],
             }
         )
     return annotations
+
+
+def _coded(rle: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON-ready RLE (str counts) as pycocotools' C functions want it (bytes counts)."""
+    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
 
 
 def coco_dataset(

@@ -136,10 +136,11 @@ def result_to_yolo_lines(
 def result_to_yolo_box_lines(
     result: Result, class_ids: Mapping[str, int] | None = None, *, precision: int = 6
 ) -> list[str]:
-    """YOLO detection lines ``cls cx cy w h`` from the (clipped) boxes, normalised by the image size."""
+    """YOLO detection lines ``cls cx cy w h`` from the masks' boxes (`Result.mask_boxes`; the detector's
+    box for an empty mask), clipped to the image and normalised by its size."""
     ids = resolve_class_ids(result, class_ids, start=0)
     h, w = result.image_size
-    boxes = np.clip(result.boxes, 0, [w, h, w, h]).astype(np.float64)
+    boxes = np.clip(result.mask_boxes(), 0, [w, h, w, h]).astype(np.float64)
     cx, cy = (boxes[:, 0] + boxes[:, 2]) / (2 * w), (boxes[:, 1] + boxes[:, 3]) / (2 * h)
     bw, bh = (boxes[:, 2] - boxes[:, 0]) / w, (boxes[:, 3] - boxes[:, 1]) / h
     return [

@@ -10,7 +10,7 @@ the image folder, nested folders kept; ``<stem>`` that path without its suffix):
     data.yaml                                yolo: splits and class names
     masks/<split>/<stem>.png                 masks: class map, 0 background, class id + 1 elsewhere
     masks/<split>/<stem>.instances.png       masks: instance map, 0 background, instance id (1..N)
-    masks/<split>/<stem>.json                masks: instances (id, class, box XYXY, scores, RLE mask)
+    masks/<split>/<stem>.json                masks: instances (id, class, mask box XYXY, scores, RLE)
     classes.json                             masks: class ids and names
     summary.json                             every format: counts, failed and skipped files
     contact_sheet.png                        on request: overlays of a sample of images
@@ -133,20 +133,22 @@ def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) 
 def instance_records(
     result: Result, prompts: Sequence[str], class_ids: Mapping[str, int]
 ) -> list[dict[str, Any]]:
-    """JSON-ready instances: prompt, class, class_id (from 0), box XYXY, score, mask_score, area, mask RLE."""
+    """JSON-ready instances: prompt, class, class_id (from 0), box (the mask's XYXY box, exclusive far
+    edge), detector_box (XYXY), score, mask_score, area, mask RLE."""
     return [
         {
             "prompt": prompt,
             "class": inst.label,
             "class_id": class_ids[inst.label],
-            "box": [float(v) for v in inst.box],
+            "box": [float(v) for v in box],
+            "detector_box": [float(v) for v in inst.box],
             "score": inst.score,
             "mask_score": inst.mask_score,
             "area": int(area),
             "mask": rle,
         }
-        for inst, prompt, area, rle in zip(
-            result, prompts, result.areas, masks_to_rles(result.masks), strict=True
+        for inst, prompt, box, area, rle in zip(
+            result, prompts, result.mask_boxes(), result.areas, masks_to_rles(result.masks), strict=True
         )
     ]
 
@@ -241,6 +243,8 @@ def yolo_data_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
     train = "train" if "train" in splits else splits[0]
     val = "val" if "val" in splits else (splits[1] if len(splits) > 1 else train)
     lines = ["# YOLO segmentation dataset written by grounded-sam label; the root is this file's folder.\n"]
+    if val == train:
+        lines.append("# A single split: val is the training set. Hold images out with --split 0.8,0.2.\n")
     lines += [f"train: images/{train}\n", f"val: images/{val}\n"]
     if "test" in splits:
         lines.append("test: images/test\n")

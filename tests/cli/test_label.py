@@ -45,6 +45,16 @@ def test_label_to_yolo_with_split_and_contact_sheet(images, tmp_path) -> None:
     assert (out / "contact_sheet.png").is_file()
     again = runner.invoke(app, [*args, "--split", "0.5,0.5", "--sam", "tiny"])
     assert again.exit_code == 0 and "4 were already done" in " ".join(again.output.split())
+    assert "val is the training set" not in output
+
+
+def test_single_yolo_split_says_val_is_train(images, tmp_path) -> None:
+    folder, _ = images
+    out = tmp_path / "ds"
+    result = runner.invoke(app, ["label", str(folder), "-c", "red circle", "-o", str(out), "-f", "yolo"])
+    assert result.exit_code == 0, result.output
+    assert "data.yaml's val is the training set" in " ".join(result.output.split())
+    assert "val is the training set" in (out / "data.yaml").read_text()
 
 
 def test_ontology_file_and_changed_settings(images, tmp_path) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from grounded_sam.export.coco import (
@@ -70,7 +71,8 @@ def test_annotations() -> None:
     assert [a["id"] for a in anns] == [11, 12]
     assert [a["category_id"] for a in anns] == [3, 9]
     assert all(a["image_id"] == 5 and a["iscrowd"] == 0 for a in anns)
-    assert anns[1]["bbox"] == pytest.approx([27.5, 7, 25.5, 26.25])  # XYWH
+    assert anns[1]["bbox"] == [28.0, 8.0, 25.0, 25.0]  # XYWH box of the ring mask (columns 28..52)
+    assert anns[1]["detector_bbox"] == pytest.approx([27.5, 7, 25.5, 26.25])  # the detector's box
     assert [a["area"] for a in anns] == result.areas.tolist()
     assert anns[0]["score"] == pytest.approx(0.75) and anns[1]["mask_score"] == pytest.approx(0.8)
     np.testing.assert_array_equal(rle_to_mask(anns[1]["segmentation"]), result.masks[1])
@@ -136,3 +138,45 @@ def test_polygon_mode_keeps_empty_masks_as_rle() -> None:
     )
     assert isinstance(seg_empty, dict) and not rle_to_mask(seg_empty).any()
     assert isinstance(seg_ring, list) and len(seg_ring) == 1  # one component, hole stitched in
+
+
+def overflowing() -> Result:
+    """Detector boxes that the masks overflow (up to 9 px), as SAM's masks often do."""
+    result = shapes()
+    boxes = result.boxes.copy()
+    boxes[0] = [9, 11, 20, 26]
+    return Result(result.masks, boxes, result.labels, result.scores, result.mask_scores, (H, W))
+
+
+@pytest.mark.parametrize("segmentation", ["rle", "polygon"])
+def test_every_bbox_encloses_its_segmentation_and_is_its_box(tmp_path: Path, segmentation: str) -> None:
+    result = overflowing()
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(coco_dataset([("a.jpg", result)], segmentation=segmentation)))
+    coco = COCO(str(path))
+    for ann in coco.loadAnns(coco.getAnnIds()):
+        rle = coco.annToRLE(ann)
+        decoded = mask_utils.decode(rle).astype(bool)
+        assert ann["bbox"] == mask_utils.toBbox(rle).tolist()
+        x, y, w, h = (int(v) for v in ann["bbox"])
+        inside = np.zeros_like(decoded)
+        inside[y : y + h, x : x + w] = True
+        assert decoded.any() and not (decoded & ~inside).any()  # every pixel inside the box
+        assert ann["area"] == int(mask_utils.area(rle)) == decoded.sum()
+    detector = [a["detector_bbox"] for a in coco.loadAnns(coco.getAnnIds())]
+    assert detector[0] == [9.0, 11.0, 11.0, 15.0]  # kept, but not the bbox
+
+
+def test_polygon_area_is_the_polygons_area_not_the_masks() -> None:
+    result = shapes()
+    rle_anns = result_to_coco_annotations(result)
+    poly_anns = result_to_coco_annotations(result, segmentation="polygon", tolerance=2.0)
+    for rle_ann, poly_ann in zip(rle_anns, poly_anns, strict=True):
+        assert rle_ann["area"] == int(result.areas[rle_ann["id"] - 1])
+        polygons = mask_utils.frPyObjects(poly_ann["segmentation"], H, W)
+        assert poly_ann["area"] == int(mask_utils.area(mask_utils.merge(polygons)))
+        assert poly_ann["area"] != rle_ann["area"]  # simplified outlines cover other pixels
+        # the shoelace area of the outline agrees with the rasterised polygon to within its perimeter
+        xy = np.asarray(poly_ann["segmentation"][0]).reshape(-1, 2)
+        shoelace = 0.5 * abs(np.dot(xy[:, 0], np.roll(xy[:, 1], 1)) - np.dot(xy[:, 1], np.roll(xy[:, 0], 1)))
+        assert abs(shoelace - poly_ann["area"]) < 0.1 * poly_ann["area"]

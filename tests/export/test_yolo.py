@@ -154,3 +154,12 @@ def test_detection_lines() -> None:
 def test_class_id_map() -> None:
     assert class_id_map(["dog", "cat", "dog"]) == {"cat": 0, "dog": 1}
     assert class_id_map(["dog", "cat"], start=1) == {"cat": 1, "dog": 2}
+
+
+def test_detection_lines_use_the_mask_box() -> None:
+    masks = np.zeros((1, H, W), bool)
+    masks[0, 8:24, 12:36] = True  # columns 12..35, rows 8..23
+    result = Result(masks, np.array([[20, 10, 30, 20]], np.float32), ["x"], [1], [1], (H, W))
+    (line,) = result_to_yolo_box_lines(result)
+    cx, cy, w, h = (float(v) for v in line.split()[1:])
+    assert (cx * W, cy * H, w * W, h * H) == pytest.approx((24, 16, 24, 16))

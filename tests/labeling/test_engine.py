@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from grounded_sam.labeling import Ontology, label_dataset, split_of
@@ -59,8 +60,10 @@ def test_coco_matches_truth_boxes_and_pipeline_masks(scenes, tmp_path) -> None:
             gt = truth[rel]
             x1, y1, x2, y2 = gt.boxes.T
             np.testing.assert_allclose(
-                [a["bbox"] for a in anns], np.stack([x1, y1, x2 - x1, y2 - y1], 1), atol=1e-3
+                [a["detector_bbox"] for a in anns], np.stack([x1, y1, x2 - x1, y2 - y1], 1), atol=1e-3
             )
+            for ann in anns:  # the box of an instance is its mask's box, which encloses every pixel
+                assert ann["bbox"] == mask_utils.toBbox(coco.annToRLE(ann)).tolist()
             assert [coco.cats[a["category_id"]]["name"] for a in anns] == [
                 ONTOLOGY[label] for label in gt.labels
             ]
