@@ -165,14 +165,16 @@ class GroundedSAM:
             box_threshold, text_threshold: override the detector's thresholds for this call.
 
         Returns:
-            A :class:`Result` at the image's size; labels are the user's phrases. Empty (N = 0) when the
-            prompt holds no phrase or nothing is found.
+            A :class:`Result` at the image's size (its ``source`` is the image's path when given one);
+            labels are the user's phrases. Empty (N = 0) when the prompt holds no phrase or nothing is
+            found.
         """
         pixels = load_image(image)
         phrases = parse_prompt(text)
         size = (int(pixels.shape[0]), int(pixels.shape[1]))
+        source = os.fspath(image) if isinstance(image, str | os.PathLike) else None
         if not phrases:
-            return Result.empty(size)
+            return Result.empty(size, source)
         thresholds = {"box_threshold": box_threshold, "text_threshold": text_threshold}
         if self.predictor is None:
             found = self.detector.segment(pixels, phrases, **thresholds)
@@ -181,7 +183,7 @@ class GroundedSAM:
             detections = self.detector.detect(pixels, phrases, **thresholds)
             masks, mask_scores = self._masks_for(pixels, detections)
         if len(detections) == 0:
-            return Result.empty(size)
+            return Result.empty(size, source)
         labels = detections.labels
         scores = detections.scores
         if self.labeler is not None:
@@ -194,6 +196,7 @@ class GroundedSAM:
             scores=scores,
             mask_scores=mask_scores,
             image_size=size,
+            source=source,
         )
 
     def _masks_for(self, pixels: np.ndarray, detections: Detections) -> tuple[np.ndarray, np.ndarray]:

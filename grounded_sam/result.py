@@ -47,6 +47,8 @@ class Result:
         scores: (N,) float32, detector (or labeler) confidence.
         mask_scores: (N,) float32, SAM's predicted IoU of each mask.
         image_size: (H, W) of the input image.
+        source: the path of that image when the pipeline was given one (``None`` for arrays); exporters
+            use it to name the image (COCO ``file_name``) and to draw the overlay.
 
     Arrays are coerced on construction: masks from 0/1 integers or floats, the float fields from any
     real dtype (float64 is rounded to float32); anything else raises with the expected and actual shape.
@@ -63,9 +65,11 @@ class Result:
     scores: np.ndarray
     mask_scores: np.ndarray
     image_size: tuple[int, int]
+    source: str | None = None
 
     def __post_init__(self) -> None:
         self.image_size = _check_image_size(self.image_size)
+        self.source = None if self.source is None else os.fspath(self.source)
         self.masks = _check_masks(self.masks, self.image_size)
         n = self.masks.shape[0]
         self.boxes = _check_floats(self.boxes, "boxes", (n, 4))
@@ -74,7 +78,7 @@ class Result:
         self.labels = _check_labels(self.labels, n)
 
     @classmethod
-    def empty(cls, image_size: tuple[int, int]) -> Result:
+    def empty(cls, image_size: tuple[int, int], source: str | None = None) -> Result:
         """A result with no instances (N = 0) for an image of (H, W) = `image_size`."""
         h, w = _check_image_size(image_size)
         return cls(
@@ -84,6 +88,7 @@ class Result:
             scores=np.zeros(0, dtype=np.float32),
             mask_scores=np.zeros(0, dtype=np.float32),
             image_size=(h, w),
+            source=source,
         )
 
     @classmethod
@@ -101,6 +106,7 @@ class Result:
             scores=np.concatenate([r.scores for r in results]),
             mask_scores=np.concatenate([r.mask_scores for r in results]),
             image_size=results[0].image_size,
+            source=results[0].source if len({r.source for r in results}) == 1 else None,
         )
 
     def __len__(self) -> int:
@@ -132,6 +138,7 @@ class Result:
             scores=self.scores[idx],
             mask_scores=self.mask_scores[idx],
             image_size=self.image_size,
+            source=self.source,
         )
 
     def __repr__(self) -> str:
@@ -240,11 +247,16 @@ class Result:
         stem: str = "result",
         image: ImageInput | None = None,
         class_ids: Mapping[str, int] | None = None,
+        file_name: str | None = None,
     ) -> list[Path]:
-        """Write this result to `out_dir` atomically; see `grounded_sam.export.save_result`."""
+        """Write this result to `out_dir` atomically; see `grounded_sam.export.save_result`.
+
+        The ``overlay`` format draws on `image`, by default the image at `source`."""
         from grounded_sam.export import save_result
 
-        return save_result(self, out_dir, format, stem=stem, image=image, class_ids=class_ids)
+        return save_result(
+            self, out_dir, format, stem=stem, image=image, class_ids=class_ids, file_name=file_name
+        )
 
     def to_supervision(self, class_ids: Mapping[str, int] | None = None) -> Any:
         """A `supervision.Detections`; see `grounded_sam.export.supervision.to_supervision`."""

@@ -236,3 +236,30 @@ def _has_supervision() -> bool:
     except ImportError:
         return False
     return True
+
+
+def test_a_result_that_knows_its_image_saves_an_overlay_and_names_it_in_coco(tmp_path: Path) -> None:
+    photo = tmp_path / "photos" / "street.png"
+    photo.parent.mkdir()
+    Image.fromarray(np.full((H, W, 3), 200, dtype=np.uint8)).save(photo)
+    r = Result(**{**vars(sample()), "source": photo})
+    assert r.source == str(photo) and r[[0, 2]].source == str(photo) and r.filter(min_score=0.5).source
+    assert Result.concat([r, r]).source == str(photo) and Result.concat([r, sample()]).source is None
+    (drawn,) = r.save(tmp_path / "out", "overlay")
+    assert Image.open(drawn).size == (W, H)
+    assert np.asarray(Image.open(drawn))[10, 25].tolist() != [200, 200, 200]  # the third mask is drawn
+    coco = json.loads(r.save(tmp_path / "out", "coco")[0].read_text())
+    assert coco["images"][0]["file_name"] == "street.png"
+    named = r.save(tmp_path / "out", "coco", stem="n", file_name="photos/street.png")[0]
+    assert json.loads(named.read_text())["images"][0]["file_name"] == "photos/street.png"
+    assert load_result(r.save(tmp_path / "out", "json")[0]).source == str(photo)
+
+
+def test_the_pipeline_records_the_image_path(tmp_path: Path) -> None:
+    from tests.pipelines import SCENE, scripted_pipeline
+
+    Image.fromarray(SCENE.image).save(tmp_path / "scene.png")
+    pipeline = scripted_pipeline()
+    assert pipeline.predict(tmp_path / "scene.png", SCENE.labels[0]).source == str(tmp_path / "scene.png")
+    assert pipeline.predict(SCENE.image, SCENE.labels[0]).source is None
+    assert pipeline.predict(str(tmp_path / "scene.png"), "zebra").source == str(tmp_path / "scene.png")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -68,6 +68,24 @@ def unique_stems(paths: list[Path]) -> list[str]:
     return stems
 
 
+def dataset_names(inputs: Iterable[Path], paths: Iterable[Path]) -> list[str]:
+    """Each image's path relative to the folder it was found in (POSIX), or its name when given as a file:
+    the ``file_name`` that points a COCO file at its image."""
+    folders = [folder for folder in inputs if folder.is_dir()]
+    names = []
+    for path in paths:
+        root = next((folder for folder in folders if path.is_relative_to(folder)), None)
+        names.append(path.relative_to(root).as_posix() if root is not None else path.name)
+    return names
+
+
+def prompt_class_ids(classes: Sequence[str], format: str) -> dict[str, int]:
+    """Class ids from the order of the prompt's phrases, the same for every image of a run: from 0 for
+    YOLO, from 1 (0 is background) for the other formats."""
+    start = 0 if format == "yolo" else 1
+    return {name: i for i, name in enumerate(classes, start=start)}
+
+
 def images_or_exit(paths: Iterable[Path]) -> list[Path]:
     """The images below ``paths``; exits with status 2 and a message when there are none."""
     found = list(expand_images(paths))
@@ -95,25 +113,37 @@ def run_per_image(
     segment: Callable[[np.ndarray], Result],
     out: Path,
     format: str,
+    *,
+    classes: Sequence[str],
+    names: Sequence[str] | None = None,
 ) -> None:
     """Segment each image, save its result in ``format`` under ``out``, and show a summary table.
 
-    Unreadable images and per-image errors are reported at the end (exit status 1); the others are
-    still processed, and every file is written atomically, so a failure leaves no partial output.
+    Class ids come from ``classes`` (every label the run can give, in prompt order), so they are the
+    same in every file; YOLO gets one ``classes.txt`` for the run. ``names`` are the images' COCO
+    ``file_name`` (see :func:`dataset_names`; default: the file names). Unreadable images and per-image
+    errors are reported at the end (exit status 1); the others are still processed, and every file is
+    written atomically, so a failure leaves no partial output.
     """
+    from grounded_sam.atomic import atomic_write_text
     from grounded_sam.export import save_result
     from grounded_sam.io import load_image
 
+    class_ids = prompt_class_ids(classes, format)
+    if format == "yolo":
+        atomic_write_text(out / "classes.txt", "".join(name + "\n" for name in classes))
+    names = list(names) if names is not None else [path.name for path in paths]
     table = Table("image", "instances", "labels")
     failures: list[tuple[Path, str]] = []
     with progress_bar() as bar:
         task = bar.add_task(description, total=len(paths), rate="")
         start = time.perf_counter()
-        for done, (path, stem) in enumerate(zip(paths, unique_stems(paths), strict=True), start=1):
+        rows = zip(paths, unique_stems(paths), names, strict=True)
+        for done, (path, stem, name) in enumerate(rows, start=1):
             try:
                 pixels = load_image(path)
                 result = segment(pixels)
-                save_result(result, out, format, stem=stem, image=pixels)  # type: ignore[arg-type]
+                save_result(result, out, format, stem=stem, image=pixels, class_ids=class_ids, file_name=name)  # type: ignore[arg-type]
                 names = sorted(set(result.labels))
                 table.add_row(
                     str(path), str(len(result)), ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")

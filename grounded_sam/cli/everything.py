@@ -12,6 +12,7 @@ from grounded_sam.cli.app import (
     app,
     configure_logging,
     console,
+    dataset_names,
     images_or_exit,
     pipeline_or_exit,
     run_per_image,
@@ -58,6 +59,8 @@ def everything(
         lambda pixels: generator.generate_result(pixels, class_list, detector=detector, phrases=phrases),
         out,
         format,
+        classes=[*class_list, "no label"] if class_list else ["object"],
+        names=dataset_names(images, paths),
     )
 
 

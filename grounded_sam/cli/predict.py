@@ -11,11 +11,13 @@ from grounded_sam.cli.app import (
     app,
     configure_logging,
     console,
+    dataset_names,
     images_or_exit,
     pipeline_or_exit,
     run_per_image,
 )
 from grounded_sam.export import EXPORT_FORMATS
+from grounded_sam.text.prompts import parse_prompt
 
 FORMAT_HELP = f"Output format: {', '.join(EXPORT_FORMATS)}."
 
@@ -42,6 +44,7 @@ def predict(
             f"{format!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format"
         )
     paths = images_or_exit(images)
+    phrases = parse_prompt(prompt)
     pipeline = pipeline_or_exit(sam, detector, device)
     console.print(f"prompt: {prompt!r}")
     run_per_image(
@@ -52,4 +55,6 @@ def predict(
         ),
         out,
         format,
+        classes=phrases,
+        names=dataset_names(images, paths),
     )

@@ -9,7 +9,8 @@ Formats of `save_result` (file names under `out_dir`, `stem` defaults to "result
   (one class name per line, line i = class i) when the class ids were derived from the labels.
 * ``png``: ``{stem}_labels.png`` label-index map, ``{stem}_labels.txt`` legend and one mask PNG per
   instance (`export.png`).
-* ``overlay``: ``{stem}_overlay.png``, the annotated image (needs `image`).
+* ``overlay``: ``{stem}_overlay.png``, the annotated image (needs `image`, or a result that knows its
+  ``source`` path).
 """
 
 from __future__ import annotations
@@ -48,12 +49,15 @@ def save_result(
     stem: str = "result",
     image: ImageInput | None = None,
     class_ids: Mapping[str, int] | None = None,
+    file_name: str | None = None,
 ) -> list[Path]:
     """Write `result` to `out_dir` (created if needed) in `format`; return the paths written.
 
-    `image` is required for ``overlay`` and, when it is a path, names the image in the COCO file.
-    `class_ids` maps label -> class id for coco/png (ids >= 1) and yolo (ids from 0); by default the
-    labels of `result` are numbered in sorted order. See the module docstring for the file names.
+    ``overlay`` draws on `image`, by default the image at ``result.source``. The COCO ``file_name`` is
+    `file_name` (the image's path relative to its dataset), else the name of `image` or of
+    ``result.source``, else `stem`. `class_ids` maps label -> class id for coco/png (ids >= 1) and yolo
+    (ids from 0); by default the labels of `result` are numbered in sorted order (pass the ids of the
+    prompt's phrases to keep them the same across images). See the module docstring for the file names.
 
     Example::
 
@@ -65,8 +69,8 @@ def save_result(
     if format == "coco":
         from grounded_sam.export.coco import coco_dataset
 
-        file_name = Path(image).name if isinstance(image, (str, os.PathLike)) else stem
-        dataset = coco_dataset([(file_name, result)], class_ids)
+        name = file_name or _image_name(image if isinstance(image, str | os.PathLike) else result.source)
+        dataset = coco_dataset([(name or stem, result)], class_ids)
         return [atomic_write_text(out / f"{stem}.coco.json", json.dumps(dataset))]
     if format == "yolo":
         from grounded_sam.export.yolo import class_id_map, result_to_yolo_lines
@@ -82,15 +86,22 @@ def save_result(
 
         return save_png_masks(result, out, stem=stem, class_ids=class_ids)
     if format == "overlay":
-        if image is None:
-            raise ValueError("format='overlay' needs the image the result was computed on: pass image=")
+        if image is None and result.source is None:
+            raise ValueError(
+                "format='overlay' needs the image the result was computed on: pass image= (this result "
+                "was computed from pixels, not a file, so it does not know its image)"
+            )
         from grounded_sam.annotate import overlay
 
-        drawn = overlay(image, result)
+        drawn = overlay(result.source if image is None else image, result)
         with atomic_path(out / f"{stem}_overlay.png") as tmp:
             drawn.save(tmp, format="PNG")
         return [out / f"{stem}_overlay.png"]
     raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(EXPORT_FORMATS)}")
+
+
+def _image_name(path: str | os.PathLike[str] | None) -> str | None:
+    return None if path is None else Path(path).name
 
 
 def result_to_dict(result: Result) -> dict[str, Any]:
@@ -108,7 +119,8 @@ def result_to_dict(result: Result) -> dict[str, Any]:
         }
         for inst, area, rle in zip(result, result.areas, masks_to_rles(result.masks), strict=True)
     ]
-    return {"version": JSON_FORMAT_VERSION, "image_size": list(result.image_size), "instances": instances}
+    data = {"version": JSON_FORMAT_VERSION, "image_size": list(result.image_size), "instances": instances}
+    return data if result.source is None else {**data, "source": result.source}
 
 
 def result_from_dict(data: Mapping[str, Any]) -> Result:
@@ -118,8 +130,9 @@ def result_from_dict(data: Mapping[str, Any]) -> Result:
     try:
         h, w = data["image_size"]
         instances = data["instances"]
+        source = data.get("source")
         if not instances:
-            return Result.empty((h, w))
+            return Result.empty((h, w), source)
         return Result(
             masks=np.stack([rle_to_mask(inst["mask"]) for inst in instances]),
             boxes=np.array([inst["box"] for inst in instances], dtype=np.float32),
@@ -127,6 +140,7 @@ def result_from_dict(data: Mapping[str, Any]) -> Result:
             scores=np.array([inst["score"] for inst in instances], dtype=np.float32),
             mask_scores=np.array([inst["mask_score"] for inst in instances], dtype=np.float32),
             image_size=(h, w),
+            source=source,
         )
     except (KeyError, TypeError) as e:
         raise ValueError(f"not a grounded_sam result dict (missing or malformed field: {e})") from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from PIL import Image
 from pycocotools.coco import COCO
@@ -11,6 +12,8 @@ from typer.testing import CliRunner
 
 from grounded_sam import api
 from grounded_sam.cli import app
+from grounded_sam.pipeline import GroundedSAM
+from grounded_sam.text.base import Detections, Segments
 from tests.pipelines import SCENE, scripted_pipeline
 
 runner = CliRunner()
@@ -61,3 +64,77 @@ def test_bad_format_and_empty_folder(images, tmp_path) -> None:
     empty.mkdir()
     result = runner.invoke(app, ["predict", str(empty), "-p", "x"])
     assert result.exit_code == 2 and "No images" in result.output
+
+
+class _TwoScenes:
+    """A text segmenter giving SCENE's truth on SCENE's image and only its yellow square on any other."""
+
+    def segment(self, image, phrases, *, box_threshold=None, text_threshold=None) -> Segments:
+        keep = [
+            i
+            for i, label in enumerate(SCENE.labels)
+            if label in phrases and (label == "yellow square" or np.array_equal(image, SCENE.image))
+        ]
+        ids = [list(phrases).index(SCENE.labels[i]) for i in keep]
+        detections = Detections(SCENE.boxes[keep], np.full(len(keep), 0.8), ids, tuple(phrases))
+        return Segments(detections, SCENE.masks[keep], np.full(len(keep), 0.7))
+
+
+@pytest.fixture
+def two_scenes(tmp_path, monkeypatch):
+    monkeypatch.setattr(api, "default_pipeline", lambda *args: GroundedSAM(_TwoScenes()))
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    Image.fromarray(SCENE.image).save(folder / "a.png")
+    Image.fromarray(SCENE.image[::-1].copy()).save(folder / "sub" / "b.png")
+    return folder
+
+
+PROMPT = "yellow square. orange cross. black circle"  # ids from this order, not from each image's labels
+
+
+def test_yolo_class_ids_come_from_the_prompt_and_hold_across_a_folder(two_scenes, tmp_path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["predict", str(two_scenes), "-p", PROMPT, "-o", str(out), "-f", "yolo"])
+    assert result.exit_code == 0, result.output
+    assert (out / "classes.txt").read_text().split("\n")[:3] == [
+        "yellow square",
+        "orange cross",
+        "black circle",
+    ]
+    a = [int(line.split()[0]) for line in (out / "a.txt").read_text().splitlines()]
+    b = [int(line.split()[0]) for line in (out / "b.txt").read_text().splitlines()]
+    assert a == [{"orange cross": 1, "black circle": 2, "yellow square": 0}[x] for x in SCENE.labels]
+    assert b == [0]  # the yellow square alone: still class 0, not renumbered per image
+    assert not list(out.glob("*.classes.txt"))
+
+
+def test_png_and_coco_class_ids_hold_across_a_folder(two_scenes, tmp_path) -> None:
+    for format in ("png", "coco"):
+        out = tmp_path / format
+        args = ["predict", str(two_scenes), "-p", PROMPT, "-o", str(out), "-f", format]
+        assert runner.invoke(app, args).exit_code == 0
+    legend_b = (tmp_path / "png" / "b_labels.txt").read_text()
+    assert "1" in legend_b and "yellow square" in legend_b
+    labels_b = np.asarray(Image.open(tmp_path / "png" / "b_labels.png"))
+    assert set(np.unique(labels_b)) == {0, 1}
+    labels_a = np.asarray(Image.open(tmp_path / "png" / "a_labels.png"))
+    assert set(np.unique(labels_a)) == {0, 1, 2, 3}
+    for stem in ("a", "b"):
+        coco = COCO(str(tmp_path / "coco" / f"{stem}.coco.json"))
+        names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
+        assert names == {1: "yellow square", 2: "orange cross", 3: "black circle"}
+
+
+def test_coco_file_name_is_the_path_relative_to_the_folder(two_scenes, tmp_path) -> None:
+    out = tmp_path / "out"
+    assert (
+        runner.invoke(app, ["predict", str(two_scenes), "-p", PROMPT, "-o", str(out), "-f", "coco"]).exit_code
+        == 0
+    )
+    assert COCO(str(out / "b.coco.json")).loadImgs(1)[0]["file_name"] == "sub/b.png"
+    assert COCO(str(out / "a.coco.json")).loadImgs(1)[0]["file_name"] == "a.png"
+    single = tmp_path / "single"
+    args = ["predict", str(two_scenes / "sub" / "b.png"), "-p", PROMPT, "-o", str(single), "-f", "coco"]
+    assert runner.invoke(app, args).exit_code == 0
+    assert COCO(str(single / "b.coco.json")).loadImgs(1)[0]["file_name"] == "b.png"
