@@ -15,6 +15,7 @@ from rich.table import Table
 
 from grounded_sam.cli.app import app, configure_logging, console, progress_bar
 from grounded_sam.labeling import DATASET_FORMATS, LabelingSummary, ProgressUpdate, label_dataset
+from grounded_sam.text.prompts import parse_prompt
 
 MAX_LISTED = 10  # failed images printed; all of them (and the skipped files) are in summary.json
 
@@ -34,6 +35,22 @@ def label(
     text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
     split: Annotated[str, typer.Option(help='Split fractions: "0.8,0.2" (train, val[, test]).')] = "1",
     segmentation: Annotated[str, typer.Option(help="COCO masks as rle or polygon.")] = "rle",
+    negative: Annotated[
+        str | None,
+        typer.Option(help='Phrases never labelled: "thermos, toy car" (drops look-alikes, mask IoU > 0.5).'),
+    ] = None,
+    agnostic_nms: Annotated[
+        float | None, typer.Option(help="Across classes, masks overlapping above this IoU keep the best.")
+    ] = None,
+    min_area: Annotated[
+        float | None, typer.Option(help="Drop masks below this fraction of the image.")
+    ] = None,
+    max_area: Annotated[
+        float | None, typer.Option(help="Drop masks above this fraction of the image.")
+    ] = None,
+    max_per_image: Annotated[
+        int | None, typer.Option(help="Keep at most this many labels per image.")
+    ] = None,
     engine: Annotated[str, typer.Option(help="local, or ray to spread the work over Ray actors.")] = "local",
     workers: Annotated[int, typer.Option(help="Ray actors, or I/O threads of the local engine.")] = 1,
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 4,
@@ -56,6 +73,7 @@ def label(
     if (classes is None) == (ontology is None):
         raise typer.BadParameter("give exactly one of --classes and --ontology", param_hint="--classes")
     from grounded_sam import api
+    from grounded_sam.labeling.rules import QualityRules
 
     factory = functools.partial(api.default_pipeline, sam, detector, device)
     sam_name = sam or os.environ.get(api.SAM_ENV) or api.DEMO
@@ -64,6 +82,13 @@ def label(
         task = bar.add_task("label", total=None, rate="")
         on_progress = _progress_updater(bar, task)
         try:
+            rules = QualityRules(
+                negatives=tuple(parse_prompt(negative or "")),
+                agnostic_nms=agnostic_nms,
+                min_area=min_area,
+                max_area=max_area,
+                max_per_image=max_per_image,
+            )
             summary = label_dataset(
                 images_dir,
                 classes if classes is not None else ontology,
@@ -74,6 +99,7 @@ def label(
                 text_threshold=text_threshold,
                 split=split,
                 segmentation=segmentation,  # type: ignore[arg-type]
+                rules=rules,
                 model_id=f"sam={sam_name}, detector={detector_name}",
                 engine=engine,  # type: ignore[arg-type]
                 workers=workers,
@@ -117,6 +143,11 @@ def _print_summary(summary: LabelingSummary) -> None:
         f"labelled {summary.labelled} of {summary.images} images ({splits}); "
         f"{summary.resumed} were already done; {summary.images_per_second:.2f} img/s this run"
     )
+    if summary.dropped_per_rule:
+        drops = ", ".join(f"{rule} {count}" for rule, count in summary.dropped_per_rule.items())
+        console.print(
+            f"candidates dropped by rule: {drops} (each one in {summary.out_dir / 'manifest.jsonl'})"
+        )
     if summary.format == "yolo" and len(summary.images_per_split) == 1:
         console.print(
             "[yellow]one split: data.yaml's val is the training set[/yellow] (scores measured on it are "

@@ -23,6 +23,7 @@ import numpy as np
 
 from grounded_sam.atomic import atomic_write_text
 from grounded_sam.io import load_image
+from grounded_sam.labeling.candidates import MANIFEST_FILE, append_line, compact_manifest, manifest_line
 from grounded_sam.labeling.manifest import (
     DatasetFormat,
     ImageTask,
@@ -35,6 +36,13 @@ from grounded_sam.labeling.manifest import (
     split_of,
 )
 from grounded_sam.labeling.ontology import as_ontology
+from grounded_sam.labeling.rules import (
+    RULES,
+    QualityRules,
+    apply_rules,
+    detector_threshold,
+    dropped_counts,
+)
 from grounded_sam.labeling.summary import ImageOutcome, LabelingSummary, ProgressUpdate
 from grounded_sam.labeling.writers import (
     DatasetLayout,
@@ -63,6 +71,7 @@ def label_dataset(
     text_threshold: float | None = None,
     split: str | Sequence[float] = (1.0,),
     segmentation: Segmentation = "rle",
+    rules: QualityRules | None = None,
     model_id: str | None = None,
     engine: Engine = "local",
     workers: int = 1,
@@ -81,6 +90,9 @@ def label_dataset(
             Ray engine builds one per worker). Default: `grounded_sam.api.default_pipeline()`.
         split: fractions ``"0.8,0.2"`` (train, val[, test]) or ``"train=0.9,val=0.1"``.
         segmentation: COCO masks as ``rle`` or ``polygon``.
+        rules: quality rules (negative phrases, agnostic NMS, area bounds, max per image; see
+            `labeling.rules`). Every candidate and the rule that kept or dropped it is appended to
+            ``manifest.jsonl``. Default: only duplicate labels from two prompts of one class are dropped.
         model_id: names the model in the settings fingerprint (default: derived from the pipeline).
         engine, workers, batch_size: ``local`` (one model, `workers` I/O threads) or ``ray`` (`workers`
             actors, each with its own model); images per model call.
@@ -114,6 +126,7 @@ def label_dataset(
         text_threshold=text_threshold,
         model=model_id or describe_model(pipeline, pipeline_factory),
         segmentation=segmentation,
+        rules=rules or QualityRules(),
     )
     layout = DatasetLayout(out, settings)
     manifest = prepare_output(images_root, layout, overwrite)
@@ -197,6 +210,10 @@ def finish(
     )
     per_class = Counter(inst["class"] for t in done for inst in records[t.rel]["instances"])
     per_split = Counter(t.split for t in done)
+    compact_manifest(layout.path(MANIFEST_FILE), [t.rel for t in done])
+    per_rule = Counter({rule: 0 for rule in RULES})
+    for task in done:
+        per_rule.update(records[task.rel].get("dropped", {}))
     sheet = None
     if want_sheet:
         from grounded_sam.labeling.contact_sheet import dataset_contact_sheet
@@ -216,6 +233,7 @@ def finish(
         images_per_second=processed / elapsed if elapsed > 0 else 0.0,
         contact_sheet=sheet,
         files=tuple(files),
+        dropped_per_rule={rule: count for rule, count in per_rule.items() if count},
     )
     atomic_write_text(layout.path("summary.json"), json.dumps(summary.to_dict(), indent=1))
     return summary
@@ -252,6 +270,7 @@ def label_batch(
     ready = [
         (task, pixels) for task, pixels in zip(tasks, loaded, strict=True) if isinstance(pixels, np.ndarray)
     ]
+    base = _base_threshold(pipeline, layout.settings)
     results = _predict(pipeline, layout.settings, [pixels for _, pixels in ready])
     predicted = dict(zip((task.rel for task, _ in ready), results, strict=True))
 
@@ -264,13 +283,17 @@ def label_batch(
             )
             logger.warning("failed to label %s: %s", task.rel, outcome)
             return ImageOutcome(task.rel, "failed", reason=outcome)
+        kept, candidates = apply_rules(outcome, layout.settings.ontology, layout.settings.rules, base)
         try:
-            record = write_image_outputs(layout, task, outcome)
+            record = write_image_outputs(layout, task, kept)
         except ValueError as e:  # unsafe output path
             manifest.write_record(
                 {"rel": task.rel, "split": task.split, "status": "failed", "reason": str(e)}
             )
             return ImageOutcome(task.rel, "failed", reason=str(e))
+        line = manifest_line(task.rel, task.split, outcome.image_size, candidates)
+        append_line(layout.path(MANIFEST_FILE), line)  # before the record, which marks the image done
+        record["dropped"] = dropped_counts(candidates)
         manifest.write_record(record)
         return ImageOutcome(task.rel, "done", instances=len(record["instances"]))
 
@@ -288,8 +311,9 @@ def _predict(pipeline: GroundedSAM, settings: LabelingSettings, images: list[np.
     """A Result per image, or an error string; a failing batch is retried image by image to isolate it."""
     if not images:
         return []
-    prompts = list(settings.ontology.prompts)
-    thresholds = {"box_threshold": settings.box_threshold, "text_threshold": settings.text_threshold}
+    prompts = [*settings.ontology.prompts, *settings.rules.negatives]
+    box_threshold = detector_threshold(settings.ontology, _base_threshold(pipeline, settings))
+    thresholds = {"box_threshold": box_threshold, "text_threshold": settings.text_threshold}
     try:
         return list(pipeline.predict_batch(images, prompts, **thresholds))
     except Exception as e:  # a per-image boundary: any model error becomes that image's failure reason
@@ -297,6 +321,14 @@ def _predict(pipeline: GroundedSAM, settings: LabelingSettings, images: list[np.
             logger.exception("the pipeline failed on an image")
             return [f"the pipeline failed: {type(e).__name__}: {e}"]
     return [outcome for image in images for outcome in _predict(pipeline, settings, [image])]
+
+
+def _base_threshold(pipeline: GroundedSAM, settings: LabelingSettings) -> float | None:
+    """The box threshold of classes without their own: the run's, else the detector's default."""
+    if settings.box_threshold is not None:
+        return settings.box_threshold
+    default = getattr(pipeline.detector, "box_threshold", None)
+    return float(default) if isinstance(default, (int, float)) else None
 
 
 def describe_model(pipeline: GroundedSAM | None, factory: PipelineFactory | None) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 from grounded_sam.atomic import atomic_write_text
 from grounded_sam.io import IMAGE_SUFFIXES
 from grounded_sam.labeling.ontology import Ontology
+from grounded_sam.labeling.rules import QualityRules
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class LabelingSettings:
         box_threshold, text_threshold: detector thresholds (None: the detector's own).
         model: a name for the models used (part of the fingerprint only).
         segmentation: COCO segmentation encoding, ``rle`` or ``polygon``.
+        rules: the quality rules that decide which candidates become labels (`labeling.rules`).
     """
 
     ontology: Ontology
@@ -64,8 +66,10 @@ class LabelingSettings:
     text_threshold: float | None = None
     model: str = "custom"
     segmentation: Segmentation = "rle"
+    rules: QualityRules = field(default_factory=QualityRules)
 
     def __post_init__(self) -> None:
+        self.rules.check(self.ontology)
         if self.format not in DATASET_FORMATS:
             raise ValueError(f"unknown dataset format {self.format!r}; choose one of {DATASET_FORMATS}")
         if self.segmentation not in get_args(Segmentation):
@@ -91,19 +95,20 @@ class LabelingSettings:
             "text_threshold": self.text_threshold,
             "model": self.model,
             "segmentation": self.segmentation,
+            **({"rules": self.rules.to_dict()} if self.rules.to_dict() else {}),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LabelingSettings:
-        onto = data["ontology"]
         return cls(
-            ontology=Ontology(tuple(onto["prompts"]), tuple(onto["classes"])),
+            ontology=Ontology.from_dict(data["ontology"]),
             format=data["format"],
             splits=tuple((str(name), float(fraction)) for name, fraction in data["splits"]),
             box_threshold=data["box_threshold"],
             text_threshold=data["text_threshold"],
             model=data["model"],
             segmentation=data["segmentation"],
+            rules=QualityRules.from_dict(data.get("rules", {})),
         )
 
     @property

@@ -4,6 +4,13 @@ Class ids are stable and documented: the distinct class names are numbered from 
 they first appear in the ontology (``{"yellow taxi": "car", "pedestrian": "person", "cab": "car"}`` gives
 ``car = 0, person = 1``). Each format offsets them by its own convention: YOLO uses the id itself, COCO
 category ids and mask PNG values are ``id + 1`` (0 is background in a mask PNG).
+
+A class may have several prompts and its own box threshold. In a mapping (or an ontology file) each entry
+is either the plain ``prompt: class`` or ``class: {prompts: [...], box_threshold: 0.4}`` (or
+``class: [prompts]``)::
+
+    car: {prompts: [car, sedan, pickup truck], box_threshold: 0.4}
+    pedestrian: person
 """
 
 from __future__ import annotations
@@ -35,10 +42,12 @@ class Ontology:
 
     prompts: tuple[str, ...]
     classes: tuple[str, ...]
+    box_thresholds: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(self.prompts))
         object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "box_thresholds", tuple((str(c), float(t)) for c, t in self.box_thresholds))
         if len(self.prompts) != len(self.classes):
             raise ValueError(
                 f"an ontology needs one class per prompt; got {len(self.prompts)} prompts and "
@@ -57,6 +66,11 @@ class Ontology:
         for name in self.classes:
             if not isinstance(name, str) or not name.strip() or name != name.strip():
                 raise ValueError(f"class names must be non-empty strings without outer spaces; got {name!r}")
+        for name, threshold in self.box_thresholds:
+            if name not in self.classes:
+                raise ValueError(f"box_threshold given for {name!r}, which is not a class of the ontology")
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"the box_threshold of class {name!r} must lie in [0, 1]; got {threshold}")
 
     @classmethod
     def from_classes(cls, classes: str | Iterable[str]) -> Ontology:
@@ -65,24 +79,34 @@ class Ontology:
         return cls(tuple(phrases), tuple(phrases))
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, str]) -> Ontology:
-        """Prompt -> class name ({"yellow taxi": "car"}); prompts are normalised like the pipeline does."""
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Ontology:
+        """Prompt -> class name ({"yellow taxi": "car"}), or class -> {prompts: [...], box_threshold: t}
+        (or class -> [prompts]); prompts are normalised like the pipeline does."""
         prompts: list[str] = []
         classes: list[str] = []
-        for prompt, name in mapping.items():
-            if not isinstance(prompt, str) or not isinstance(name, str):
-                raise TypeError(f"ontology entries must map a prompt string to a class name; got {prompt!r}")
-            parsed = parse_prompt(prompt)
-            if len(parsed) != 1:
-                raise ValueError(
-                    f"ontology prompt {prompt!r} must be exactly one phrase (no '.', ',' or ';' "
-                    f"separators); it parses as {parsed}"
-                )
-            if parsed[0] in prompts:
-                raise ValueError(f"ontology prompt {prompt!r} appears twice (after normalisation)")
-            prompts.append(parsed[0])
-            classes.append(name.strip())
-        return cls(tuple(prompts), tuple(classes))
+        thresholds: list[tuple[str, float]] = []
+        for key, value in mapping.items():
+            if not isinstance(key, str):
+                raise TypeError(f"ontology keys must be strings; got {key!r}")
+            if isinstance(value, str):
+                pairs = [(key, value)]
+            else:
+                spec = _class_spec(key, value)
+                pairs = [(prompt, key) for prompt in spec["prompts"]]
+                if spec.get("box_threshold") is not None:
+                    thresholds.append((key.strip(), _fraction(spec["box_threshold"], key)))
+            for prompt, name in pairs:
+                parsed = parse_prompt(prompt) if isinstance(prompt, str) else []
+                if len(parsed) != 1:
+                    raise ValueError(
+                        f"ontology prompt {prompt!r} must be exactly one phrase (no '.', ',' or ';' "
+                        f"separators); it parses as {parsed}"
+                    )
+                if parsed[0] in prompts:
+                    raise ValueError(f"ontology prompt {prompt!r} appears twice (after normalisation)")
+                prompts.append(parsed[0])
+                classes.append(name.strip())
+        return cls(tuple(prompts), tuple(classes), tuple(thresholds))
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Ontology:
@@ -131,9 +155,22 @@ class Ontology:
         except ValueError:
             return None
 
+    def box_threshold_of(self, name: str) -> float | None:
+        """The box threshold of class `name`, or None when it has none of its own."""
+        return dict(self.box_thresholds).get(name)
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: ``{"prompts": [...], "classes": [...]}``."""
-        return {"prompts": list(self.prompts), "classes": list(self.classes)}
+        """JSON-ready form: ``{"prompts": [...], "classes": [...]}`` (+ ``"box_thresholds"`` if any)."""
+        data: dict[str, Any] = {"prompts": list(self.prompts), "classes": list(self.classes)}
+        if self.box_thresholds:
+            data["box_thresholds"] = {name: t for name, t in self.box_thresholds}
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Ontology:
+        """Inverse of `to_dict`."""
+        thresholds = tuple(data.get("box_thresholds", {}).items())
+        return cls(tuple(data["prompts"]), tuple(data["classes"]), thresholds)
 
 
 def as_ontology(value: Any) -> Ontology:
@@ -164,3 +201,26 @@ def _load_yaml(text: str, file: Path) -> Any:
         return yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ValueError(f"ontology file {file} is not valid YAML: {e}") from e
+
+
+def _class_spec(name: str, value: Any) -> Mapping[str, Any]:
+    """``class: [prompts]`` or ``class: {prompts: [...], box_threshold: t}`` as a checked mapping."""
+    spec = {"prompts": value} if isinstance(value, list) else value
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("prompts", [name]), list):
+        raise ValueError(
+            f"ontology entry {name!r} must be a class name (prompt: class), a list of prompts or "
+            f"{{prompts: [...], box_threshold: 0.4}}; got {value!r}"
+        )
+    unknown = sorted(set(spec) - {"prompts", "box_threshold"})
+    if unknown:
+        raise ValueError(f"ontology class {name!r}: unknown keys {unknown} (use prompts, box_threshold)")
+    if not spec.get("prompts", [name]):
+        raise ValueError(f"ontology class {name!r} has an empty list of prompts")
+    return {"prompts": spec.get("prompts", [name]), "box_threshold": spec.get("box_threshold")}
+
+
+def _fraction(value: Any, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"the box_threshold of class {name!r} must be a number; got {value!r}") from e

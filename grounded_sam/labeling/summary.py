@@ -43,6 +43,7 @@ class LabelingSummary:
         elapsed: seconds spent in this run; images_per_second: images labelled by this run per second.
         contact_sheet: path of the contact sheet, when one was requested and written.
         files: the dataset-level files written (COCO json per split, data.yaml or classes.json).
+        dropped_per_rule: candidates each quality rule dropped (`labeling.rules`), over labelled images.
     """
 
     out_dir: Path
@@ -58,6 +59,7 @@ class LabelingSummary:
     images_per_second: float = 0.0
     contact_sheet: Path | None = None
     files: tuple[Path, ...] = field(default_factory=tuple)
+    dropped_per_rule: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """The run-independent part, as written to ``summary.json`` (no timings, no resume counts)."""
@@ -69,4 +71,5 @@ class LabelingSummary:
             "skipped": [{"path": s.path, "note": s.note} for s in self.skipped],
             "instances_per_class": self.instances_per_class,
             "images_per_split": self.images_per_split,
+            "dropped_per_rule": self.dropped_per_rule,
         }

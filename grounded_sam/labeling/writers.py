@@ -12,7 +12,9 @@ the image folder, nested folders kept; ``<stem>`` that path without its suffix):
     masks/<split>/<stem>.instances.png       masks: instance map, 0 background, instance id (1..N)
     masks/<split>/<stem>.json                masks: instances (id, class, mask box XYXY, scores, RLE)
     classes.json                             masks: class ids and names
-    summary.json                             every format: counts, failed and skipped files
+    summary.json                             every format: counts, failed and skipped files, drops
+    manifest.jsonl                           every format: one line per image, every candidate and the
+                                             quality rule that kept or dropped it (labeling.candidates)
     contact_sheet.png                        on request: overlays of a sample of images
 """
 
@@ -75,7 +77,7 @@ class DatasetLayout:
         """Relative paths of the dataset-level files (assembled at the end of a run)."""
         files = {"coco": [f"annotations/instances_{s}.json" for s in self.settings.split_names]}
         files["yolo"], files["masks"] = ["data.yaml"], ["classes.json"]
-        return [*files[self.settings.format], "summary.json", "contact_sheet.png"]
+        return [*files[self.settings.format], "summary.json", "contact_sheet.png", "manifest.jsonl"]
 
     def path(self, rel: str) -> Path:
         """Absolute path of an output, checked to stay inside the output folder."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import pytest
 import yaml
@@ -88,3 +89,29 @@ def test_bad_input_is_explained(images, tmp_path, extra, message) -> None:
     result = runner.invoke(app, ["label", str(folder), "-o", str(tmp_path / "ds"), *extra])
     assert result.exit_code == 2
     assert message in " ".join(result.output.split())
+
+
+def test_quality_rule_options_and_the_drop_summary(images, tmp_path) -> None:
+    folder, _ = images
+    out = tmp_path / "ds"
+    args = ["label", str(folder), "-c", "red circle, blue square", "-o", str(out), "--max-per-image", "1"]
+    result = runner.invoke(
+        app, [*args, "--negative", "red square", "--agnostic-nms", "0.6", "--min-area", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    dropped = Counter(c["rule"] for line in lines for c in line["candidates"] if not c["kept"])
+    assert all(len([c for c in line["candidates"] if c["kept"]]) <= 1 for line in lines)
+    assert dropped and "candidates dropped by rule: " in output
+    for rule, count in dropped.items():
+        assert f"{rule} {count}" in output
+    settings = json.loads((out / ".labeling" / "settings.json").read_text())["settings"]
+    assert settings["rules"] == {
+        "negatives": ["red square"],
+        "agnostic_nms": 0.6,
+        "min_area": 0,
+        "max_per_image": 1,
+    }
+    bad = runner.invoke(app, [*args[:-2], "-o", str(tmp_path / "x"), "--min-area", "2"])
+    assert bad.exit_code == 2 and "min_area must lie in [0, 1]" in " ".join(bad.output.split())
