@@ -25,8 +25,8 @@ import numpy as np
 
 from grounded_sam.data import Scene, load_scene, masks_to_boxes
 from grounded_sam.result import Result
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
-from grounded_sam.sam.sam import Sam
 
 PredictFn = Callable[[np.ndarray, list[str]], Result]
 """``predict_fn(image (H, W, 3) uint8 RGB, phrases) -> Result`` for :func:`evaluate_text_prompts`."""

@@ -5,9 +5,10 @@ This package knows nothing about text; :mod:`grounded_sam.pipeline` joins it to 
 
 from grounded_sam.sam.build import build_sam, build_sam_from_config, load_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
+from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig, ViTConfig
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import ImageEmbedding, SamPredictor
-from grounded_sam.sam.registry import ModelSpec, SamConfig, TinyViTConfig, ViTConfig, get_spec, list_models
-from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.registry import ModelSpec, get_spec, list_models
 from grounded_sam.sam.zoom import ZoomConfig, ZoomPredictor
 
 __all__ = [

@@ -1,7 +1,7 @@
 """What every SAM-style predictor shares: the embedding cache, image loading and the numpy prompt API.
 
-A subclass (ours for :class:`~grounded_sam.sam.sam.Sam`, SAM 2's for ``transformers``) says how an image
-is embedded, how pixel prompts map into its encoder's frame, and how prompts are decoded.
+A subclass (ours for :class:`~grounded_sam.sam.modeling.sam.Sam`, SAM 2's for ``transformers``) says
+how an image is embedded, how pixel prompts map into its encoder's frame, and how prompts are decoded.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from grounded_sam.io import ImageInput, load_image
-from grounded_sam.sam.prompts import check_mask_input, check_points, clip_boxes, to_box_array
+from grounded_sam.sam.prompt_checks import check_mask_input, check_points, clip_boxes, to_box_array
 
 Prediction = tuple[np.ndarray, np.ndarray, np.ndarray]
 TorchPrediction = tuple[torch.Tensor, torch.Tensor, torch.Tensor]

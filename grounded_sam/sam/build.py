@@ -15,13 +15,14 @@ from torch import nn
 
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.sam.checkpoint import CheckpointError, read_checkpoint
-from grounded_sam.sam.image_encoder import ViTImageEncoder
-from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.prompt_encoder import PromptEncoder
-from grounded_sam.sam.registry import SamConfig, TinyViTConfig, ViTConfig, get_spec
-from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.tiny_vit import TinyViTEncoder
-from grounded_sam.sam.transformer import TwoWayTransformer
+from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig, ViTConfig
+from grounded_sam.sam.modeling.image_encoder import ViTImageEncoder
+from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
+from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
+from grounded_sam.sam.modeling.sam import Sam
+from grounded_sam.sam.modeling.tiny_vit import TinyViTEncoder
+from grounded_sam.sam.modeling.transformer import TwoWayTransformer
+from grounded_sam.sam.registry import get_spec
 from grounded_sam.weights import resolve_weights
 
 

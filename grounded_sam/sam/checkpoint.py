@@ -22,8 +22,8 @@ from safetensors.torch import save_file
 
 from grounded_sam.atomic import atomic_path
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict
-from grounded_sam.sam.registry import SamConfig, config_from_dict, config_to_dict
-from grounded_sam.sam.tiny_vit import UNUSED_CHECKPOINT_KEYS
+from grounded_sam.sam.modeling.config import SamConfig, config_from_dict, config_to_dict
+from grounded_sam.sam.modeling.tiny_vit import UNUSED_CHECKPOINT_KEYS
 
 logger = logging.getLogger(__name__)
 

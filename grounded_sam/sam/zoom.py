@@ -26,9 +26,9 @@ import numpy as np
 
 from grounded_sam.devices import Precision
 from grounded_sam.sam.base_predictor import Prediction
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import ImageEmbedding, SamPredictor
-from grounded_sam.sam.prompts import clip_boxes, to_box_array
-from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.prompt_checks import clip_boxes, to_box_array
 
 OUTSIDE_LOGIT = -100.0
 """Mask logit given (with ``return_logits``) to the pixels outside a zoomed box's window."""

@@ -39,8 +39,8 @@ from grounded_sam.atomic import atomic_path
 from grounded_sam.data import Scene, SceneConfig, make_scene, scene_seed
 from grounded_sam.sam.build import build_sam_from_config
 from grounded_sam.sam.checkpoint import save_checkpoint
-from grounded_sam.sam.registry import SamConfig, config_to_dict
-from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.modeling.config import SamConfig, config_to_dict
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.train.losses import sam_loss
 from grounded_sam.train.prompt_sampling import correction_clicks, jitter_boxes, sample_foreground_points
 

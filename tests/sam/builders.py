@@ -7,8 +7,8 @@ import torch
 from segment_anything import modeling as ref
 
 from grounded_sam.sam.build import build_sam_from_config
-from grounded_sam.sam.registry import SamConfig, TinyViTConfig, ViTConfig
-from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig, ViTConfig
+from grounded_sam.sam.modeling.sam import Sam
 
 TINY_VIT_SAM = SamConfig(
     encoder=ViTConfig(embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,), window_size=4),

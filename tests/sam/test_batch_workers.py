@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.sam.batch_workers import map_batches, worker_count
 from grounded_sam.sam.everything import MaskGenerator
+from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
 from tests.sam.test_everything import LOOSE, twins
 
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict, official_sam_to_hf
-from grounded_sam.sam.registry import SamConfig, ViTConfig
+from grounded_sam.sam.modeling.config import SamConfig, ViTConfig
 from tests.sam.builders import reference_sam
 
 transformers = pytest.importorskip("transformers")

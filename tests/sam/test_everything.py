@@ -14,11 +14,11 @@ from segment_anything import SamPredictor as ReferencePredictor
 
 from grounded_sam.export.coco import rle_to_mask
 from grounded_sam.result import Result
-from grounded_sam.sam.common import LayerNorm2d
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
-from grounded_sam.sam.mask_ops import counts_to_mask
+from grounded_sam.sam.everything.mask_ops import counts_to_mask
+from grounded_sam.sam.modeling.common import LayerNorm2d
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
-from grounded_sam.sam.sam import Sam
 from grounded_sam.text.base import Detections, Labels
 from tests.sam.builders import TINY_VIT_SAM, random_sam, reference_twin
 

@@ -8,11 +8,11 @@ import torch
 from segment_anything.utils import amg
 
 from grounded_sam.sam.everything import EverythingConfig
-from grounded_sam.sam.full_resolution import Upsampler
-from grounded_sam.sam.mask_ops import upsample_logits
+from grounded_sam.sam.everything.full_resolution import Upsampler
+from grounded_sam.sam.everything.mask_ops import upsample_logits
 from grounded_sam.sam.predictor import ImageEmbedding
 from tests.sam.builders import random_sam
-from tests.sam.test_settled_counts import smooth_logits
+from tests.sam.test_stability_counts import smooth_logits
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import torch
 from segment_anything.modeling import image_encoder as reference
 from torch import nn
 
-from grounded_sam.sam import image_encoder
-from grounded_sam.sam.image_encoder import ViTImageEncoder
+from grounded_sam.sam.modeling import image_encoder
+from grounded_sam.sam.modeling.image_encoder import ViTImageEncoder
 
 SMALL = dict(patch_size=16, embed_dim=32, depth=2, num_heads=2, mlp_ratio=4.0, out_chans=16)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from segment_anything import modeling as ref
 
-from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.prompt_encoder import PromptEncoder
-from grounded_sam.sam.transformer import TwoWayTransformer
+from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
+from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
+from grounded_sam.sam.modeling.transformer import TwoWayTransformer
 from tests.sam.builders import randomize_
 
 # Width and heads keep SAM's ratios (C / heads = 16 in the released models, 16 here), so the same

@@ -10,9 +10,9 @@ from pycocotools import mask as coco_mask
 from segment_anything.utils import amg
 from torchvision.ops import batched_nms
 
-from grounded_sam.sam import mask_ops
-from grounded_sam.sam.candidates import MaskSet, nms
-from grounded_sam.sam.mask_ops import CompactMask
+from grounded_sam.sam.everything import mask_ops
+from grounded_sam.sam.everything.candidates import MaskSet, nms
+from grounded_sam.sam.everything.mask_ops import CompactMask
 from tests.sam.builders import TINY_VIT_SAM, random_sam
 
 

@@ -179,7 +179,7 @@ def test_setting_the_same_pixels_again_keeps_the_embedding(image: np.ndarray) ->
 
 
 def test_decoding_in_small_passes_gives_the_same_outputs(predictors, monkeypatch) -> None:
-    import grounded_sam.sam.mask_decoder as mask_decoder
+    import grounded_sam.sam.modeling.mask_decoder as mask_decoder
 
     ours, _ = predictors
     rng = np.random.default_rng(3)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from segment_anything import modeling as ref
 
-from grounded_sam.sam.prompt_encoder import PromptEncoder
+from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
 from tests.sam.builders import randomize_
 
 EMBED, GRID, INPUT, MASK_CHANS = 32, (12, 16), (48, 64), 8  # (h, w): a wide frame catches x/y swaps

@@ -1,4 +1,4 @@
-"""Tests for grounded_sam.sam.tiny_vit (MobileSAM's TinyViT image encoder)."""
+"""Tests for grounded_sam.sam.modeling.tiny_vit (MobileSAM's TinyViT image encoder)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grounded_sam.sam.tiny_vit import (
+from grounded_sam.sam.modeling.tiny_vit import (
     UNUSED_CHECKPOINT_KEYS,
     TinyViTBlock,
     TinyViTEncoder,

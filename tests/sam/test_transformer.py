@@ -7,8 +7,8 @@ import torch
 from segment_anything import modeling as ref
 from segment_anything.modeling.transformer import Attention as RefAttention
 
-from grounded_sam.sam.attention import Attention
-from grounded_sam.sam.transformer import TwoWayTransformer
+from grounded_sam.sam.modeling.attention import Attention
+from grounded_sam.sam.modeling.transformer import TwoWayTransformer
 from tests.sam.builders import randomize_
 
 DIM, HEADS, MLP_DIM, GRID, TOKENS = 64, 4, 96, (16, 16), 7

@@ -6,7 +6,7 @@ import torch
 
 from grounded_sam.data import SceneConfig
 from grounded_sam.sam.build import load_sam
-from grounded_sam.sam.registry import SamConfig, ViTConfig
+from grounded_sam.sam.modeling.config import SamConfig, ViTConfig
 from grounded_sam.train.__main__ import main
 from grounded_sam.train.sam_trainer import CHECKPOINT_NAME, SamTrainer, TrainConfig
 

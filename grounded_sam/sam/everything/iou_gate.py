@@ -5,9 +5,9 @@ masks of few of them. What decides is the IoU head, which reads only the IoU tok
 attention. The decoder's cost is its image side: after the first image→token attention every prompt has
 its own (h·w, C) image tokens, and the plain path streams several such tensors per prompt through memory.
 
-:func:`gate_ious` computes the same IoUs (same algebra as :class:`~grounded_sam.sam.attention.Attention`,
-different rounding) walking the image tokens in chunks of rows, so each chunk is produced and consumed
-while it is still in cache:
+:func:`gate_ious` computes the same IoUs (same algebra as
+:class:`~grounded_sam.sam.modeling.attention.Attention`, different rounding) walking the image tokens
+in chunks of rows, so each chunk is produced and consumed while it is still in cache:
 
 * the image→token attentions and their LayerNorms act on each image token alone, so they run chunk by
   chunk;
@@ -16,7 +16,7 @@ while it is still in cache:
 * the first block's image tokens are kept (in chunks) for the second block; the second block's are never
   stored: the final attention of the IoU token consumes them chunk by chunk.
 
-Only SAM's two-block :class:`~grounded_sam.sam.transformer.TwoWayTransformer` with one shared image
+Only SAM's two-block :class:`~grounded_sam.sam.modeling.transformer.TwoWayTransformer` with one shared image
 embedding is covered (:func:`supports_gate`); masks are always decoded by the plain path.
 """
 
@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from grounded_sam.sam.attention import Attention
-from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.transformer import ImageTokens, TwoWayTransformer
+from grounded_sam.sam.modeling.attention import Attention
+from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
+from grounded_sam.sam.modeling.transformer import ImageTokens, TwoWayTransformer
 
 CHUNK_ROWS = 128
 """Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 4 MiB at C = 256."""

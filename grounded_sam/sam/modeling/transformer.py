@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from grounded_sam.sam.attention import Attention
-from grounded_sam.sam.common import FeedForward
+from grounded_sam.sam.modeling.attention import Attention
+from grounded_sam.sam.modeling.common import FeedForward
 
 
 class TwoWayAttentionBlock(nn.Module):

@@ -11,8 +11,8 @@ import math
 import torch
 from torch import nn
 
-from grounded_sam.sam.common import MLP, LayerNorm2d
-from grounded_sam.sam.transformer import PROJECTIONS_PAY_FROM, BlockOutputs, ImageTokens
+from grounded_sam.sam.modeling.common import MLP, LayerNorm2d
+from grounded_sam.sam.modeling.transformer import PROJECTIONS_PAY_FROM, BlockOutputs, ImageTokens
 
 PASS_BYTES = 16 << 20
 """Per-prompt image tokens decoded in one pass stay under this size (see :func:`prompts_per_pass`)."""
@@ -77,7 +77,8 @@ class MaskDecoder(nn.Module):
         iou_head_hidden_dim: int = 256,
     ) -> None:
         """``transformer`` maps (image (1 or N, C, h, w), pe (1, C, h, w), tokens (N, T, C)) to
-        (tokens (N, T, C), image (N, h*w, C)), like :class:`~grounded_sam.sam.transformer.TwoWayTransformer`.
+        (tokens (N, T, C), image (N, h*w, C)), like
+        :class:`~grounded_sam.sam.modeling.transformer.TwoWayTransformer`.
         """
         super().__init__()
         self.transformer_dim = transformer_dim

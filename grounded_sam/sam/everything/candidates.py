@@ -22,19 +22,19 @@ import numpy as np
 import torch
 from torchvision.ops import batched_nms
 
-from grounded_sam.sam import mask_ops
-from grounded_sam.sam.batch_workers import map_batches, worker_count
-from grounded_sam.sam.full_resolution import Upsampler
-from grounded_sam.sam.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
-from grounded_sam.sam.mask_decoder import MaskDecoder, Workspace, prompts_per_pass
-from grounded_sam.sam.mask_ops import CompactMask
+from grounded_sam.sam.everything import mask_ops
+from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
+from grounded_sam.sam.everything.full_resolution import Upsampler
+from grounded_sam.sam.everything.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
+from grounded_sam.sam.everything.mask_ops import CompactMask
+from grounded_sam.sam.modeling.mask_decoder import MaskDecoder, Workspace, prompts_per_pass
+from grounded_sam.sam.modeling.sam import Sam
+from grounded_sam.sam.modeling.transformer import PROJECTIONS_PAY_FROM, ImageTokens
 from grounded_sam.sam.predictor import ImageEmbedding
-from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.transformer import PROJECTIONS_PAY_FROM, ImageTokens
 from grounded_sam.sam.transforms import scale_boxes, scale_coords
 
 if TYPE_CHECKING:
-    from grounded_sam.sam.everything import EverythingConfig
+    from grounded_sam.sam.everything.generator import EverythingConfig
 
 
 GATE_MARGIN = 1e-3
@@ -167,10 +167,10 @@ def decode_gated(
 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
     """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
 
-    With a filter and SAM's two-block transformer, :func:`~grounded_sam.sam.iou_gate.gate_ious` first
-    predicts every prompt's IoUs without its image tokens; only prompts within :data:`GATE_MARGIN` of the
-    threshold go through the plain decoder, whose IoUs are the ones returned for them (so the result does
-    not depend on the gate's rounding).
+    With a filter and SAM's two-block transformer, :func:`~grounded_sam.sam.everything.iou_gate.gate_ious`
+    first predicts every prompt's IoUs without its image tokens; only prompts within :data:`GATE_MARGIN`
+    of the threshold go through the plain decoder, whose IoUs are the ones returned for them (so the
+    result does not depend on the gate's rounding).
 
     Args:
         features: (1, C, h, w) image embedding, shared by every prompt.
@@ -269,7 +269,8 @@ def decode_candidates(
     the pixels of the embedded crop, that pass the IoU, stability and crop-edge filters.
 
     Prompts are decoded ``config.points_per_batch`` at a time, on a CPU several batches at once (see
-    :mod:`~grounded_sam.sam.batch_workers`), each inside ``network_context()``; the result is in the
+    :mod:`~grounded_sam.sam.everything.batch_workers`),
+    each inside ``network_context()``; the result is in the
     crop's frame, in the reference's order (prompt by prompt, then mask by mask). ``stats`` is updated.
     """
     step = config.points_per_batch

@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from segment_anything.utils import amg
 
-from grounded_sam.sam.mask_ops import upsample_logits
-from grounded_sam.sam.settled_counts import (
+from grounded_sam.sam.everything.mask_ops import upsample_logits
+from grounded_sam.sam.everything.stability_counts import (
     AxisFootprint,
     UpsampleFootprint,
     count_above,

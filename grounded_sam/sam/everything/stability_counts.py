@@ -1,12 +1,12 @@
 """Pixel counts of upsampled mask logits above a threshold, settled from the low-resolution logits.
 
-:func:`~grounded_sam.sam.mask_ops.upsample_logits` makes every full-resolution logit a convex combination
-(one or two bilinear resizes) of a few neighbouring low-resolution logits. Where all the low-res logits a
-group of output rows can draw on lie clearly above a threshold, so does every pixel of those rows, and
-likewise below. :class:`UpsampleFootprint` records which low-res rows each output row can draw on (one
-row more on each side, so rounding in the resize's index arithmetic cannot matter); a :class:`Settlement`
-(or :func:`count_above`) counts the settled rows from the low-res logits alone and reads the
-full-resolution logits only in the band of rows left in doubt. The counts are exact.
+:func:`~grounded_sam.sam.everything.mask_ops.upsample_logits` makes every full-resolution logit a convex
+combination (one or two bilinear resizes) of a few neighbouring low-resolution logits. Where all the
+low-res logits a group of output rows can draw on lie clearly above a threshold, so does every pixel of
+those rows, and likewise below. :class:`UpsampleFootprint` records which low-res rows each output row can
+draw on (one row more on each side, so rounding in the resize's index arithmetic cannot matter); a
+:class:`Settlement` (or :func:`count_above`) counts the settled rows from the low-res logits alone and
+reads the full-resolution logits only in the band of rows left in doubt. The counts are exact.
 
 Stability scores threshold the logits one unit above and below the mask threshold, so only the rows a
 mask's ±1 contours cross are read; the rows above and below the object are not.

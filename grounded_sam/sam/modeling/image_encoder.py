@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grounded_sam.sam.common import FeedForward, LayerNorm2d
+from grounded_sam.sam.modeling.common import FeedForward, LayerNorm2d
 
 # Upper bound on the elements of one additive attention-bias chunk (7 Mi floats = 28 MiB in fp32): small
 # enough to stay in cache between being written and being read by SDPA, and below glibc's 32 MiB mmap

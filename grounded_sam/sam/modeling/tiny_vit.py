@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grounded_sam.sam.common import LayerNorm2d
+from grounded_sam.sam.modeling.common import LayerNorm2d
 
 __all__ = ["UNUSED_CHECKPOINT_KEYS", "TinyViTEncoder"]
 

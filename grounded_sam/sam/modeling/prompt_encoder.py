@@ -11,7 +11,7 @@ import math
 import torch
 from torch import nn
 
-from grounded_sam.sam.common import LayerNorm2d
+from grounded_sam.sam.modeling.common import LayerNorm2d
 
 # Indices into `point_embeddings`.
 NEGATIVE, POSITIVE, BOX_CORNER_1, BOX_CORNER_2 = range(4)

@@ -1,7 +1,8 @@
 """Candidate masks at full resolution: upsampled in chunks into one reused buffer, scored, thresholded.
 
-Used by segment everything between decoding and the box filters. A
-:class:`~grounded_sam.sam.settled_counts.Settlement` of each chunk's low-res logits tells which output rows
+Used by segment everything between decoding and the box filters.
+A :class:`~grounded_sam.sam.everything.stability_counts.Settlement` of
+each chunk's low-res logits tells which output rows
 are surely inside or outside the mask and its ±offset cuts; stability counts and binary masks read the
 full-resolution logits only in the rows left in doubt. Those are all that is upsampled when no second
 resize follows (an image whose longer side is the encoder's input size), and nothing is when no row of a
@@ -16,13 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from grounded_sam.sam.mask_ops import rows_exact, upsample_logits, upsample_rows
+from grounded_sam.sam.everything.mask_ops import rows_exact, upsample_logits, upsample_rows
+from grounded_sam.sam.everything.stability_counts import Settlement, UpsampleFootprint, stability_from_counts
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import ImageEmbedding
-from grounded_sam.sam.sam import Sam
-from grounded_sam.sam.settled_counts import Settlement, UpsampleFootprint, stability_from_counts
 
 if TYPE_CHECKING:
-    from grounded_sam.sam.everything import EverythingConfig
+    from grounded_sam.sam.everything.generator import EverythingConfig
 
 CHUNK_BYTES = 32 << 20
 """Float logits upsampled at once (the buffer's size, before the second resize of a non-square image)."""

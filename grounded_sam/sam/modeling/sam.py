@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from grounded_sam.sam.mask_decoder import MaskDecoder
-from grounded_sam.sam.prompt_encoder import PromptEncoder
+from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
+from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)

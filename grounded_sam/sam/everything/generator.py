@@ -7,10 +7,11 @@ its needless work:
 * the predicted-IoU filter runs before anything is upsampled, and the mask decoder's upscaling branch
   only runs for prompts that have a mask above the IoU threshold (the IoU head does not depend on it);
 * survivors are upsampled a few at a time into one reused buffer; stability scores count only the
-  pixels the low-res logits leave in doubt (see :mod:`~grounded_sam.sam.settled_counts`), and kept
-  masks are stored bit-packed inside their box;
+  pixels the low-res logits leave in doubt (see
+  :mod:`~grounded_sam.sam.everything.stability_counts`), and kept masks are stored bit-packed inside
+  their box;
 * the second resize of ``postprocess_masks`` is skipped when it is an identity (see
-  :func:`~grounded_sam.sam.mask_ops.upsample_logits`);
+  :func:`~grounded_sam.sam.everything.mask_ops.upsample_logits`);
 * RLE counts are computed from the mask's box only, with numpy.
 
 Example:
@@ -32,12 +33,18 @@ import torch
 from grounded_sam.devices import Precision
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.result import Result
-from grounded_sam.sam import mask_ops
-from grounded_sam.sam.candidates import GenerationStats, MaskSet, clean_small_regions, decode_candidates, nms
-from grounded_sam.sam.mask_ops import CompactMask
-from grounded_sam.sam.object_aware import BoxSource, DetectorLike, prompt_boxes
+from grounded_sam.sam.everything import mask_ops
+from grounded_sam.sam.everything.candidates import (
+    GenerationStats,
+    MaskSet,
+    clean_small_regions,
+    decode_candidates,
+    nms,
+)
+from grounded_sam.sam.everything.mask_ops import CompactMask
+from grounded_sam.sam.everything.object_aware import BoxSource, DetectorLike, prompt_boxes
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
-from grounded_sam.sam.sam import Sam
 
 if TYPE_CHECKING:
     from grounded_sam.text.base import Labeler
