@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 
 from grounded_sam.export.yolo import class_id_map, mask_to_polygons, resolve_class_ids
 from grounded_sam.result import Result
-from grounded_sam.sam.mask_ops import xyxy_to_xywh
+from grounded_sam.sam.everything.mask_ops import xyxy_to_xywh
 
 
 def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
