@@ -46,14 +46,22 @@ def default_pipeline(
     """The pipeline :func:`predict` uses, built once per (sam, detector, device) and cached.
 
     ``sam``/``detector`` default to the environment variables above, then to the embedded demo model;
-    a detector that segments itself (SAM 3) gets no SAM unless one is named.
+    a detector that segments itself (SAM 3) gets no SAM unless one is named. A SAM named without a
+    detector draws the masks of the demo text stage's boxes (so ``--sam`` alone works everywhere).
     """
     sam = sam or os.environ.get(SAM_ENV)
     detector = detector or os.environ.get(DETECTOR_ENV) or DEMO
-    if sam in (None, DEMO) and detector == DEMO:
+    if detector == DEMO:
         from grounded_sam.demo import build_demo_pipeline
 
-        return build_demo_pipeline(device=device)
+        demo = build_demo_pipeline(device=device)
+        if sam in (None, DEMO, DEMO_SAM):
+            return demo
+        # The demo text stage finds the boxes (with its own small SAM); the named SAM draws the masks.
+        from grounded_sam.pipeline import build_predictor
+
+        sam_name, sam_path = _name_or_path(sam)
+        return GroundedSAM(demo.detector, build_predictor(sam_name, sam_path, device))
     from grounded_sam.text.registry import get_detector_spec
 
     detector_name, detector_path = _detector_name_or_path(detector)

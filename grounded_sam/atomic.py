@@ -15,6 +15,9 @@ from pathlib import Path
 
 logger = logging.getLogger(__name__)
 
+MAX_NAME_BYTES = 255  # the longest file name (one path component) of common file systems
+_MAX_SUFFIX_BYTES = 16
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -31,17 +34,38 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{secrets.token_hex(6)}.tmp{target.suffix}")
+    tmp = target.with_name(temp_name(target.name))
     try:
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"the writer for {target} did not create the temporary file {tmp}")
         _fsync_file(tmp)
         os.replace(tmp, target)
+        # POSIX rename() does nothing when both names already link the same file (a hard-linked copy
+        # placed again): the temporary name would stay behind.
+        tmp.unlink(missing_ok=True)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(target.parent)
+
+
+def temp_name(name: str) -> str:
+    """The temporary sibling name for a file called `name`: ``.<stem>.<12 hex>.tmp<suffix>``.
+
+    The stem is cut (at a character boundary) so that the temporary name fits in `MAX_NAME_BYTES`
+    even when `name` itself is as long as a file name may be.
+    """
+    stem, dot, suffix = name.rpartition(".") if "." in name[1:] else (name, "", "")
+    suffix = f"{dot}{suffix}"
+    if len(os.fsencode(suffix)) > _MAX_SUFFIX_BYTES:
+        stem, suffix = name, ""
+    room = MAX_NAME_BYTES - len(os.fsencode(suffix)) - len("." + ".0123456789ab.tmp")
+    encoded = os.fsencode(stem)[:room]
+    # A UTF-8 sequence cut in the middle decodes to surrogate escapes at its end: drop them.
+    while encoded and 0xDC80 <= ord(os.fsdecode(encoded)[-1]) <= 0xDCFF:
+        encoded = encoded[:-1]
+    return f".{os.fsdecode(encoded)}.{secrets.token_hex(6)}.tmp{suffix}"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

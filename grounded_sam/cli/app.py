@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from grounded_sam.atomic import atomic_write_text
 from grounded_sam.io import iter_image_files
+from grounded_sam.naming import output_stems, printable
 from grounded_sam.result import Result
 
 if TYPE_CHECKING:
@@ -28,6 +33,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+# Exit statuses, the same for every command (README, "Exit statuses").
+EXIT_OK = 0
+EXIT_FAILED = 1  # the command ran, but some images failed (or, for inpaint, nothing was found)
+EXIT_USAGE = 2  # nothing was done: bad arguments, missing inputs, models or output folder unusable
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT) or SIGTERM; what was finished is kept
+MANIFEST = "manifest.json"
+RESERVED = frozenset({"manifest", "classes"})  # output stems taken by the command's own files
+
+
+def shown(text: object) -> str:
+    """User text (file names, prompts, class names, error messages) ready for `console.print`: rich
+    markup escaped, bytes that are not UTF-8 and control characters made visible (`printable`)."""
+    return escape(printable(str(text)))
 
 
 @app.callback()
@@ -48,35 +67,32 @@ def progress_bar() -> Progress:
     )
 
 
-def expand_images(paths: Iterable[Path]) -> Iterator[Path]:
-    """Files as given; folders expanded to the images below them, sorted."""
+@dataclass(frozen=True)
+class InputImage:
+    """An image to process: where it is, and its path relative to the folder it was found in (a file
+    given directly: its name), from which its outputs are named (`grounded_sam.naming`)."""
+
+    path: Path
+    rel: str
+
+
+def find_images(paths: Iterable[Path]) -> tuple[list[InputImage], list[tuple[str, str]]]:
+    """Files as given; folders expanded to the images below them, sorted. Also returns the files left
+    out, with the reason: symbolic links below a folder that lead out of it are not followed."""
+    found: list[InputImage] = []
+    skipped: list[tuple[str, str]] = []
     for path in paths:
-        if path.is_dir():
-            yield from iter_image_files(path)
-        else:
-            yield path
-
-
-def unique_stems(paths: list[Path]) -> list[str]:
-    """An output stem per input: the file stem, numbered where two inputs share one."""
-    seen: dict[str, int] = {}
-    stems = []
-    for path in paths:
-        count = seen.get(path.stem, 0)
-        seen[path.stem] = count + 1
-        stems.append(path.stem if count == 0 else f"{path.stem}_{count}")
-    return stems
-
-
-def dataset_names(inputs: Iterable[Path], paths: Iterable[Path]) -> list[str]:
-    """Each image's path relative to the folder it was found in (POSIX), or its name when given as a file:
-    the ``file_name`` that points a COCO file at its image."""
-    folders = [folder for folder in inputs if folder.is_dir()]
-    names = []
-    for path in paths:
-        root = next((folder for folder in folders if path.is_relative_to(folder)), None)
-        names.append(path.relative_to(root).as_posix() if root is not None else path.name)
-    return names
+        if not path.is_dir():
+            found.append(InputImage(path, path.name))
+            continue
+        root = path.resolve()
+        for image in iter_image_files(path):
+            rel = image.relative_to(path).as_posix()
+            if image.is_symlink() and not image.resolve().is_relative_to(root):
+                skipped.append((str(image), "symbolic link to a file outside the folder; not followed"))
+            else:
+                found.append(InputImage(image, rel))
+    return found, skipped
 
 
 def prompt_class_ids(classes: Sequence[str], format: str) -> dict[str, int]:
@@ -86,12 +102,19 @@ def prompt_class_ids(classes: Sequence[str], format: str) -> dict[str, int]:
     return {name: i for i, name in enumerate(classes, start=start)}
 
 
-def images_or_exit(paths: Iterable[Path]) -> list[Path]:
-    """The images below ``paths``; exits with status 2 and a message when there are none."""
-    found = list(expand_images(paths))
+def images_or_exit(paths: Iterable[Path]) -> list[InputImage]:
+    """The images below ``paths`` (skipped files reported); exits with status 2 and a message when there
+    are none or a path does not exist."""
+    try:
+        found, skipped = find_images(paths)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from None
+    for path, note in skipped:
+        console.print(f"[dim]skipped {shown(path)}: {note}")
     if not found:
         console.print("[red]No images found in the given paths.")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     return found
 
 
@@ -103,59 +126,64 @@ def pipeline_or_exit(sam: str | None, detector: str | None, device: str | None) 
     try:
         return default_pipeline(sam, detector, device)
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]Cannot build the models:[/red] {error}")
-        raise typer.Exit(2) from None
+        console.print(f"[red]Cannot build the models:[/red] {shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def run_per_image(
-    paths: list[Path],
+    images: list[InputImage],
     description: str,
     segment: Callable[[np.ndarray], Result],
     out: Path,
     format: str,
     *,
     classes: Sequence[str],
-    names: Sequence[str] | None = None,
 ) -> None:
     """Segment each image, save its result in ``format`` under ``out``, and show a summary table.
 
-    Class ids come from ``classes`` (every label the run can give, in prompt order), so they are the
-    same in every file; YOLO gets one ``classes.txt`` for the run. ``names`` are the images' COCO
-    ``file_name`` (see :func:`dataset_names`; default: the file names). Unreadable images and per-image
-    errors are reported at the end (exit status 1); the others are still processed, and every file is
-    written atomically, so a failure leaves no partial output.
+    Outputs are named by `grounded_sam.naming.output_stems` (no two inputs share one); ``manifest.json``
+    in ``out`` lists each input, its outputs, and why it failed. Class ids come from ``classes`` (every
+    label the run can give, in prompt order), so they are the same in every file; YOLO gets one
+    ``classes.txt`` for the run. An image's COCO ``file_name`` is its path relative to the folder it was
+    found in. Unreadable images and per-image errors are reported at the end (exit status 1); the others
+    are still processed, and every file is written atomically, so a failure leaves no partial output.
     """
-    from grounded_sam.atomic import atomic_write_text
     from grounded_sam.export import save_result
     from grounded_sam.io import load_image
 
     class_ids = prompt_class_ids(classes, format)
     if format == "yolo":
         atomic_write_text(out / "classes.txt", "".join(name + "\n" for name in classes))
-    names = list(names) if names is not None else [path.name for path in paths]
     table = Table("image", "instances", "labels")
-    failures: list[tuple[Path, str]] = []
+    entries: list[dict[str, object]] = []
+    stems = output_stems([i.rel for i in images], [str(i.path.absolute()) for i in images], RESERVED)
     with progress_bar() as bar:
-        task = bar.add_task(description, total=len(paths), rate="")
+        task = bar.add_task(description, total=len(images), rate="")
         start = time.perf_counter()
-        rows = zip(paths, unique_stems(paths), names, strict=True)
-        for done, (path, stem, name) in enumerate(rows, start=1):
+        for done, (image, stem) in enumerate(zip(images, stems, strict=True), start=1):
+            entry: dict[str, object] = {"source": printable(str(image.path)), "stem": stem}
             try:
-                pixels = load_image(path)
+                pixels = load_image(image.path)
                 result = segment(pixels)
-                save_result(result, out, format, stem=stem, image=pixels, class_ids=class_ids, file_name=name)  # type: ignore[arg-type]
+                written = save_result(
+                    result, out, format, stem=stem, image=pixels, class_ids=class_ids, file_name=image.rel
+                )  # type: ignore[arg-type]
+                entry["outputs"] = [p.relative_to(out).as_posix() for p in written]
                 names = sorted(set(result.labels))
-                table.add_row(
-                    str(path), str(len(result)), ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                )
+                labels = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
+                table.add_row(shown(image.path), str(len(result)), shown(labels))
             except (OSError, ValueError) as error:
-                failures.append((path, str(error)))
+                entry["failed"] = printable(str(error))
+            entries.append(entry)
             bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
+    manifest = {"format": format, "images": entries}
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     console.print(table)
-    for path, reason in failures:
-        console.print(f"[red]failed[/red] {path}: {reason}")
+    failures = [entry for entry in entries if "failed" in entry]
+    for entry in failures:
+        console.print(f"[red]failed[/red] {shown(entry['source'])}: {shown(entry['failed'])}")
     if failures:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_FAILED)
 
 
 def configure_logging(verbose: bool) -> None:

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from grounded_sam.cli.app import app, console
+from grounded_sam.cli.app import app, console, shown
 
 
 def app_script() -> Path:
@@ -58,7 +58,7 @@ def run_app(
 
     max_upload_mb = DEFAULT_MAX_MB if max_upload_mb is None else max_upload_mb
     script = app_script()
-    console.print(f"Serving {script} on http://{host}:{port} (Ctrl+C to stop)")
+    console.print(f"Serving {shown(script)} on http://{shown(host)}:{port} (Ctrl+C to stop)")
     environment = {**os.environ, MAX_UPLOAD_ENV: f"{max_upload_mb:g}"}
     try:
         code = subprocess.call(streamlit_command(script, port, host, max_upload_mb), env=environment)

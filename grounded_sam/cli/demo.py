@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console, pipeline_or_exit
+from grounded_sam.cli.app import app, configure_logging, console, pipeline_or_exit, shown
 from grounded_sam.data import Scene, SceneConfig, make_scene
 from grounded_sam.text.demo_clip import phrase_words
 from grounded_sam.text.prompts import parse_prompt
@@ -36,7 +36,7 @@ def demo(
     if image is None:
         scene_seed, scene = _scene_showing(prompt, seed, SceneConfig(min_objects=4, max_objects=6))
         pixels = scene.image
-        console.print(f"scene {scene_seed}: {', '.join(scene.labels)}")
+        console.print(f"scene {scene_seed}: {shown(', '.join(scene.labels))}")
     else:
         pixels = load_image(image)
     start = time.perf_counter()
@@ -46,14 +46,13 @@ def demo(
     written = []
     for format in ("overlay", "png", "json"):
         written += save_result(result, out, format, stem="result", image=pixels)  # type: ignore[arg-type]
-    table = Table(
-        "label", "score", "mask IoU (predicted)", "area", "box", title=f"{prompt!r}: {len(result)} found"
-    )
+    title = f"{shown(repr(prompt))}: {len(result)} found"
+    table = Table("label", "score", "mask IoU (predicted)", "area", "box", title=title)
     for item in result:
         box = ", ".join(f"{v:.0f}" for v in item.box)
-        table.add_row(item.label, f"{item.score:.2f}", f"{item.mask_score:.2f}", str(item.area), box)
+        table.add_row(shown(item.label), f"{item.score:.2f}", f"{item.mask_score:.2f}", str(item.area), box)
     console.print(table)
-    console.print(f"{elapsed:.2f} s (models loaded and run); wrote {len(written)} files to {out}")
+    console.print(f"{elapsed:.2f} s (models loaded and run); wrote {len(written)} files to {shown(out)}")
 
 
 def _scene_showing(prompt: str, seed: int, config: SceneConfig) -> tuple[int, Scene]:

@@ -9,10 +9,10 @@ from typing import Annotated, Literal
 import typer
 
 from grounded_sam.cli.app import (
+    EXIT_USAGE,
     app,
     configure_logging,
     console,
-    dataset_names,
     images_or_exit,
     pipeline_or_exit,
     run_per_image,
@@ -47,30 +47,29 @@ def everything(
         raise typer.BadParameter(f"{mode!r} is not grid or boxes", param_hint="--mode")
     if format not in ("coco", "png", "overlay", "json"):
         raise typer.BadParameter(f"{format!r} is not coco, png, overlay or json", param_hint="--format")
-    paths = images_or_exit(images)
+    inputs = images_or_exit(images)
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
     generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
     generator.predictor.precision = precision  # the predictor is shared with the pipeline's box stage
     detector = pipeline.detector if mode == "boxes" else None
     phrases = tuple(class_list or ["object"])
     run_per_image(
-        paths,
+        inputs,
         "everything",
         lambda pixels: generator.generate_result(pixels, class_list, detector=detector, phrases=phrases),
         out,
         format,
         classes=[*class_list, "no label"] if class_list else ["object"],
-        names=dataset_names(images, paths),
     )
 
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):
     """The mask generator (with a labeler when classes are asked for) and the text pipeline for boxes."""
-    from grounded_sam.api import SAM_ENV
+    from grounded_sam.api import DEMO, DEMO_SAM, SAM_ENV
     from grounded_sam.sam.everything import MaskGenerator
     from grounded_sam.sam.predictor import SamPredictor
 
-    demo = (sam or os.environ.get(SAM_ENV) or "demo") == "demo"
+    demo = (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
     pipeline = pipeline_or_exit(sam, None, device)
     if not isinstance(pipeline.predictor, SamPredictor):
         console.print(
@@ -78,7 +77,7 @@ def _models(sam: str | None, device: str | None, points_per_side: int | None, la
             "mobile_sam, "
             f"demo_sam); the configured SAM is a {type(pipeline.predictor).__name__}."
         )
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_USAGE)
     if demo:
         from grounded_sam.demo import DEMO_EVERYTHING
 

@@ -9,7 +9,7 @@ import typer
 from PIL import Image
 
 from grounded_sam.atomic import atomic_path
-from grounded_sam.cli.app import app, configure_logging, console
+from grounded_sam.cli.app import EXIT_FAILED, EXIT_USAGE, app, configure_logging, console, shown
 from grounded_sam.io import load_image
 
 
@@ -53,8 +53,9 @@ def inpaint(
             pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
         )
         if len(result) == 0:
-            console.print(f"[yellow]Nothing found for {prompt!r} in {image}; {out} was not written.")
-            raise typer.Exit(1)
+            found = f"Nothing found for {shown(repr(prompt))} in {shown(image)}"
+            console.print(f"[yellow]{found}; {shown(out)} was not written.")
+            raise typer.Exit(EXIT_FAILED)
         if replace_with:
             from grounded_sam.inpaint.diffusers_backend import load_inpaint_pipeline
 
@@ -70,10 +71,10 @@ def inpaint(
         else:
             edited = run_inpaint(pixels, result.masks, backend=method, dilate=dilate)  # type: ignore[arg-type]
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]{error}")
-        raise typer.Exit(2) from error
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from error
     with atomic_path(out) as tmp:
         Image.fromarray(edited).save(tmp)
     action = f"replaced with {replace_with!r}" if replace_with else "removed"
     labels = ", ".join(sorted(set(result.labels)))
-    console.print(f"{len(result)} instance(s) of {labels} {action}: {out}")
+    console.print(f"{len(result)} instance(s) of {shown(labels)} {shown(action)}: {shown(out)}")

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import signal
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console, progress_bar
+from grounded_sam.cli.app import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    app,
+    configure_logging,
+    console,
+    progress_bar,
+    shown,
+)
 from grounded_sam.labeling import DATASET_FORMATS, LabelingSummary, ProgressUpdate, label_dataset
 from grounded_sam.text.prompts import parse_prompt
 
@@ -78,9 +90,10 @@ def label(
     factory = functools.partial(api.default_pipeline, sam, detector, device)
     sam_name = sam or os.environ.get(api.SAM_ENV) or api.DEMO
     detector_name = detector or os.environ.get(api.DETECTOR_ENV) or api.DEMO
-    with progress_bar() as bar:
+    counts = Counter[str]()
+    with progress_bar() as bar, interrupt_on_sigterm():
         task = bar.add_task("label", total=None, rate="")
-        on_progress = _progress_updater(bar, task)
+        on_progress = _progress_updater(bar, task, counts)
         try:
             rules = QualityRules(
                 negatives=tuple(parse_prompt(negative or "")),
@@ -110,16 +123,40 @@ def label(
             )
         except KeyboardInterrupt:
             bar.stop()
-            console.print("[yellow]Interrupted.[/yellow] Run the same command again to resume.")
-            raise typer.Exit(130) from None
-        except (ValueError, TypeError, FileNotFoundError, ImportError) as error:
+            console.print(
+                f"[yellow]Interrupted.[/yellow] This run labelled {counts['done']} image(s) "
+                f"({counts['failed']} failed) before stopping; nothing half-written was kept. "
+                "Run the same command again to resume."
+            )
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (ValueError, TypeError, OSError, ImportError) as error:
             bar.stop()
-            console.print(f"[red]{error}")
-            raise typer.Exit(2) from None
+            console.print(f"[red]{shown(error)}")
+            raise typer.Exit(EXIT_USAGE) from None
     _print_summary(summary)
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED)
 
 
-def _progress_updater(bar: Any, task: Any) -> Callable[[ProgressUpdate], None]:
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM stops the run as Ctrl-C does (the images in flight are finished or
+    dropped, nothing half-written is kept); the previous handler is restored afterwards."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # e.g. under a test runner thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _progress_updater(bar: Any, task: Any, counts: Counter[str]) -> Callable[[ProgressUpdate], None]:
     start = [time.perf_counter()]
 
     def update(update: ProgressUpdate) -> None:
@@ -127,6 +164,7 @@ def _progress_updater(bar: Any, task: Any) -> Callable[[ProgressUpdate], None]:
             start[0] = time.perf_counter()
             bar.update(task, total=update.total, completed=0)
             return
+        counts[update.outcome.status] += 1
         rate = update.completed / max(time.perf_counter() - start[0], 1e-9)
         bar.update(task, completed=update.completed, rate=f"{rate:.2f} img/s")
 
@@ -134,9 +172,9 @@ def _progress_updater(bar: Any, task: Any) -> Callable[[ProgressUpdate], None]:
 
 
 def _print_summary(summary: LabelingSummary) -> None:
-    table = Table("class", "instances", title=f"{summary.format} dataset in {summary.out_dir}")
+    table = Table("class", "instances", title=f"{summary.format} dataset in {shown(summary.out_dir)}")
     for name, count in summary.instances_per_class.items():
-        table.add_row(name, str(count))
+        table.add_row(shown(name), str(count))
     console.print(table)
     splits = ", ".join(f"{name} {count}" for name, count in summary.images_per_split.items())
     console.print(
@@ -154,12 +192,12 @@ def _print_summary(summary: LabelingSummary) -> None:
             'not held out); pass --split "0.8,0.2" for a validation split'
         )
     for path, reason in summary.failed[:MAX_LISTED]:
-        console.print(f"[red]failed[/red] {path}: {reason}")
+        console.print(f"[red]failed[/red] {shown(path)}: {shown(reason)}")
     notes = Counter(skipped.note for skipped in summary.skipped)
     for note, count in notes.most_common():
         example = next(s.path for s in summary.skipped if s.note == note)
-        console.print(f"[dim]skipped {count} file(s), e.g. {example}: {note}")
+        console.print(f"[dim]skipped {count} file(s), e.g. {shown(example)}: {shown(note)}")
     if len(summary.failed) > MAX_LISTED or summary.skipped:
-        console.print(f"every failed and skipped file is listed in {summary.out_dir / 'summary.json'}")
+        console.print(f"every failed and skipped file is listed in {shown(summary.out_dir / 'summary.json')}")
     if summary.contact_sheet is not None:
-        console.print(f"contact sheet: {summary.contact_sheet}")
+        console.print(f"contact sheet: {shown(summary.contact_sheet)}")

@@ -11,10 +11,10 @@ from grounded_sam.cli.app import (
     app,
     configure_logging,
     console,
-    dataset_names,
     images_or_exit,
     pipeline_or_exit,
     run_per_image,
+    shown,
 )
 from grounded_sam.export import EXPORT_FORMATS
 from grounded_sam.text.prompts import parse_prompt
@@ -43,12 +43,12 @@ def predict(
         raise typer.BadParameter(
             f"{format!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format"
         )
-    paths = images_or_exit(images)
+    inputs = images_or_exit(images)
     phrases = parse_prompt(prompt)
     pipeline = pipeline_or_exit(sam, detector, device)
-    console.print(f"prompt: {prompt!r}")
+    console.print(f"prompt: {shown(repr(prompt))}")
     run_per_image(
-        paths,
+        inputs,
         "predict",
         lambda pixels: pipeline.predict(
             pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
@@ -56,5 +56,4 @@ def predict(
         out,
         format,
         classes=phrases,
-        names=dataset_names(images, paths),
     )

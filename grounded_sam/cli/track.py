@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import app, configure_logging, console, progress_bar
+from grounded_sam.cli.app import EXIT_FAILED, EXIT_USAGE, app, configure_logging, console, progress_bar, shown
+from grounded_sam.naming import safe_component
 
 FORMATS_HELP = (
     "Comma-separated outputs: png (id masks per frame), mot (txt), coco (json), video (overlay mp4)."
@@ -62,8 +63,8 @@ def track(
     try:
         frames = open_frames(video, fps=fps)
     except (OSError, ValueError) as error:
-        console.print(f"[red]{error}")
-        raise typer.Exit(2) from error
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from error
     model, processor, text_stage = _models(sam2, detector, device)
     tracker = VideoTracker(
         model,
@@ -80,7 +81,7 @@ def track(
     phrases = parse_prompt(prompt)
     if not phrases:
         raise typer.BadParameter(f"{prompt!r} holds no phrase", param_hint="--prompt")
-    name = video.stem if frames.kind == "video" else video.name
+    name = safe_component(video.stem if frames.kind == "video" else video.name)
     total = min(filter(None, (frames.frame_count, max_frames)), default=None)
     writers = open_track_writers(
         out,
@@ -92,7 +93,7 @@ def track(
         frame_names=[p.name for p in frames.files] or None,
     )
     summary: dict[int, _TrackSummary] = {}
-    console.print(f"prompt: {phrases}  video: {frames.size[1]}x{frames.size[0]} at {frames.fps:g} fps")
+    console.print(f"prompt: {shown(phrases)}  video: {frames.size[1]}x{frames.size[0]} at {frames.fps:g} fps")
     start = time.perf_counter()
     done = 0
     try:
@@ -104,8 +105,9 @@ def track(
                 done = index + 1
                 bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} frames/s")
     except (OSError, ValueError) as error:
-        console.print(f"[red]stopped at frame {done}: {error}[/red] (no partial output files were kept)")
-        raise typer.Exit(1) from error
+        stopped = f"[red]stopped at frame {done}: {shown(error)}[/red]"
+        console.print(f"{stopped} (no partial output files were kept)")
+        raise typer.Exit(EXIT_FAILED) from error
     _print_summary(summary, done, time.perf_counter() - start, out)
 
 
@@ -119,8 +121,8 @@ def _models(sam2: str | None, detector: str | None, device: str | None) -> tuple
         model, processor = build_sam2_video(name, folder, device=device)
         text_stage = default_pipeline(None, detector, device).detector
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]{error}")
-        raise typer.Exit(2) from error
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from error
     return model, processor, text_stage
 
 
@@ -135,7 +137,7 @@ def _print_summary(summary: dict[int, _TrackSummary], frames: int, seconds: floa
     for obj_id, entry in sorted(summary.items()):
         table.add_row(
             str(obj_id),
-            entry.label,
+            shown(entry.label),
             str(entry.first),
             str(entry.last),
             str(entry.frames),
@@ -144,5 +146,5 @@ def _print_summary(summary: dict[int, _TrackSummary], frames: int, seconds: floa
     console.print(table)
     rate = frames / seconds if seconds > 0 else 0.0
     console.print(
-        f"{len(summary)} tracks over {frames} frames in {seconds:.1f} s ({rate:.2f} frames/s) -> {out}"
+        f"{len(summary)} tracks over {frames} frames in {seconds:.1f} s ({rate:.2f} frames/s) -> {shown(out)}"
     )

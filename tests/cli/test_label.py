@@ -35,7 +35,7 @@ def test_label_to_yolo_with_split_and_contact_sheet(images, tmp_path) -> None:
     out = tmp_path / "ds"
     args = ["label", str(folder), "--classes", "red circle, blue square", "-o", str(out), "-f", "yolo"]
     result = runner.invoke(app, [*args, "--split", "0.5,0.5", "--contact-sheet", "--sam", "tiny"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # one image failed (the corrupt PNG)
     assert built == [("tiny", None, None)]
     output = " ".join(result.output.split())
     assert "red circle" in output and "labelled 4 of 5 images" in output
@@ -45,7 +45,7 @@ def test_label_to_yolo_with_split_and_contact_sheet(images, tmp_path) -> None:
     assert data["names"] == {0: "red circle", 1: "blue square"}
     assert (out / "contact_sheet.png").is_file()
     again = runner.invoke(app, [*args, "--split", "0.5,0.5", "--sam", "tiny"])
-    assert again.exit_code == 0 and "4 were already done" in " ".join(again.output.split())
+    assert again.exit_code == 1 and "4 were already done" in " ".join(again.output.split())
     assert "val is the training set" not in output
 
 
@@ -53,7 +53,7 @@ def test_single_yolo_split_says_val_is_train(images, tmp_path) -> None:
     folder, _ = images
     out = tmp_path / "ds"
     result = runner.invoke(app, ["label", str(folder), "-c", "red circle", "-o", str(out), "-f", "yolo"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # the corrupt PNG failed
     assert "data.yaml's val is the training set" in " ".join(result.output.split())
     assert "val is the training set" in (out / "data.yaml").read_text()
 
@@ -64,13 +64,13 @@ def test_ontology_file_and_changed_settings(images, tmp_path) -> None:
     onto.write_text(yaml.safe_dump(ONTOLOGY))
     out = tmp_path / "ds"
     base = ["label", str(folder), "--ontology", str(onto), "-o", str(out)]
-    assert runner.invoke(app, base).exit_code == 0
+    assert runner.invoke(app, base).exit_code == 1  # the corrupt PNG failed
     coco = json.loads((out / "annotations" / "instances_train.json").read_text())
     assert [c["name"] for c in coco["categories"]] == ["disc", "box"]
     changed = runner.invoke(app, [*base, "--box-threshold", "0.5"])
     assert changed.exit_code == 2 and "other settings" in changed.output and "--overwrite" in changed.output
     replaced = runner.invoke(app, [*base, "--box-threshold", "0.5", "--overwrite", "-f", "masks"])
-    assert replaced.exit_code == 0, replaced.output
+    assert replaced.exit_code == 1, replaced.output
     assert (out / "classes.json").is_file() and not (out / "annotations").exists()
 
 

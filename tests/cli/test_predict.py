@@ -33,8 +33,8 @@ def test_overlay_for_every_image_in_a_folder(images, tmp_path) -> None:
     out = tmp_path / "out"
     result = runner.invoke(app, ["predict", str(images), "--prompt", SCENE.labels[0], "--out", str(out)])
     assert result.exit_code == 0, result.output
-    written = sorted(p.name for p in out.iterdir())
-    assert written == ["a_1_overlay.png", "a_overlay.png"]
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["a_overlay.png", "manifest.json", "sub/a_overlay.png"]  # mirrors the input tree
     assert Image.open(out / "a_overlay.png").size == (160, 120)
 
 
@@ -53,8 +53,11 @@ def test_unreadable_input_fails_clearly_and_others_still_run(images, tmp_path) -
     result = runner.invoke(app, ["predict", str(images), "-p", SCENE.labels[0], "-o", str(out), "-f", "json"])
     assert result.exit_code == 1
     assert "broken.png" in result.output
-    assert sorted(p.name for p in out.iterdir()) == ["a.json", "a_1.json"]
+    assert sorted(p.name for p in out.rglob("*.json")) == ["a.json", "a.json", "manifest.json"]
     assert json.loads((out / "a.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    failed = [entry for entry in manifest["images"] if "failed" in entry]
+    assert [e["source"] for e in failed] == [str(images / "broken.png")] and failed[0]["failed"]
 
 
 def test_bad_format_and_empty_folder(images, tmp_path) -> None:
@@ -103,7 +106,7 @@ def test_yolo_class_ids_come_from_the_prompt_and_hold_across_a_folder(two_scenes
         "black circle",
     ]
     a = [int(line.split()[0]) for line in (out / "a.txt").read_text().splitlines()]
-    b = [int(line.split()[0]) for line in (out / "b.txt").read_text().splitlines()]
+    b = [int(line.split()[0]) for line in (out / "sub" / "b.txt").read_text().splitlines()]
     assert a == [{"orange cross": 1, "black circle": 2, "yellow square": 0}[x] for x in SCENE.labels]
     assert b == [0]  # the yellow square alone: still class 0, not renumbered per image
     assert not list(out.glob("*.classes.txt"))
@@ -114,13 +117,13 @@ def test_png_and_coco_class_ids_hold_across_a_folder(two_scenes, tmp_path) -> No
         out = tmp_path / format
         args = ["predict", str(two_scenes), "-p", PROMPT, "-o", str(out), "-f", format]
         assert runner.invoke(app, args).exit_code == 0
-    legend_b = (tmp_path / "png" / "b_labels.txt").read_text()
+    legend_b = (tmp_path / "png" / "sub" / "b_labels.txt").read_text()
     assert "1" in legend_b and "yellow square" in legend_b
-    labels_b = np.asarray(Image.open(tmp_path / "png" / "b_labels.png"))
+    labels_b = np.asarray(Image.open(tmp_path / "png" / "sub" / "b_labels.png"))
     assert set(np.unique(labels_b)) == {0, 1}
     labels_a = np.asarray(Image.open(tmp_path / "png" / "a_labels.png"))
     assert set(np.unique(labels_a)) == {0, 1, 2, 3}
-    for stem in ("a", "b"):
+    for stem in ("a", "sub/b"):
         coco = COCO(str(tmp_path / "coco" / f"{stem}.coco.json"))
         names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
         assert names == {1: "yellow square", 2: "orange cross", 3: "black circle"}
@@ -132,7 +135,7 @@ def test_coco_file_name_is_the_path_relative_to_the_folder(two_scenes, tmp_path)
         runner.invoke(app, ["predict", str(two_scenes), "-p", PROMPT, "-o", str(out), "-f", "coco"]).exit_code
         == 0
     )
-    assert COCO(str(out / "b.coco.json")).loadImgs(1)[0]["file_name"] == "sub/b.png"
+    assert COCO(str(out / "sub" / "b.coco.json")).loadImgs(1)[0]["file_name"] == "sub/b.png"
     assert COCO(str(out / "a.coco.json")).loadImgs(1)[0]["file_name"] == "a.png"
     single = tmp_path / "single"
     args = ["predict", str(two_scenes / "sub" / "b.png"), "-p", PROMPT, "-o", str(single), "-f", "coco"]
