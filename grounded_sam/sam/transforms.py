@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -36,3 +37,10 @@ def scale_coords(coords: torch.Tensor, original_size: tuple[int, int], long_side
 def scale_boxes(boxes: torch.Tensor, original_size: tuple[int, int], long_side: int) -> torch.Tensor:
     """Map (N, 4) XYXY boxes of the original image into the resized image's frame."""
     return scale_coords(boxes.reshape(-1, 2, 2), original_size, long_side).reshape(-1, 4)
+
+
+def normalize_and_pad(image: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, side: int) -> torch.Tensor:
+    """(B, 3, h, w) RGB in 0..255 → normalised with (3, 1, 1) ``mean`` / ``std``, zero-padded bottom/right
+    to (B, 3, side, side): the encoder input that SAM's pre-processing makes."""
+    image = (image - mean) / std
+    return F.pad(image, (0, side - image.shape[-1], 0, side - image.shape[-2]))

@@ -77,6 +77,8 @@ class Attention(nn.Module):
     def _merging_pays(self, short_length: int, dim: int) -> bool:
         """Multiply-adds per (query, key) pair: the usual path ≈ 2·inner·(1 + C/L), L being the shorter
         side (the longer side's projections are shared by its L partners); the merged paths 2·heads·C."""
+        if torch.compiler.is_exporting():  # an ONNX export's path must not depend on the prompt count
+            return False
         return self.num_heads * short_length * dim < self.inner_dim * (short_length + dim)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,7 @@ from torch import nn
 
 from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
 from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
+from grounded_sam.sam.transforms import normalize_and_pad
 
 PIXEL_MEAN = (123.675, 116.28, 103.53)
 PIXEL_STD = (58.395, 57.12, 57.375)
@@ -50,10 +51,7 @@ class Sam(nn.Module):
 
     def preprocess(self, image: torch.Tensor) -> torch.Tensor:
         """Normalise (B, 3, h, w) RGB values in 0..255 and zero-pad bottom/right to the encoder's square."""
-        image = (image - self.pixel_mean) / self.pixel_std
-        pad_h = self.image_size - image.shape[-2]
-        pad_w = self.image_size - image.shape[-1]
-        return F.pad(image, (0, pad_w, 0, pad_h))
+        return normalize_and_pad(image, self.pixel_mean, self.pixel_std, self.image_size)
 
     def encode_image(self, image: torch.Tensor) -> torch.Tensor:
         """(B, 3, h, w) resized RGB in 0..255 (longest side = ``image_size``) → (B, C, S/16, S/16)."""

@@ -173,7 +173,10 @@ class WindowAttention(nn.Module):
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, self.head_dim)
         q, k, v = qkv.permute(3, 0, 2, 1, 4).unbind(0)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.gathered_bias().to(q.dtype)[None])
-        return self.proj(out.transpose(1, 2).reshape(b, n, c))
+        out = out.transpose(1, 2)
+        if torch.compiler.is_exporting():  # ONNX's attention decomposition lays its output out differently
+            out = out.clone(memory_format=torch.contiguous_format)
+        return self.proj(out.reshape(b, n, c))
 
 
 class NormMlp(nn.Module):
