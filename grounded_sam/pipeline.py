@@ -24,6 +24,7 @@ logger = logging.getLogger(__name__)
 
 Prompt = str | Sequence[str]
 DEFAULT_SAM = "sam_vit_b"
+ONNX_PREFIX = "onnx:"  # --sam onnx:DIR: a folder written by `grounded-sam export-onnx`
 
 
 @runtime_checkable
@@ -45,9 +46,14 @@ def build_predictor(
     name: str | None, checkpoint: str | os.PathLike[str] | None = None, device: Device = None
 ) -> BoxPredictor:
     """A box predictor for a SAM model name or checkpoint: SAM 2 / 2.1 names and folders give a
-    :class:`~grounded_sam.sam2.Sam2Predictor`, everything else our :class:`SamPredictor`."""
+    :class:`~grounded_sam.sam2.Sam2Predictor`, ``onnx:DIR`` an ONNX Runtime predictor on an exported folder
+    (:class:`~grounded_sam.sam.onnx.OnnxSamPredictor`), everything else our :class:`SamPredictor`."""
     from grounded_sam.sam2 import Sam2Predictor, uses_sam2
 
+    if name is not None and name.startswith(ONNX_PREFIX):
+        from grounded_sam.sam.onnx import OnnxSamPredictor
+
+        return OnnxSamPredictor(name.removeprefix(ONNX_PREFIX))
     if uses_sam2(name, checkpoint):
         return Sam2Predictor.from_pretrained(name, checkpoint=checkpoint, device=device)
     return SamPredictor(build_sam(name, checkpoint=checkpoint, device=device))

@@ -16,6 +16,7 @@ __all__ = [
     "ImageEmbedding",
     "MaskGenerator",
     "ModelSpec",
+    "OnnxSamPredictor",
     "Sam",
     "SamConfig",
     "SamPredictor",
@@ -25,7 +26,17 @@ __all__ = [
     "ZoomPredictor",
     "build_sam",
     "build_sam_from_config",
+    "export_onnx",
     "get_spec",
     "list_models",
     "load_sam",
 ]
+
+
+def __getattr__(name: str) -> object:
+    """The ONNX names load on first use: they need the optional ``onnx`` extra."""
+    if name in ("OnnxSamPredictor", "export_onnx"):
+        from grounded_sam.sam import onnx
+
+        return getattr(onnx, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

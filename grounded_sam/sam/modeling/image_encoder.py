@@ -146,9 +146,10 @@ class RelPosAttention(nn.Module):
         chunks = _bias_chunks(n, heads, h, w)
         # One buffer reused by every chunk (the first is the largest); the bias is added into it explicitly
         # because einsum may return permuted layouts while SDPA wants (N, heads, queries, keys) rows.
-        # When training, the bias gets a fresh tensor per chunk (out= writes are not differentiable).
-        training = torch.is_grad_enabled() and q.requires_grad
-        buffer = None if training else q.new_empty(math.prod(_length(s) for s in chunks[0]) * w * tokens)
+        # When training, the bias gets a fresh tensor per chunk (out= writes are not differentiable), and so
+        # it does in an ONNX export (a graph has no buffers to write into).
+        fresh = (torch.is_grad_enabled() and q.requires_grad) or torch.compiler.is_exporting()
+        buffer = None if fresh else q.new_empty(math.prod(_length(s) for s in chunks[0]) * w * tokens)
         out = q.new_empty(n, tokens, heads, v.shape[-1])
         for grids, hs, rs in chunks:
             size = (_length(grids), _length(hs), _length(rs))

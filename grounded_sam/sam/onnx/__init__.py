@@ -8,6 +8,15 @@ Example:
     >>> predictor = OnnxSamPredictor("exported/demo")  # doctest: +SKIP
 """
 
+try:
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+except ImportError as error:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "ONNX export and the ONNX Runtime predictor need the onnx extra: "
+        f"pip install 'grounded_sam[onnx]' ({error})"
+    ) from error
+
 from grounded_sam.sam.onnx.config import OnnxModelConfig
 from grounded_sam.sam.onnx.export import export_onnx
 from grounded_sam.sam.onnx.predictor import OnnxSamPredictor

@@ -75,7 +75,7 @@ class OnnxModelConfig:
             raise ValueError(f"{path} is not a grounded_sam ONNX config: {error}") from error
 
     def with_files(self, folder: str | os.PathLike[str], roles: dict[str, str]) -> OnnxModelConfig:
-        """This config also listing ``roles`` (role → file name in ``folder``), with sha256 and external data."""
+        """This config listing ``roles`` too (role → file name in ``folder``), with sha256 and data file."""
         files = dict(self.files)
         for role, name in roles.items():
             data = Path(folder) / f"{name}.data"
@@ -87,4 +87,3 @@ class OnnxModelConfig:
         if role not in self.files:
             raise ValueError(f"{folder} has no {role} file (it has {sorted(self.files)})")
         return Path(folder) / self.files[role].path
-

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from grounded_sam.sam.sam import Sam
+from grounded_sam.sam.modeling.sam import Sam
 
 BOX_CORNER_LABELS = (2, 3)
 
@@ -45,7 +45,7 @@ class OnnxPromptDecoder(nn.Module):
             self.register_buffer("image_pe", model.prompt_encoder.get_dense_pe().clone(), persistent=False)
 
     def embed_points(self, point_coords: torch.Tensor, point_labels: torch.Tensor) -> torch.Tensor:
-        """(1, N, 2) coords and (1, N) labels → (1, N, C) sparse embeddings; labels 2 and 3 are box corners."""
+        """(1, N, 2) coords, (1, N) labels → (1, N, C) sparse embeddings; labels 2 and 3 are box corners."""
         encoder = self.prompt_encoder
         labels = point_labels.to(torch.int64)
         embedded = encoder.embed_points(point_coords, labels, pad=False)

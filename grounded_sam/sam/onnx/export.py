@@ -1,4 +1,4 @@
-"""Export a SAM model to ``encoder.onnx`` + ``decoder.onnx`` + ``config.json`` (+ int8 files, X-AnyLabeling YAML).
+"""Export a SAM model: ``encoder.onnx``, ``decoder.onnx``, ``config.json`` (+ int8 files, X-AnyLabeling YAML).
 
 The plain PyTorch modules are exported with ``torch.onnx.export(dynamo=True)``; the decoder follows the
 official export's contract (see :mod:`grounded_sam.sam.onnx.decoder`) but takes ``orig_im_size`` at run
@@ -18,10 +18,10 @@ from pathlib import Path
 import onnx
 import torch
 
+from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.onnx.config import OnnxModelConfig
 from grounded_sam.sam.onnx.decoder import OnnxPromptDecoder
 from grounded_sam.sam.onnx.postprocess import LOW_RES, SCORES, append_postprocessing
-from grounded_sam.sam.sam import Sam
 
 logger = logging.getLogger(__name__)
 
@@ -168,4 +168,3 @@ def _resolve_model(sam: str | os.PathLike[str] | Sam, model_name: str | None) ->
 
 def _weight_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
-

@@ -57,4 +57,3 @@ def append_postprocessing(model: onnx.ModelProto, image_size: int) -> None:
     masks_info = helper.make_tensor_value_info(MASKS, TensorProto.FLOAT, [1, "num_masks", "height", "width"])
     del graph.output[:]
     graph.output.extend([masks_info, outputs[SCORES], outputs[LOW_RES]])
-

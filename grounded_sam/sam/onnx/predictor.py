@@ -33,7 +33,7 @@ def default_providers() -> list[str]:
 
 
 class OnnxSamPredictor(PromptPredictor):
-    """Embed an image once with ``encoder.onnx``, then decode point / box / mask prompts with ``decoder.onnx``.
+    """Embed an image once with ``encoder.onnx``; decode point, box and mask prompts with ``decoder.onnx``.
 
     Same methods and results as :class:`~grounded_sam.sam.SamPredictor` (``set_image``, ``predict``,
     ``predict_boxes`` with N boxes, ``predict_torch``), so ``GroundedSAM(detector, OnnxSamPredictor(dir))``

@@ -25,9 +25,7 @@ def quantize_file(source: Path, destination: Path, external_data: bool = False) 
     """Dynamic int8 quantization of one ONNX file (weights int8, activations quantized at run time)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        source, destination, weight_type=QuantType.QInt8, use_external_data_format=external_data
-    )
+    quantize_dynamic(source, destination, weight_type=QuantType.QInt8, use_external_data_format=external_data)
 
 
 def quantize_export(folder: Path, config: OnnxModelConfig) -> OnnxModelConfig:
@@ -76,6 +74,8 @@ def measure_int8_accuracy(
         "instances": len(ious),
         "mask_iou_int8_vs_float32_mean": round(float(ious.mean()), 4) if len(ious) else None,
         "mask_iou_int8_vs_float32_min": round(float(ious.min()), 4) if len(ious) else None,
-        "mask_iou_vs_truth_float32": round(float(np.concatenate(float_truth).mean()), 4) if len(ious) else None,
+        "mask_iou_vs_truth_float32": round(float(np.concatenate(float_truth).mean()), 4)
+        if len(ious)
+        else None,
         "mask_iou_vs_truth_int8": round(float(np.concatenate(int8_truth).mean()), 4) if len(ious) else None,
     }

@@ -75,9 +75,15 @@ PROMPTS = {
 @pytest.mark.parametrize("with_mask", [False, True])
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_decoder_equals_our_torch_decoder(model, sessions, prompt, with_mask) -> None:
-    embedding = torch.randn(1, TINY_VIT_SAM.prompt_embed_dim, GRID, GRID, generator=torch.Generator().manual_seed(1))
+    embedding = torch.randn(
+        1, TINY_VIT_SAM.prompt_embed_dim, GRID, GRID, generator=torch.Generator().manual_seed(1)
+    )
     coords, labels = PROMPTS[prompt]
-    mask = np.random.default_rng(2).normal(0, 3, (1, 1, 4 * GRID, 4 * GRID)).astype(np.float32) if with_mask else None
+    mask = (
+        np.random.default_rng(2).normal(0, 3, (1, 1, 4 * GRID, 4 * GRID)).astype(np.float32)
+        if with_mask
+        else None
+    )
     masks, scores, low_res = sessions[False].run(None, feeds(embedding, coords, labels, mask))
     assert masks.shape == (1, 4, SIZE, SIZE) and low_res.shape == (1, 4, 4 * GRID, 4 * GRID)
     for multimask, channels in ((False, slice(0, 1)), (True, slice(1, 4))):
@@ -127,7 +133,9 @@ def test_decoder_equals_the_official_export(model, sessions, single, tmp_path) -
     official = official_session(model, single, orig, tmp_path / "official.onnx")
     assert [i.name for i in official.get_inputs()] == [i.name for i in sessions[single].get_inputs()]
     assert [o.name for o in official.get_outputs()] == [o.name for o in sessions[single].get_outputs()]
-    embedding = torch.randn(1, TINY_VIT_SAM.prompt_embed_dim, GRID, GRID, generator=torch.Generator().manual_seed(5))
+    embedding = torch.randn(
+        1, TINY_VIT_SAM.prompt_embed_dim, GRID, GRID, generator=torch.Generator().manual_seed(5)
+    )
     mask = np.random.default_rng(4).normal(0, 3, (1, 1, 4 * GRID, 4 * GRID)).astype(np.float32)
     for coords, labels in PROMPTS.values():
         for low in (None, mask):

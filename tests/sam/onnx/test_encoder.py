@@ -1,0 +1,38 @@
+"""encoder.onnx run in ONNX Runtime against the PyTorch image encoders (ViT, TinyViT), external data too."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from grounded_sam.sam.onnx.export import ENCODER_INPUT, export_encoder
+from tests.sam.builders import TINY_TINYVIT_SAM, TINY_VIT_SAM, random_sam
+
+
+@pytest.mark.parametrize(
+    ("config", "external"), [(TINY_VIT_SAM, True), (TINY_TINYVIT_SAM, False)], ids=["vit", "tiny_vit"]
+)
+def test_encoder_equals_torch(config, external, tmp_path) -> None:
+    """Within 1e-5 of the embedding's scale; external data (ViT-H's > 2 GB path) forced on the ViT."""
+    model = random_sam(config, seed=7)
+    path = tmp_path / "encoder.onnx"
+    export_encoder(model, path, opset=17, external_data=external)
+    data = tmp_path / "encoder.onnx.data"
+    assert data.exists() == external
+    if external:
+        proto = onnx.load(str(path), load_external_data=False)
+        large = [t for t in proto.graph.initializer if np.prod(t.dims) >= 4096]
+        assert large and all(t.data_location == onnx.TensorProto.EXTERNAL for t in large)
+        assert data.stat().st_size > path.stat().st_size
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    size = config.image_size
+    image = torch.rand(1, 3, size // 2, size, generator=torch.Generator().manual_seed(0)) * 255
+    encoder_input = model.preprocess(image)
+    (ours,) = session.run(None, {ENCODER_INPUT: encoder_input.numpy()})
+    with torch.inference_mode():
+        expected = model.encode_image(image).numpy()
+    assert ours.shape == expected.shape == (1, config.prompt_embed_dim, size // 16, size // 16)
+    assert np.abs(ours - expected).max() <= 1e-5 * np.abs(expected).max()
