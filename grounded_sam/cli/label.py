@@ -42,11 +42,15 @@ def label(
     ontology: Annotated[
         Path | None, typer.Option(help="YAML/JSON file mapping prompts to classes (yellow taxi: car).")
     ] = None,
-    format: Annotated[str, typer.Option("--format", "-f", help="coco, yolo or masks.")] = "coco",
+    format: Annotated[
+        str, typer.Option("--format", "-f", help="coco, yolo, masks, label-studio or cvat.")
+    ] = "coco",
     box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
     text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
     split: Annotated[str, typer.Option(help='Split fractions: "0.8,0.2" (train, val[, test]).')] = "1",
-    segmentation: Annotated[str, typer.Option(help="COCO masks as rle or polygon.")] = "rle",
+    segmentation: Annotated[
+        str, typer.Option(help="COCO / Label Studio masks as rle (brush) or polygon.")
+    ] = "rle",
     negative: Annotated[
         str | None,
         typer.Option(help='Phrases never labelled: "thermos, toy car" (drops look-alikes, mask IoU > 0.5).'),

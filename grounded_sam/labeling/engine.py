@@ -85,7 +85,8 @@ def label_dataset(
     Args:
         classes_or_ontology: "car, person", a list of names, a {prompt: class} mapping, an `Ontology`
             or a `Path` to a YAML/JSON ontology. Class ids: order of first appearance, from 0.
-        format: ``coco`` (instances json per split), ``yolo`` (Ultralytics segmentation) or ``masks``.
+        format: ``coco`` (instances json per split), ``yolo`` (Ultralytics segmentation), ``masks``,
+            ``label-studio`` (tasks with predictions) or ``cvat`` (CVAT for images 1.1 XML).
         pipeline / pipeline_factory: the model, or a picklable zero-argument callable that builds it (the
             Ray engine builds one per worker). Default: `grounded_sam.api.default_pipeline()`.
         split: fractions ``"0.8,0.2"`` (train, val[, test]) or ``"train=0.9,val=0.1"``.

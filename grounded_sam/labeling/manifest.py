@@ -31,7 +31,7 @@ from grounded_sam.labeling.rules import QualityRules
 
 logger = logging.getLogger(__name__)
 
-DatasetFormat = Literal["coco", "yolo", "masks"]
+DatasetFormat = Literal["coco", "yolo", "masks", "label-studio", "cvat"]
 DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 Segmentation = Literal["rle", "polygon"]
 STATE_DIR = ".labeling"
@@ -55,7 +55,8 @@ class LabelingSettings:
         splits: (name, fraction) pairs, fractions summing to 1.
         box_threshold, text_threshold: detector thresholds (None: the detector's own).
         model: a name for the models used (part of the fingerprint only).
-        segmentation: COCO segmentation encoding, ``rle`` or ``polygon``.
+        segmentation: COCO segmentation encoding, ``rle`` or ``polygon`` (Label Studio: brush RLE or
+            polygons).
         rules: the quality rules that decide which candidates become labels (`labeling.rules`).
     """
 

@@ -12,6 +12,12 @@ the image folder, nested folders kept; ``<stem>`` that path without its suffix):
     masks/<split>/<stem>.instances.png       masks: instance map, 0 background, instance id (1..N)
     masks/<split>/<stem>.json                masks: instances (id, class, mask box XYXY, scores, RLE)
     classes.json                             masks: class ids and names
+    tasks.json, label_config.xml             label-studio: tasks with predictions (brush RLE or polygons)
+                                             and the labelling interface; image URLs are
+                                             /data/local-files/?d=images/<split>/<rel> (set Label Studio's
+                                             LOCAL_FILES_DOCUMENT_ROOT to the dataset folder)
+    annotations.xml                          cvat: CVAT for images 1.1, a box and a mask per instance,
+                                             image names <split>/<rel> under images/
     summary.json                             every format: counts, failed and skipped files, drops
     manifest.jsonl                           every format: one line per image, every candidate and the
                                              quality rule that kept or dropped it (labeling.candidates)
@@ -33,6 +39,8 @@ import numpy as np
 
 from grounded_sam.atomic import atomic_path, atomic_write_bytes, atomic_write_text
 from grounded_sam.export.coco import masks_to_rles, result_to_coco_annotations
+from grounded_sam.export.cvat import cvat_xml, result_to_cvat_shapes
+from grounded_sam.export.label_studio import label_config, label_studio_task, result_to_label_studio
 from grounded_sam.export.png import index_png_bytes, label_index_map
 from grounded_sam.export.yolo import result_to_yolo_lines
 from grounded_sam.labeling.manifest import (
@@ -77,6 +85,7 @@ class DatasetLayout:
         """Relative paths of the dataset-level files (assembled at the end of a run)."""
         files = {"coco": [f"annotations/instances_{s}.json" for s in self.settings.split_names]}
         files["yolo"], files["masks"] = ["data.yaml"], ["classes.json"]
+        files["label-studio"], files["cvat"] = ["tasks.json", "label_config.xml"], ["annotations.xml"]
         return [*files[self.settings.format], "summary.json", "contact_sheet.png", "manifest.jsonl"]
 
     def path(self, rel: str) -> Path:
@@ -123,6 +132,11 @@ def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) 
             classed, task.image_id, one_based, start_id=0, segmentation=settings.segmentation
         )
         record["coco"] = [{k: v for k, v in ann.items() if k not in ("id", "image_id")} for ann in anns]
+    elif settings.format == "label-studio":
+        masks = "brush" if settings.segmentation == "rle" else "polygon"
+        record["label_studio"] = result_to_label_studio(classed, masks=masks)
+    elif settings.format == "cvat":
+        record["cvat"] = result_to_cvat_shapes(classed)
     elif settings.format == "yolo":
         lines = result_to_yolo_lines(classed, class_ids)
         text = "".join(line + "\n" for line in lines)
@@ -199,6 +213,8 @@ def write_dataset_files(
     names = settings.ontology.class_names
     if settings.format == "yolo":
         return [atomic_write_text(layout.path("data.yaml"), yolo_data_yaml(settings.split_names, names))]
+    if settings.format in ("label-studio", "cvat"):
+        return _write_tool_files(layout, tasks, records)
     if settings.format == "masks":
         classes = {
             "background": 0,
@@ -223,6 +239,32 @@ def write_dataset_files(
             layout.path(f"annotations/instances_{split}.json"), json.dumps(data, separators=(",", ":"))
         )
         for split, data in datasets.items()
+    ]
+
+
+def _write_tool_files(
+    layout: DatasetLayout, tasks: Sequence[ImageTask], records: Mapping[str, Mapping[str, Any]]
+) -> list[Path]:
+    """Label Studio's tasks.json + label_config.xml, or CVAT's annotations.xml, from the records."""
+    settings = layout.settings
+    done = [(t, records[t.rel]) for t in tasks if records.get(t.rel, {}).get("status") == "done"]
+    names = settings.ontology.class_names
+    if settings.format == "cvat":
+        images = [(f"{t.split}/{t.rel}", (r["height"], r["width"]), r["cvat"]) for t, r in done]
+        return [atomic_write_text(layout.path("annotations.xml"), cvat_xml(images, names))]
+    items = [
+        label_studio_task(
+            f"/data/local-files/?d={layout.image_file(t.rel, t.split)}",
+            r["label_studio"],
+            [inst["score"] for inst in r["instances"]],
+            f"grounded_sam ({settings.model})",
+        )
+        for t, r in done
+    ]
+    masks = "brush" if settings.segmentation == "rle" else "polygon"
+    return [
+        atomic_write_text(layout.path("tasks.json"), json.dumps(items, separators=(",", ":"))),
+        atomic_write_text(layout.path("label_config.xml"), label_config(names, masks)),
     ]
 
 

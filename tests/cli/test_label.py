@@ -115,3 +115,16 @@ def test_quality_rule_options_and_the_drop_summary(images, tmp_path) -> None:
     }
     bad = runner.invoke(app, [*args[:-2], "-o", str(tmp_path / "x"), "--min-area", "2"])
     assert bad.exit_code == 2 and "min_area must lie in [0, 1]" in " ".join(bad.output.split())
+
+
+@pytest.mark.parametrize(
+    ("fmt", "files"), [("label-studio", ["tasks.json", "label_config.xml"]), ("cvat", ["annotations.xml"])]
+)
+def test_labelling_tool_formats(images, tmp_path, fmt, files) -> None:
+    folder, _ = images
+    out = tmp_path / "ds"
+    result = runner.invoke(
+        app, ["label", str(folder), "-c", "red circle, blue square", "-o", str(out), "-f", fmt]
+    )
+    assert result.exit_code == 0, result.output
+    assert all((out / name).stat().st_size > 0 for name in files)
