@@ -25,7 +25,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 
 from grounded_sam.result import Result
-from grounded_sam.sam.mask_ops import mask_box
+from grounded_sam.sam.everything.mask_ops import mask_box
 
 # Distinct colours for the label list (CVAT shows them; any valid #rrggbb works).
 _PALETTE = ("#ff6037", "#33ddff", "#fa3253", "#34d1b7", "#ff007c", "#ddff33", "#24b353", "#b83df5")
