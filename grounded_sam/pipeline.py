@@ -19,6 +19,7 @@ from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Detections, Detector, Labeler, TextSegmenter
 from grounded_sam.text.prompts import parse_prompt
+from grounded_sam.tiles import Tiling, as_tiling, detect_tiled, masks_in_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,7 @@ class GroundedSAM:
         *,
         box_threshold: float | None = None,
         text_threshold: float | None = None,
+        tiles: Tiling | int | tuple[int, float] | None = None,
     ) -> Result:
         """Masks of everything ``text`` names in ``image``.
 
@@ -169,6 +171,9 @@ class GroundedSAM:
             image: a path, PIL image, (H, W, 3) uint8 array or CHW tensor (see :func:`load_image`).
             text: phrases as one string ("window. door", "window, door") or a list of phrases.
             box_threshold, text_threshold: override the detector's thresholds for this call.
+            tiles: for large images, also detect in overlapping tiles and merge across tile borders:
+                a :class:`~grounded_sam.tiles.Tiling`, a tile size in pixels, or (size, overlap); see
+                :mod:`grounded_sam.tiles`. Needs a box detector and a SAM predictor.
 
         Returns:
             A :class:`Result` at the image's size (its ``source`` is the image's path when given one);
@@ -182,7 +187,13 @@ class GroundedSAM:
         if not phrases:
             return Result.empty(size, source)
         thresholds = {"box_threshold": box_threshold, "text_threshold": text_threshold}
-        if self.predictor is None:
+        if tiles is not None:
+            if self.predictor is None:
+                raise ValueError("tiled prediction needs a box detector and a SAM predictor")
+            tiling = as_tiling(tiles)
+            detections = detect_tiled(self.detector, pixels, phrases, tiling, **thresholds)
+            masks, mask_scores = masks_in_tiles(self.predictor, pixels, detections.boxes, tiling)
+        elif self.predictor is None:
             found = self.detector.segment(pixels, phrases, **thresholds)
             detections, masks, mask_scores = found.detections, found.masks, found.mask_scores
         else:
@@ -213,8 +224,7 @@ class GroundedSAM:
         masks, mask_scores, _ = self.predictor.predict_boxes(detections.boxes, multimask_output=False)
         return masks[:, 0], mask_scores[:, 0]
 
-    def predict_batch(
-        self, images: Iterable[ImageInput], text: Prompt, **thresholds: float | None
-    ) -> list[Result]:
-        """:meth:`predict` for each image, in order (one detector forward and one embedding each)."""
-        return [self.predict(image, text, **thresholds) for image in images]
+    def predict_batch(self, images: Iterable[ImageInput], text: Prompt, **options: Any) -> list[Result]:
+        """:meth:`predict` for each image, in order (one detector forward and one embedding each);
+        `options` are those of :meth:`predict` (thresholds, tiles)."""
+        return [self.predict(image, text, **options) for image in images]

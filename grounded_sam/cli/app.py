@@ -24,6 +24,7 @@ from grounded_sam.result import Result
 
 if TYPE_CHECKING:
     from grounded_sam.pipeline import GroundedSAM
+    from grounded_sam.tiles import Tiling
 
 app = typer.Typer(
     name="grounded-sam",
@@ -116,6 +117,18 @@ def images_or_exit(paths: Iterable[Path]) -> list[InputImage]:
         console.print("[red]No images found in the given paths.")
         raise typer.Exit(EXIT_USAGE)
     return found
+
+
+def tiling_or_exit(size: int | None, overlap: float) -> Tiling | None:
+    """The `Tiling` of --tile / --tile-overlap (None without --tile), or exit 2 with the reason."""
+    if size is None:
+        return None
+    from grounded_sam.tiles import Tiling
+
+    try:
+        return Tiling(size, overlap)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--tile") from None
 
 
 def pipeline_or_exit(sam: str | None, detector: str | None, device: str | None) -> GroundedSAM:

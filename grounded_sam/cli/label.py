@@ -25,6 +25,7 @@ from grounded_sam.cli.app import (
     console,
     progress_bar,
     shown,
+    tiling_or_exit,
 )
 from grounded_sam.labeling import DATASET_FORMATS, LabelingSummary, ProgressUpdate, label_dataset
 from grounded_sam.text.prompts import parse_prompt
@@ -72,6 +73,10 @@ def label(
     batch_size: Annotated[int, typer.Option(help="Images per model call.")] = 4,
     overwrite: Annotated[bool, typer.Option(help="Replace a dataset made with other settings.")] = False,
     contact_sheet: Annotated[bool, typer.Option(help="Also write contact_sheet.png (overlays).")] = False,
+    tile: Annotated[
+        int | None, typer.Option(help="Large images: also detect in tiles of this many pixels (e.g. 1024).")
+    ] = None,
+    tile_overlap: Annotated[float, typer.Option(help="Overlap of neighbouring tiles (fraction).")] = 0.2,
     sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
     detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if any).")] = None,
@@ -88,6 +93,7 @@ def label(
         )
     if (classes is None) == (ontology is None):
         raise typer.BadParameter("give exactly one of --classes and --ontology", param_hint="--classes")
+    tiles = tiling_or_exit(tile, tile_overlap)
     from grounded_sam import api
     from grounded_sam.labeling.rules import QualityRules
 
@@ -117,6 +123,7 @@ def label(
                 split=split,
                 segmentation=segmentation,  # type: ignore[arg-type]
                 rules=rules,
+                tiles=tiles,
                 model_id=f"sam={sam_name}, detector={detector_name}",
                 engine=engine,  # type: ignore[arg-type]
                 workers=workers,

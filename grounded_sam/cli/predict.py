@@ -15,6 +15,7 @@ from grounded_sam.cli.app import (
     pipeline_or_exit,
     run_per_image,
     shown,
+    tiling_or_exit,
 )
 from grounded_sam.export import EXPORT_FORMATS
 from grounded_sam.text.prompts import parse_prompt
@@ -30,6 +31,10 @@ def predict(
     format: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "overlay",
     box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
     text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
+    tile: Annotated[
+        int | None, typer.Option(help="Large images: also detect in tiles of this many pixels (e.g. 1024).")
+    ] = None,
+    tile_overlap: Annotated[float, typer.Option(help="Overlap of neighbouring tiles (fraction).")] = 0.2,
     sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
     detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
     device: Annotated[
@@ -43,6 +48,7 @@ def predict(
         raise typer.BadParameter(
             f"{format!r} is not one of {', '.join(EXPORT_FORMATS)}", param_hint="--format"
         )
+    tiles = tiling_or_exit(tile, tile_overlap)
     inputs = images_or_exit(images)
     phrases = parse_prompt(prompt)
     pipeline = pipeline_or_exit(sam, detector, device)
@@ -51,7 +57,7 @@ def predict(
         inputs,
         "predict",
         lambda pixels: pipeline.predict(
-            pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
+            pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold, tiles=tiles
         ),
         out,
         format,

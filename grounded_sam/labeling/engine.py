@@ -52,6 +52,7 @@ from grounded_sam.labeling.writers import (
     write_image_outputs,
 )
 from grounded_sam.pipeline import GroundedSAM
+from grounded_sam.tiles import Tiling, as_tiling
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def label_dataset(
     split: str | Sequence[float] = (1.0,),
     segmentation: Segmentation = "rle",
     rules: QualityRules | None = None,
+    tiles: Tiling | int | tuple[int, float] | None = None,
     model_id: str | None = None,
     engine: Engine = "local",
     workers: int = 1,
@@ -94,6 +96,8 @@ def label_dataset(
         rules: quality rules (negative phrases, agnostic NMS, area bounds, max per image; see
             `labeling.rules`). Every candidate and the rule that kept or dropped it is appended to
             ``manifest.jsonl``. Default: only duplicate labels from two prompts of one class are dropped.
+        tiles: tiled prediction for large images (a `Tiling`, a tile size or (size, overlap); see
+            `grounded_sam.tiles`).
         model_id: names the model in the settings fingerprint (default: derived from the pipeline).
         engine, workers, batch_size: ``local`` (one model, `workers` I/O threads) or ``ray`` (`workers`
             actors, each with its own model); images per model call.
@@ -128,6 +132,7 @@ def label_dataset(
         model=model_id or describe_model(pipeline, pipeline_factory),
         segmentation=segmentation,
         rules=rules or QualityRules(),
+        tiles=None if tiles is None else (as_tiling(tiles).size, as_tiling(tiles).overlap),
     )
     layout = DatasetLayout(out, settings)
     manifest = prepare_output(images_root, layout, overwrite)
@@ -314,9 +319,11 @@ def _predict(pipeline: GroundedSAM, settings: LabelingSettings, images: list[np.
         return []
     prompts = [*settings.ontology.prompts, *settings.rules.negatives]
     box_threshold = detector_threshold(settings.ontology, _base_threshold(pipeline, settings))
-    thresholds = {"box_threshold": box_threshold, "text_threshold": settings.text_threshold}
+    options: dict[str, Any] = {"box_threshold": box_threshold, "text_threshold": settings.text_threshold}
+    if settings.tiles is not None:
+        options["tiles"] = settings.tiles
     try:
-        return list(pipeline.predict_batch(images, prompts, **thresholds))
+        return list(pipeline.predict_batch(images, prompts, **options))
     except Exception as e:  # a per-image boundary: any model error becomes that image's failure reason
         if len(images) == 1:
             logger.exception("the pipeline failed on an image")

@@ -58,6 +58,7 @@ class LabelingSettings:
         segmentation: COCO segmentation encoding, ``rle`` or ``polygon`` (Label Studio: brush RLE or
             polygons).
         rules: the quality rules that decide which candidates become labels (`labeling.rules`).
+        tiles: (tile size, overlap) for tiled prediction of large images (`grounded_sam.tiles`), or None.
     """
 
     ontology: Ontology
@@ -68,6 +69,7 @@ class LabelingSettings:
     model: str = "custom"
     segmentation: Segmentation = "rle"
     rules: QualityRules = field(default_factory=QualityRules)
+    tiles: tuple[int, float] | None = None
 
     def __post_init__(self) -> None:
         self.rules.check(self.ontology)
@@ -97,6 +99,7 @@ class LabelingSettings:
             "model": self.model,
             "segmentation": self.segmentation,
             **({"rules": self.rules.to_dict()} if self.rules.to_dict() else {}),
+            **({"tiles": list(self.tiles)} if self.tiles is not None else {}),
         }
 
     @classmethod
@@ -110,6 +113,7 @@ class LabelingSettings:
             model=data["model"],
             segmentation=data["segmentation"],
             rules=QualityRules.from_dict(data.get("rules", {})),
+            tiles=(int(data["tiles"][0]), float(data["tiles"][1])) if data.get("tiles") else None,
         )
 
     @property
