@@ -27,7 +27,13 @@ from grounded_sam.cli.app import (
     shown,
     tiling_or_exit,
 )
-from grounded_sam.labeling import DATASET_FORMATS, LabelingSummary, ProgressUpdate, label_dataset
+from grounded_sam.labeling import (
+    DATASET_FORMATS,
+    DatasetBusyError,
+    LabelingSummary,
+    ProgressUpdate,
+    label_dataset,
+)
 from grounded_sam.text.prompts import parse_prompt
 
 MAX_LISTED = 10  # failed images printed; all of them (and the skipped files) are in summary.json
@@ -140,7 +146,7 @@ def label(
                 "Run the same command again to resume."
             )
             raise typer.Exit(EXIT_INTERRUPTED) from None
-        except (ValueError, TypeError, OSError, ImportError) as error:
+        except (ValueError, TypeError, OSError, ImportError, DatasetBusyError) as error:
             bar.stop()
             console.print(f"[red]{shown(error)}")
             raise typer.Exit(EXIT_USAGE) from None

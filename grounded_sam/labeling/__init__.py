@@ -23,14 +23,17 @@ from grounded_sam.labeling.manifest import (
     split_of,
 )
 from grounded_sam.labeling.ontology import Ontology
+from grounded_sam.labeling.state import DatasetBusyError, OutputFolderError
 
 __all__ = [
     "DATASET_FORMATS",
+    "DatasetBusyError",
     "DatasetFormat",
     "ImageOutcome",
     "LabelingSettings",
     "LabelingSummary",
     "Ontology",
+    "OutputFolderError",
     "ProgressUpdate",
     "SettingsMismatchError",
     "SkippedFile",

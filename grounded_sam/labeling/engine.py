@@ -31,7 +31,6 @@ from grounded_sam.labeling.manifest import (
     Manifest,
     ScanResult,
     Segmentation,
-    remove_atomic_temps,
     scan_images,
     split_of,
 )
@@ -42,6 +41,13 @@ from grounded_sam.labeling.rules import (
     apply_rules,
     detector_threshold,
     dropped_counts,
+)
+from grounded_sam.labeling.state import (
+    dataset_lock,
+    is_output_fault,
+    only_unfinished_start,
+    remove_atomic_temps,
+    translated_faults,
 )
 from grounded_sam.labeling.summary import ImageOutcome, LabelingSummary, ProgressUpdate
 from grounded_sam.labeling.writers import (
@@ -107,6 +113,9 @@ def label_dataset(
 
     Raises:
         SettingsMismatchError: `out_dir` holds a dataset with other settings and `overwrite` is False.
+        DatasetBusyError: another live run is writing into `out_dir`.
+        OutputFolderError: `out_dir` cannot be written (read-only, no permission, disk full); the same
+            call resumes once that is fixed (see `labeling.state`).
 
     Example::
 
@@ -135,29 +144,33 @@ def label_dataset(
         tiles=None if tiles is None else (as_tiling(tiles).size, as_tiling(tiles).overlap),
     )
     layout = DatasetLayout(out, settings)
-    manifest = prepare_output(images_root, layout, overwrite)
-    scan = scan_images(images_root, settings.splits, exclude=out)
-    records = _forget_vanished(layout, manifest, scan)
-    pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
-    resumed = len(scan.tasks) - len(pending)
-    logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
-    if engine == "ray":
-        from grounded_sam.labeling.ray_engine import run_ray
+    with dataset_lock(out), translated_faults(out):  # the states of labeling.state
+        manifest = prepare_output(images_root, layout, overwrite)
+        scan = scan_images(images_root, settings.splits, exclude=out)
+        records = _forget_vanished(layout, manifest, scan)
+        pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
+        resumed = len(scan.tasks) - len(pending)
+        logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
+        if engine == "ray":
+            from grounded_sam.labeling.ray_engine import run_ray
 
-        outcomes = run_ray(factory, layout, pending, workers=workers, batch_size=batch_size)
-    else:
-        model = factory() if pending else None  # built before the clock of the progress bar starts
-        outcomes = run_local(model, layout, pending, workers=workers, batch_size=batch_size)
-    notify = progress or (lambda update: None)
-    notify(ProgressUpdate(0, len(pending), None))
-    for completed, outcome in enumerate(outcomes, start=1):
-        notify(ProgressUpdate(completed, len(pending), outcome))
-    elapsed = time.perf_counter() - started
-    return finish(layout, manifest, scan, resumed, elapsed, len(pending), contact_sheet)
+            outcomes = run_ray(factory, layout, pending, workers=workers, batch_size=batch_size)
+        else:
+            model = factory() if pending else None  # built before the clock of the progress bar starts
+            outcomes = run_local(model, layout, pending, workers=workers, batch_size=batch_size)
+        notify = progress or (lambda update: None)
+        notify(ProgressUpdate(0, len(pending), None))
+        for completed, outcome in enumerate(outcomes, start=1):
+            notify(ProgressUpdate(completed, len(pending), outcome))
+        elapsed = time.perf_counter() - started
+        return finish(layout, manifest, scan, resumed, elapsed, len(pending), contact_sheet)
 
 
 def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) -> Manifest:
-    """Check `layout.root` against the settings (resume, refuse or clear) and store the settings."""
+    """Check `layout.root` against the settings (resume, refuse or clear) and store the settings.
+
+    Call it holding the folder's lock (`labeling.state.dataset_lock`): it deletes stale temporary files.
+    """
     out = layout.root
     if images_root.resolve().is_relative_to(out.resolve()):
         raise ValueError(f"the output folder {out} must not contain the image folder {images_root}")
@@ -170,6 +183,8 @@ def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) ->
         else:
             manifest.check_settings(layout.settings)
             remove_atomic_temps(out)
+    elif out.exists() and only_unfinished_start(out):  # a first run killed before its settings were written
+        remove_atomic_temps(out)
     elif out.exists() and any(out.iterdir()):
         raise ValueError(
             f"{out} is not empty and holds no dataset written by grounded-sam label; choose a new or empty "
@@ -292,7 +307,9 @@ def label_batch(
         kept, candidates = apply_rules(outcome, layout.settings.ontology, layout.settings.rules, base)
         try:
             record = write_image_outputs(layout, task, kept)
-        except ValueError as e:  # unsafe output path
+        except (ValueError, OSError) as e:  # an unsafe output path, the image gone, ...
+            if is_output_fault(e):  # ... but a full or read-only disk stops the run
+                raise
             manifest.write_record(
                 {"rel": task.rel, "split": task.split, "status": "failed", "reason": str(e)}
             )

@@ -28,17 +28,16 @@ from grounded_sam.atomic import atomic_write_text
 from grounded_sam.io import IMAGE_SUFFIXES
 from grounded_sam.labeling.ontology import Ontology
 from grounded_sam.labeling.rules import QualityRules
+from grounded_sam.labeling.state import ATOMIC_TEMP, STATE_DIR
+from grounded_sam.naming import safe_relative
 
 logger = logging.getLogger(__name__)
 
 DatasetFormat = Literal["coco", "yolo", "masks", "label-studio", "cvat"]
 DATASET_FORMATS: tuple[str, ...] = get_args(DatasetFormat)
 Segmentation = Literal["rle", "polygon"]
-STATE_DIR = ".labeling"
 SETTINGS_VERSION = 1
 _DEFAULT_SPLIT_NAMES = {1: ("train",), 2: ("train", "val"), 3: ("train", "val", "test")}
-# Temporary files of grounded_sam.atomic: ".<stem>.<12 hex>.tmp<suffix>" (left behind by a kill -9).
-_ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$")
 
 
 class SettingsMismatchError(ValueError):
@@ -157,7 +156,7 @@ def parse_splits(spec: str | Sequence[float] | Sequence[tuple[str, float]]) -> t
 def split_of(rel: str, splits: Sequence[tuple[str, float]]) -> str:
     """The split of the image at relative path `rel`: a hash of the path, uniform in [0, 1), is placed
     on the cumulative fractions. Independent of the other images, the order and the process."""
-    digest = hashlib.sha256(rel.encode("utf-8")).digest()
+    digest = hashlib.sha256(rel.encode("utf-8", "surrogateescape")).digest()  # names need not be UTF-8
     u = int.from_bytes(digest[:8], "big") / 2**64
     cumulative = 0.0
     for name, fraction in splits:
@@ -321,7 +320,7 @@ class Manifest:
         atomic_write_text(self.state / "plan.json", json.dumps(sorted(rels)))
 
     def record_path(self, rel: str) -> Path:
-        return inside(self.records_dir, f"{check_relative(rel)}.json")
+        return inside(self.records_dir, f"{safe_relative(check_relative(rel))}.json")
 
     def write_record(self, record: Mapping[str, Any]) -> None:
         atomic_write_text(self.record_path(record["rel"]), json.dumps(record, separators=(",", ":")))
@@ -333,7 +332,7 @@ class Manifest:
             return records
         for folder, _, filenames in os.walk(self.records_dir):
             for name in filenames:
-                if not name.endswith(".json") or _ATOMIC_TEMP.match(name):
+                if not name.endswith(".json") or ATOMIC_TEMP.match(name):
                     continue
                 path = Path(folder, name)
                 try:
@@ -347,16 +346,3 @@ class Manifest:
 
     def remove_record(self, rel: str) -> None:
         self.record_path(rel).unlink(missing_ok=True)
-
-
-def remove_atomic_temps(root: Path) -> int:
-    """Delete temporary files of interrupted atomic writes under `root`; return how many."""
-    count = 0
-    for folder, _, filenames in os.walk(root):
-        for name in filenames:
-            if _ATOMIC_TEMP.match(name):
-                Path(folder, name).unlink(missing_ok=True)
-                count += 1
-    if count:
-        logger.info("removed %d temporary files left by an interrupted run in %s", count, root)
-    return count

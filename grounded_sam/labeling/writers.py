@@ -32,7 +32,7 @@ import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,14 +43,9 @@ from grounded_sam.export.cvat import cvat_xml, result_to_cvat_shapes
 from grounded_sam.export.label_studio import label_config, label_studio_task, result_to_label_studio
 from grounded_sam.export.png import index_png_bytes, label_index_map
 from grounded_sam.export.yolo import result_to_yolo_lines
-from grounded_sam.labeling.manifest import (
-    STATE_DIR,
-    ImageTask,
-    LabelingSettings,
-    inside,
-    remove_atomic_temps,
-    split_of,
-)
+from grounded_sam.labeling.manifest import ImageTask, LabelingSettings, inside, split_of
+from grounded_sam.labeling.state import LOCK_FILE, STATE_DIR, remove_atomic_temps
+from grounded_sam.naming import safe_relative, safe_stem
 from grounded_sam.result import Result
 
 logger = logging.getLogger(__name__)
@@ -66,10 +61,11 @@ class DatasetLayout:
     settings: LabelingSettings
 
     def image_file(self, rel: str, split: str) -> str:
-        return f"images/{split}/{rel}"
+        """The dataset copy of the image at `rel`: the same path, made safe (`grounded_sam.naming`)."""
+        return f"images/{split}/{safe_relative(rel)}"
 
     def stem(self, rel: str, split: str, folder: str) -> str:
-        return f"{folder}/{split}/{PurePosixPath(rel).with_suffix('')}"
+        return f"{folder}/{split}/{safe_stem(rel)}"
 
     def outputs(self, rel: str, split: str) -> list[str]:
         """Relative paths of every file written for one image in this format."""
@@ -190,6 +186,8 @@ def _write_masks(
 
 
 def _place_image(source: str, target: Path) -> None:
+    if target.exists() and os.path.samefile(source, target):  # placed by an interrupted run
+        return
     with atomic_path(target) as tmp:
         try:
             os.link(source, tmp)
@@ -229,7 +227,12 @@ def write_dataset_files(
             continue
         dataset = datasets[task.split]
         dataset["images"].append(
-            {"id": task.image_id, "file_name": task.rel, "height": record["height"], "width": record["width"]}
+            {
+                "id": task.image_id,
+                "file_name": safe_relative(task.rel),  # the image's path under images/<split>/
+                "height": record["height"],
+                "width": record["width"],
+            }
         )
         for ann in record["coco"]:
             dataset["annotations"].append({"id": next_id, "image_id": task.image_id, **ann})
@@ -312,7 +315,10 @@ def clear_dataset(layout: DatasetLayout, rels: Sequence[str]) -> None:
         remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits))
     for file in layout.dataset_files():
         _unlink_inside(layout, file)
-    shutil.rmtree(layout.root / STATE_DIR, ignore_errors=True)
+    state = layout.root / STATE_DIR
+    for entry in state.iterdir() if state.is_dir() else ():
+        if entry.name != LOCK_FILE:  # held by this run
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     for name in _OWNED_FOLDERS:
         _prune_empty(layout.root / name)
 
