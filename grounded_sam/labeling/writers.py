@@ -253,7 +253,9 @@ def _write_tool_files(
     done = [(t, records[t.rel]) for t in tasks if records.get(t.rel, {}).get("status") == "done"]
     names = settings.ontology.class_names
     if settings.format == "cvat":
-        images = [(f"{t.split}/{t.rel}", (r["height"], r["width"]), r["cvat"]) for t, r in done]
+        images = [
+            (f"{t.split}/{safe_relative(t.rel)}", (r["height"], r["width"]), r["cvat"]) for t, r in done
+        ]
         return [atomic_write_text(layout.path("annotations.xml"), cvat_xml(images, names))]
     items = [
         label_studio_task(

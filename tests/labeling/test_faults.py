@@ -107,14 +107,14 @@ def test_killed_before_every_rename_resumes_to_the_same_coco_dataset(small, tmp_
     check_kills(small, tmp_path, "coco", [], monkeypatch)  # every point, the first write included
 
 
-@pytest.mark.parametrize("fmt", ["yolo", "masks"])
+@pytest.mark.parametrize("fmt", ["yolo", "masks", "label-studio", "cvat"])
 def test_killed_between_writes_of_one_image(small, tmp_path, monkeypatch, fmt) -> None:
     # settings, plan, then per image: image, label file(s), record. 4 and 6 fall inside the first image.
     check_kills(small, tmp_path, fmt, [1, 4, 6], monkeypatch)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("fmt", ["yolo", "masks"])
+@pytest.mark.parametrize("fmt", ["yolo", "masks", "label-studio", "cvat"])
 def test_killed_before_every_rename_every_format(small, tmp_path, monkeypatch, fmt) -> None:
     check_kills(small, tmp_path, fmt, [], monkeypatch)
 
