@@ -13,10 +13,14 @@ import functools
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from grounded_sam.io import ImageInput
 from grounded_sam.pipeline import GroundedSAM, Prompt
 from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.sam.everything import MaskGenerator
 
 SAM_ENV = "GROUNDED_SAM_SAM_MODEL"
 DETECTOR_ENV = "GROUNDED_SAM_DETECTOR"
@@ -75,6 +79,56 @@ def default_pipeline(
         detector_checkpoint=detector_path,
         device=device,
     )
+
+
+def default_mask_generator(
+    sam: str | None = None,
+    device: str | None = None,
+    *,
+    labelled: bool = False,
+    points_per_side: int | None = None,
+) -> MaskGenerator:
+    """The segment-everything generator on :func:`default_pipeline`'s SAM (sharing its predictor).
+
+    The demo model gets its tuned settings and CLIP labeler; other models the defaults and the
+    registry's labeler. ``labelled`` adds the labeler (needed to name masks with classes).
+
+    Raises:
+        ValueError: when the configured SAM is not one of this package's (e.g. SAM 2).
+    """
+    import dataclasses
+
+    from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
+    from grounded_sam.sam.predictor import SamPredictor
+
+    demo = (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
+    pipeline = default_pipeline(sam, None, device)
+    if not isinstance(pipeline.predictor, SamPredictor):
+        raise ValueError(
+            "segment everything needs one of this package's SAM models (sam_vit_b/l/h, mobile_sam, "
+            f"demo_sam); the configured SAM is a {type(pipeline.predictor).__name__}"
+        )
+    if demo:
+        from grounded_sam.demo import DEMO_EVERYTHING
+
+        config = DEMO_EVERYTHING
+    else:
+        config = EverythingConfig()
+    if points_per_side is not None:
+        config = dataclasses.replace(config, points_per_side=points_per_side)
+    labeler = None
+    if labelled:
+        if demo:
+            from grounded_sam.text.demo_clip import demo_clip_labeler
+
+            labeler = demo_clip_labeler(device=device)
+        else:
+            from grounded_sam.text.registry import build_labeler
+
+            labeler = build_labeler(device=device)
+    generator = MaskGenerator(pipeline.predictor.model, config=config, labeler=labeler)
+    generator.predictor = pipeline.predictor  # one embedding per image, shared with the box stage
+    return generator
 
 
 def predict(

@@ -18,6 +18,7 @@ Transparency (alpha channel or a transparent palette entry) is composited over a
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import sys
@@ -47,6 +48,10 @@ _FLOAT_TOLERANCE = 1e-3  # float inputs may overshoot [0, 1] by rounding noise; 
 
 class ImageLoadError(ValueError):
     """An input could not be turned into an RGB image; the message says why and what to do."""
+
+
+class ImageTooLargeError(ImageLoadError):
+    """An encoded image has more pixels than allowed (a decompression bomb, or just too large)."""
 
 
 def load_image(image: ImageInput) -> np.ndarray:
@@ -101,6 +106,18 @@ def iter_image_files(root: str | os.PathLike[str]) -> Iterator[Path]:
     yield from sorted(found)
 
 
+def load_image_bytes(data: bytes, *, max_pixels: int | None = None, source: str = "image data") -> np.ndarray:
+    """Decode an encoded image file held in memory (PNG, JPEG, ...) by the rules of :func:`load_image`.
+
+    The header is read first: an image of more than ``max_pixels`` pixels raises `ImageTooLargeError`
+    before any pixel is decoded (Pillow's own decompression-bomb guard also stays on). Empty, corrupt
+    or truncated data raises `ImageLoadError`.
+    """
+    if not data:
+        raise ImageLoadError(f"{source} is empty (0 bytes)")
+    return _decode(io.BytesIO(data), source, max_pixels)
+
+
 def _load_path(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"image file {path} does not exist")
@@ -108,20 +125,29 @@ def _load_path(path: Path) -> np.ndarray:
         raise ImageLoadError(f"{path} is a directory, not an image file; use iter_image_files() for folders")
     if path.stat().st_size == 0:
         raise ImageLoadError(f"image file {path} is empty (0 bytes)")
+    return _decode(path, str(path), None)
+
+
+def _decode(file: Path | io.BytesIO, source: str, max_pixels: int | None) -> np.ndarray:
+    """Open, check the size from the header, decode fully, apply EXIF orientation, convert to RGB."""
     try:
-        with Image.open(path) as img:
+        with Image.open(file) as img:
+            if max_pixels is not None and img.width * img.height > max_pixels:
+                raise ImageTooLargeError(
+                    f"{source} is {img.width}x{img.height} pixels; the limit is {max_pixels:,} pixels"
+                )
             img.load()  # decode now so that truncated data fails here, not later
             img = ImageOps.exif_transpose(img)
-            return _pil_to_rgb(img, source=str(path))
+            return _pil_to_rgb(img, source=source)
     except Image.DecompressionBombError as e:
-        raise ImageLoadError(
-            f"{path} is too large to decode safely ({e}); if you trust the file, raise "
+        raise ImageTooLargeError(
+            f"{source} is too large to decode safely ({e}); if you trust the file, raise "
             "PIL.Image.MAX_IMAGE_PIXELS before loading it"
         ) from e
     except UnidentifiedImageError as e:
-        raise ImageLoadError(f"{path} is not an image Pillow can read (unknown or corrupt format)") from e
+        raise ImageLoadError(f"{source} is not an image Pillow can read (unknown or corrupt format)") from e
     except OSError as e:
-        raise ImageLoadError(f"could not decode {path}: {e} (the file may be truncated or corrupt)") from e
+        raise ImageLoadError(f"could not decode {source}: {e} (the file may be truncated or corrupt)") from e
 
 
 def _pil_to_rgb(img: Image.Image, *, source: str) -> np.ndarray:

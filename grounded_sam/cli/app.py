@@ -207,7 +207,17 @@ def configure_logging(verbose: bool) -> None:
 
 def _register_commands() -> None:
     # Sub-command modules register themselves on `app` when imported.
-    from grounded_sam.cli import app_cmd, demo, everything, export_onnx, inpaint, label, predict, track  # noqa: F401
+    from grounded_sam.cli import (  # noqa: F401
+        app_cmd,
+        demo,
+        everything,
+        export_onnx,
+        inpaint,
+        label,
+        predict,
+        serve,
+        track,
+    )
 
 
 _register_commands()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -16,6 +15,7 @@ from grounded_sam.cli.app import (
     images_or_exit,
     pipeline_or_exit,
     run_per_image,
+    shown,
 )
 from grounded_sam.devices import PRECISIONS
 
@@ -65,41 +65,12 @@ def everything(
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):
     """The mask generator (with a labeler when classes are asked for) and the text pipeline for boxes."""
-    from grounded_sam.api import DEMO, DEMO_SAM, SAM_ENV
-    from grounded_sam.sam.everything import MaskGenerator
-    from grounded_sam.sam.predictor import SamPredictor
+    from grounded_sam.api import default_mask_generator
 
-    demo = (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
     pipeline = pipeline_or_exit(sam, None, device)
-    if not isinstance(pipeline.predictor, SamPredictor):
-        console.print(
-            "[red]Segment everything needs one of this package's SAM models[/red] (sam_vit_b/l/h, "
-            "mobile_sam, "
-            f"demo_sam); the configured SAM is a {type(pipeline.predictor).__name__}."
-        )
-        raise typer.Exit(EXIT_USAGE)
-    if demo:
-        from grounded_sam.demo import DEMO_EVERYTHING
-
-        config = DEMO_EVERYTHING
-    else:
-        from grounded_sam.sam.everything import EverythingConfig
-
-        config = EverythingConfig()
-    if points_per_side is not None:
-        import dataclasses
-
-        config = dataclasses.replace(config, points_per_side=points_per_side)
-    labeler = None
-    if labelled:
-        if demo:
-            from grounded_sam.text.demo_clip import demo_clip_labeler
-
-            labeler = demo_clip_labeler(device=device)
-        else:
-            from grounded_sam.text.registry import build_labeler
-
-            labeler = build_labeler(device=device)
-    generator = MaskGenerator(pipeline.predictor.model, config=config, labeler=labeler)
-    generator.predictor = pipeline.predictor
+    try:
+        generator = default_mask_generator(sam, device, labelled=labelled, points_per_side=points_per_side)
+    except ValueError as error:
+        console.print(f"[red]{shown(error)}[/red]")
+        raise typer.Exit(EXIT_USAGE) from None
     return generator, pipeline

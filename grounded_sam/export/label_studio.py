@@ -54,18 +54,24 @@ def mask_to_brush_rle(mask: np.ndarray) -> list[int]:
 
 
 def result_to_label_studio(
-    result: Result, *, masks: LabelStudioMasks = "brush", tolerance: float = 1.0
+    result: Result,
+    *,
+    masks: LabelStudioMasks = "brush",
+    tolerance: float = 1.0,
+    from_name: str = FROM_NAME,
+    to_name: str = TO_NAME,
 ) -> list[dict[str, Any]]:
     """The result regions of one prediction: one per instance (``brush``) or per component
-    (``polygon``), each with the instance's label as its class name and its detector score."""
+    (``polygon``), each with the instance's label as its class name and its detector score.
+    ``from_name`` / ``to_name`` name the control and image tags of the project's labelling config."""
     if masks not in ("brush", "polygon"):
         raise ValueError(f"masks must be 'brush' or 'polygon'; got {masks!r}")
     h, w = result.image_size
     regions = []
     for i, inst in enumerate(result):
         base = {
-            "from_name": FROM_NAME,
-            "to_name": TO_NAME,
+            "from_name": from_name,
+            "to_name": to_name,
             "original_width": w,
             "original_height": h,
             "image_rotation": 0,
@@ -81,6 +87,18 @@ def result_to_label_studio(
             value = {"points": points, "closed": True, "polygonlabels": [inst.label]}
             regions.append({"id": f"r{i}_{k}", "type": "polygonlabels", **base, "value": value})
     return regions
+
+
+def box_to_percent(box: np.ndarray, width: int, height: int) -> dict[str, float]:
+    """(4,) XYXY pixels -> a ``rectanglelabels`` value ``{x, y, width, height, rotation}`` in percent."""
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return {
+        "x": 100.0 * x0 / width,
+        "y": 100.0 * y0 / height,
+        "width": 100.0 * (x1 - x0) / width,
+        "height": 100.0 * (y1 - y0) / height,
+        "rotation": 0.0,
+    }
 
 
 def label_studio_task(
