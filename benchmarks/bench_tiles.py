@@ -1,0 +1,105 @@
+"""Tiled prediction on a large synthetic scene: recall of small shapes with and without tiles, time and
+peak RSS, with the embedded demo model (the default pipeline).
+
+Each mode runs in its own subprocess so that its peak RSS (ru_maxrss) is its own. Recall: a true shape
+counts as found when a predicted mask of its label overlaps it with IoU >= 0.5.
+
+    python benchmarks/bench_tiles.py [--height 4000] [--width 6000] [--tile 1024] [--overlap 0.2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from grounded_sam.data import SceneConfig, load_scene, write_scene
+
+SHAPES = ("circle", "square", "triangle")
+COLORS = ("red", "green", "blue", "yellow")
+
+
+def make(png: Path, height: int, width: int, seed: int) -> None:
+    from grounded_sam.data import make_scene
+
+    config = SceneConfig(
+        size=(height, width),
+        min_objects=60,
+        max_objects=80,
+        shapes=SHAPES,
+        colors=COLORS,
+        size_range=(0.015, 0.03),  # 60-120 px on a 4000 px side: a few pixels once shrunk to 1024
+    )
+    write_scene(make_scene(seed, config), png)
+
+
+def run_mode(scene_json: Path, tile: int, overlap: float) -> dict[str, float]:
+    from grounded_sam.api import default_pipeline
+    from grounded_sam.evaluation import mask_ious
+
+    scene = load_scene(scene_json)
+    pipeline = default_pipeline()
+    phrases = sorted(set(scene.labels))
+    start = time.perf_counter()
+    result = pipeline.predict(scene.image, phrases, tiles=(tile, overlap) if tile else None)
+    elapsed = time.perf_counter() - start
+    found = 0
+    for label in phrases:
+        truth = scene.masks[[i for i, name in enumerate(scene.labels) if name == label]]
+        predicted = result.filter(labels=label).masks
+        if len(predicted):
+            found += int((mask_ious(predicted, truth).max(axis=0) >= 0.5).sum())
+    return {
+        "objects": len(scene.labels),
+        "found": found,
+        "recall": found / max(len(scene.labels), 1),
+        "instances": len(result),
+        "seconds": elapsed,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--height", type=int, default=4000)
+    parser.add_argument("--width", type=int, default=6000)
+    parser.add_argument("--tile", type=int, default=1024)
+    parser.add_argument("--overlap", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--mode", help=argparse.SUPPRESS)
+    parser.add_argument("--scene", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.mode is not None:  # child process: one mode
+        print(json.dumps(run_mode(Path(args.scene), int(args.mode), args.overlap)))
+        return
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    print(f"cpu capability: {torch.backends.cpu.get_cpu_capability()}; load average: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        scene_json = Path(tmp) / "scene.json"
+        make(Path(tmp) / "scene.png", args.height, args.width, args.seed)
+        rows = {}
+        for name, tile in (("whole image", 0), (f"tiles {args.tile} / {args.overlap}", args.tile)):
+            command = [sys.executable, __file__, "--mode", str(tile), "--scene", str(scene_json)]
+            command += ["--overlap", str(args.overlap)]
+            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{args.width}x{args.height} scene, {next(iter(rows.values()))['objects']} shapes")
+    print(f"{'mode':<22} {'recall':>7} {'found':>6} {'masks':>6} {'seconds':>8} {'peak RSS MB':>12}")
+    for name, row in rows.items():
+        print(
+            f"{name:<22} {row['recall']:>7.3f} {row['found']:>6} {row['instances']:>6} "
+            f"{row['seconds']:>8.1f} {row['peak_rss_mb']:>12.0f}"
+        )
+    print(f"load average after: {os.getloadavg()}; image {args.height * args.width * 3 / 2**20:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
