@@ -82,7 +82,8 @@ class DatasetLayout:
         files = {"coco": [f"annotations/instances_{s}.json" for s in self.settings.split_names]}
         files["yolo"], files["masks"] = ["data.yaml"], ["classes.json"]
         files["label-studio"], files["cvat"] = ["tasks.json", "label_config.xml"], ["annotations.xml"]
-        return [*files[self.settings.format], "summary.json", "contact_sheet.png", "manifest.jsonl"]
+        common = ["summary.json", "contact_sheet.png", "manifest.jsonl", "review.jsonl"]
+        return [*files[self.settings.format], *common]
 
     def path(self, rel: str) -> Path:
         """Absolute path of an output, checked to stay inside the output folder."""
