@@ -184,7 +184,7 @@ def run_per_image(
                 entry["outputs"] = [p.relative_to(out).as_posix() for p in written]
                 names = sorted(set(result.labels))
                 labels = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                table.add_row(shown(image.path), str(len(result)), shown(labels))
+                table.add_row(shown(image.rel), str(len(result)), shown(labels))
             except (OSError, ValueError) as error:
                 entry["failed"] = printable(str(error))
             entries.append(entry)
