@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torchvision.ops import batched_nms
 
 from grounded_sam.data import all_class_names, masks_to_boxes
@@ -61,6 +62,11 @@ DEMO_ZOOM = ZoomConfig(factor=3.0, max_box_fraction=0.25)
 # recall plateau: on 200 tuning scenes recall is 0.921 / 0.921 / 0.920 at 0.2 / 0.25 / 0.3 and falls
 # above (0.917 at 0.35, 0.908 at 0.4) while precision rises (0.912 / 0.928 / 0.936, 0.945 at 0.35).
 DEMO_CLIP_ROTATIONS = 4
+# Proposals and CLIP's naming work on the image scaled to this longer side (when larger), the final masks
+# at full resolution from the boxes found: segment everything keeps a mask per proposal, so its memory
+# grew with the pixels (about 0.9 GB per megapixel; a 12 MP photo needed 14 GB). The demo SAM sees 256
+# pixels and CLIP 64-pixel crops, so a larger working image adds memory, not detail.
+DEMO_WORK_SIDE = 640
 DEMO_BOX_THRESHOLD = 0.3
 DEMO_PART_THRESHOLD = 0.5
 
@@ -82,6 +88,9 @@ class EverythingTextDetector:
     A box whose mask shares at least ``part_threshold`` of the smaller mask's area with the mask of a more
     confident box of the same phrase (a part of that object, or a region around it) is dropped
     (``None``: none is; see :func:`drop_parts`).
+
+    An image whose longer side exceeds ``work_side`` is searched at that size (``None``: at its own);
+    the boxes come back in the input's pixels, so memory stays bounded on large photos.
     """
 
     def __init__(
@@ -93,8 +102,10 @@ class EverythingTextDetector:
         refine: bool = True,
         name_proposals: bool = False,
         part_threshold: float | None = None,
+        work_side: int | None = DEMO_WORK_SIDE,
     ) -> None:
         self.generator = generator
+        self.work_side = work_side
         self.labeler = labeler
         self.box_threshold = box_threshold
         self.nms_threshold = nms_threshold
@@ -125,6 +136,12 @@ class EverythingTextDetector:
         if not any(findable(phrase) for phrase in phrases):
             return Detections.empty(phrases)
         threshold = self.box_threshold if box_threshold is None else box_threshold
+        small, scale = downscale(image, self.work_side)
+        found = self._detect(small, phrases, threshold)
+        return Detections(found.boxes * scale, found.scores, found.phrase_ids, found.phrases)
+
+    def _detect(self, image: np.ndarray, phrases: list[str], threshold: float) -> Detections:
+        """:meth:`detect` on an image of the working size."""
         proposals = self.generator.generate_result(image)
         if len(proposals) == 0:
             return Detections.empty(phrases)
@@ -156,6 +173,19 @@ class EverythingTextDetector:
         masks = SamPredictor.predict_boxes(predictor, boxes, multimask_output=False)[0][:, 0]
         empty = ~masks.reshape(len(masks), -1).any(axis=1)
         return masks, np.where(empty[:, None], boxes, masks_to_boxes(masks)).astype(boxes.dtype)
+
+
+def downscale(image: np.ndarray, side: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(H, W, 3) ``image`` resized so that its longer side is at most ``side``, and the (4,) float32 XYXY
+    factors that take boxes on it back to ``image``'s pixels (ones when it is returned as it is)."""
+    height, width = image.shape[:2]
+    if side is None or max(height, width) <= side:
+        return image, np.ones(4, dtype=np.float32)
+    ratio = side / max(height, width)
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
+    factors = np.array([width / size[0], height / size[1]] * 2, dtype=np.float32)
+    return small, factors
 
 
 def drop_parts(masks: np.ndarray, scores: np.ndarray, ids: np.ndarray, containment: float) -> np.ndarray:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from grounded_sam.data import iter_scenes, make_pil_scene
-from grounded_sam.demo import build_demo_pipeline, drop_parts
+from grounded_sam.demo import DEMO_WORK_SIDE, build_demo_pipeline, downscale, drop_parts
 from grounded_sam.evaluation import evaluate_text_prompts
 from grounded_sam.text.demo_clip import phrase_scores
 
@@ -95,3 +96,23 @@ def test_parts_of_a_more_confident_mask_of_the_same_phrase_are_dropped() -> None
     assert drop_parts(masks, scores, ids, 0.2).tolist() == [0, 2]
     # The most confident mask wins whatever its size.
     assert drop_parts(masks[:2], np.array([0.4, 0.8]), ids[:2], 0.6).tolist() == [1]
+
+
+def test_a_large_image_is_searched_at_the_working_size(pipeline, monkeypatch) -> None:
+    scene = next(iter_scenes(4500, 1))
+    big = np.asarray(Image.fromarray(scene.image).resize((1024, 1024), Image.Resampling.NEAREST))
+    small, factors = downscale(big, DEMO_WORK_SIDE)
+    assert small.shape == (DEMO_WORK_SIDE, DEMO_WORK_SIDE, 3) and np.allclose(factors, 1.6)
+    seen = []
+    generate = pipeline.detector.generator.generate_result
+    monkeypatch.setattr(
+        pipeline.detector.generator,
+        "generate_result",
+        lambda image: seen.append(image.shape) or generate(image),
+    )
+    found, expected = pipeline.predict(big, scene.labels[0]), pipeline.predict(small, scene.labels[0])
+    assert seen == [small.shape, small.shape]  # segment everything never ran at 1024 x 1024
+    assert found.masks.shape == (len(expected), 1024, 1024) and found.labels == expected.labels
+    np.testing.assert_allclose(found.boxes, expected.boxes * 1.6, rtol=1e-5)
+    np.testing.assert_array_equal(found.scores, expected.scores)
+    assert len(found) >= 1 and downscale(scene.image, DEMO_WORK_SIDE)[0] is scene.image

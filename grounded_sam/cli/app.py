@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -83,6 +84,8 @@ def find_images(paths: Iterable[Path]) -> tuple[list[InputImage], list[tuple[str
     found: list[InputImage] = []
     skipped: list[tuple[str, str]] = []
     for path in paths:
+        if not path.exists():  # said before any model loads
+            raise FileNotFoundError(f"No such file or folder: {path}")
         if not path.is_dir():
             found.append(InputImage(path, path.name))
             continue
@@ -131,15 +134,25 @@ def tiling_or_exit(size: int | None, overlap: float) -> Tiling | None:
         raise typer.BadParameter(str(error), param_hint="--tile") from None
 
 
+def flag_message(error: BaseException, flag: str) -> str:
+    """``error``'s message with the Python argument it suggests (``checkpoint=``) named as ``flag``,
+    the option that sets it on the command line."""
+    return _CHECKPOINT_ARG.sub(flag, str(error))
+
+
+_CHECKPOINT_ARG = re.compile(r"`?\bcheckpoint=`?(?:\.\.\.)?")
+
+
 def pipeline_or_exit(sam: str | None, detector: str | None, device: str | None) -> GroundedSAM:
     """``default_pipeline(sam, detector, device)``; exits with status 2 and the reason (e.g. which weights
-    file to put where) when the models cannot be built."""
+    file to put where, and which option points at it) when the models cannot be built."""
     from grounded_sam.api import default_pipeline
 
     try:
         return default_pipeline(sam, detector, device)
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]Cannot build the models:[/red] {shown(error)}")
+        flag = "--sam" if sam and repr(sam) in str(error) else "--detector"
+        console.print(f"[red]Cannot build the models:[/red] {shown(flag_message(error, flag))}")
         raise typer.Exit(EXIT_USAGE) from None
 
 

@@ -27,7 +27,8 @@ def demo(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Run text → masks on the embedded demo model: writes overlay.png, the masks and result.json."""
+    """Run text → masks on the embedded demo model: writes result_overlay.png, the masks (result_labels.png,
+    result_mask_*.png) and result.json to OUT."""
     configure_logging(verbose)
     from grounded_sam.demo import build_demo_pipeline
     from grounded_sam.export import save_result

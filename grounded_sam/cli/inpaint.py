@@ -9,7 +9,16 @@ import typer
 from PIL import Image
 
 from grounded_sam.atomic import atomic_path
-from grounded_sam.cli.app import EXIT_FAILED, EXIT_USAGE, app, configure_logging, console, shown
+from grounded_sam.cli.app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    configure_logging,
+    console,
+    flag_message,
+    pipeline_or_exit,
+    shown,
+)
 from grounded_sam.io import load_image
 
 
@@ -43,13 +52,19 @@ def inpaint(
         raise typer.BadParameter(f"{method!r} is not telea or ns", param_hint="--method")
     if out.suffix.lower() not in Image.registered_extensions():
         raise typer.BadParameter(f"{out.name!r} has no image suffix such as .png or .jpg", param_hint="--out")
-    from grounded_sam.api import default_pipeline
     from grounded_sam.inpaint import ReplaceSettings
     from grounded_sam.inpaint import inpaint as run_inpaint
+    from grounded_sam.inpaint.diffusers_backend import load_inpaint_pipeline
 
     try:
         pixels = load_image(image)
-        result = default_pipeline(sam, detector, device).predict(
+        # Stable Diffusion first: a missing model or extra is said before any detection runs.
+        painter = load_inpaint_pipeline(inpaint_model, device) if replace_with else None
+    except (OSError, ValueError, ImportError) as error:
+        console.print(f"[red]{shown(flag_message(error, '--inpaint-model'))}")
+        raise typer.Exit(EXIT_USAGE) from error
+    try:
+        result = pipeline_or_exit(sam, detector, device).predict(
             pixels, prompt, box_threshold=box_threshold, text_threshold=text_threshold
         )
         if len(result) == 0:
@@ -57,8 +72,6 @@ def inpaint(
             console.print(f"[yellow]{found}; {shown(out)} was not written.")
             raise typer.Exit(EXIT_FAILED)
         if replace_with:
-            from grounded_sam.inpaint.diffusers_backend import load_inpaint_pipeline
-
             edited = run_inpaint(
                 pixels,
                 result.masks,
@@ -66,7 +79,7 @@ def inpaint(
                 backend="diffusers",
                 dilate=dilate,
                 settings=ReplaceSettings(steps=steps, seed=seed),
-                pipeline=load_inpaint_pipeline(inpaint_model, device),
+                pipeline=painter,
             )
         else:
             edited = run_inpaint(pixels, result.masks, backend=method, dilate=dilate)  # type: ignore[arg-type]

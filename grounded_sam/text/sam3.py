@@ -37,8 +37,8 @@ SAM3_WEIGHTS = snapshot_spec(SAM3_REPO)
 MIN_TRANSFORMERS = "5.0"
 GATED_NOTE = (
     f"SAM 3's weights are gated on the Hugging Face Hub: accept the licence at "
-    f"https://huggingface.co/{SAM3_REPO}, log in with `huggingface-cli login`, then either let it download "
-    f"(online) or fetch the folder with `huggingface-cli download {SAM3_REPO} --local-dir "
+    f"https://huggingface.co/{SAM3_REPO}, log in with `hf auth login`, then either let it download "
+    f"(online) or fetch the folder with `hf download {SAM3_REPO} --local-dir "
     f"${HOME_ENV}/{SAM3_WEIGHTS.filename}` (or pass checkpoint= with the downloaded folder)"
 )
 _SAM3_MODEL_TYPES = frozenset({"sam3", "sam3_video"})

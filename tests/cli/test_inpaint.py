@@ -78,7 +78,9 @@ def test_bad_arguments(scene_file, tmp_path) -> None:
     assert result.exit_code == 2 and "does not exist" in " ".join(result.output.split())
 
 
-def test_replace_without_a_model_says_what_to_configure(scene_file, tmp_path, monkeypatch) -> None:
+def test_replace_without_a_model_says_what_to_configure(
+    scene_file, tmp_path, monkeypatch, pipeline_calls
+) -> None:
     pytest.importorskip("diffusers")
     monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -89,3 +91,6 @@ def test_replace_without_a_model_says_what_to_configure(scene_file, tmp_path, mo
     result = runner.invoke(app, args)
     assert result.exit_code == 2
     assert "GROUNDED_SAM_INPAINT_MODEL" in result.output and not out.exists()
+    said = " ".join(result.output.split())
+    assert "--inpaint-model" in said and "checkpoint=" not in said
+    assert pipeline_calls == []  # said before any detection model was built

@@ -141,3 +141,22 @@ def test_coco_file_name_is_the_path_relative_to_the_folder(two_scenes, tmp_path)
     args = ["predict", str(two_scenes / "sub" / "b.png"), "-p", PROMPT, "-o", str(single), "-f", "coco"]
     assert runner.invoke(app, args).exit_code == 0
     assert COCO(str(single / "b.coco.json")).loadImgs(1)[0]["file_name"] == "b.png"
+
+
+def test_a_missing_input_is_said_before_any_model_loads(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(api, "default_pipeline", None)  # must not be called
+    result = runner.invoke(app, ["predict", str(tmp_path / "nope.jpg"), "-p", "red circle"])
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "No such file or folder" in said and "nope.jpg" in said and "img/s" not in said
+
+
+def test_missing_weights_name_the_command_line_option(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    Image.fromarray(SCENE.image).save(tmp_path / "a.png")
+    result = runner.invoke(app, ["predict", str(tmp_path / "a.png"), "-p", "x", "--sam", "sam_vit_b"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "sam_vit_b_01ec64.pth" in said
+    assert "--sam with the path" in said and "checkpoint=" not in said

@@ -199,7 +199,7 @@ def test_registry_builds_sam3_and_explains_the_gated_weights(offline_home, folde
     for needed in (
         "gated",
         "huggingface.co/facebook/sam3",
-        "huggingface-cli login",
+        "hf auth login",
         str(offline_home / "sam3"),
     ):
         assert needed in message
