@@ -228,6 +228,7 @@ def _register_commands() -> None:
         inpaint,
         label,
         predict,
+        review,
         serve,
         track,
     )

@@ -81,7 +81,6 @@ def _state() -> AppState:
 def render() -> None:
     """Lay out the whole page for one script run."""
     st.set_page_config(page_title="grounded_sam: text to masks", layout="wide")
-    st.title("Text → masks")
     state = _state()
     try:
         models = _models(_configuration())
@@ -91,6 +90,12 @@ def render() -> None:
             f"to weights you have, or {PIPELINE_ENV} to a pipeline factory."
         )
         st.stop()
+    if _page() == "Review":
+        from grounded_sam.ui.review_page import render_review
+
+        render_review(models)
+        return
+    st.title("Text → masks")
     hints = _sidebar(models, state)
     if state.image is None:
         st.info("Choose an example or upload an image in the sidebar.")
@@ -102,6 +107,14 @@ def render() -> None:
         _everything_tab(models, state)
     with inpaint_tab:
         _inpaint_tab(state)
+
+
+def _page() -> str:
+    """Segment (text to masks) or Review (a labelled dataset; the default under `grounded-sam review`)."""
+    from grounded_sam.ui.review import REVIEW_ENV
+
+    pages = ["Review", "Segment"] if os.environ.get(REVIEW_ENV) else ["Segment", "Review"]
+    return st.sidebar.radio("Page", pages, horizontal=True, key="page")
 
 
 def _sidebar(models: Models, state: AppState) -> list[str]:
