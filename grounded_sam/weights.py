@@ -13,14 +13,20 @@ Entries with a known sha256 are verified (read in chunks) the first time a file 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
 import os
+import pickle
 import socket
+import stat
+import zipfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Literal
+from typing import Any, Literal
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +47,85 @@ class WeightsNotFoundError(FileNotFoundError):
 
 class WeightsIntegrityError(ValueError):
     """Raised when a weights file does not match its registered sha256."""
+
+
+class WeightsFileError(ValueError):
+    """A weights file or model folder that was refused: the message says what, why, which file and what
+    to do. Errors of torch, safetensors and transformers loaders are wrapped in it (`loader_errors`)."""
+
+
+_FIX = (
+    "Check that the file is complete (download it again) and holds this model's weights; only "
+    "safetensors files and weights-only PyTorch checkpoints are loaded."
+)
+# What torch.load, safetensors and transformers raise on corrupt, truncated or hostile files.
+_LOADER_ERRORS: tuple[type[BaseException], ...] = (
+    pickle.UnpicklingError,
+    EOFError,
+    zipfile.BadZipFile,
+    json.JSONDecodeError,
+    UnicodeDecodeError,
+    RuntimeError,
+    AttributeError,
+    KeyError,
+    TypeError,
+)
+
+
+def check_weights_path(path: str | os.PathLike[str]) -> Path:
+    """`path` if it is a regular file or a folder; a named pipe, device or socket is refused before it is
+    opened (reading one could block forever). Raises `WeightsNotFoundError` when it does not exist."""
+    path = Path(path).expanduser()
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise WeightsNotFoundError(f"no weights file or model folder at {path}") from None
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = "a named pipe" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise WeightsFileError(
+            f"refused {path}: it is {kind}, not a weights file or model folder; pass the path of a "
+            ".safetensors / .pth file or of a model folder"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def loader_errors(path: str | os.PathLike[str], what: str) -> Iterator[None]:
+    """Within the block, a loader's own error (corrupt, truncated or hostile file) becomes a
+    `WeightsFileError` naming `what` was being loaded from `path`, the cause, and what to do."""
+    try:
+        yield
+    except WeightsFileError:
+        raise
+    except _LOADER_ERRORS as error:
+        reason = "it holds Python objects besides tensors (refused: unpickling them could run code)"
+        if not isinstance(error, pickle.UnpicklingError) or "weights_only" not in str(error).lower():
+            reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else 'no detail'}"
+        raise WeightsFileError(f"cannot load {what} from {path}: {reason}. {_FIX}") from error
+    except Exception as error:
+        if type(error).__name__ == "SafetensorError":  # safetensors' own type, without importing it here
+            raise WeightsFileError(
+                f"cannot load {what} from {path}: corrupt safetensors ({error}). {_FIX}"
+            ) from error
+        raise
+
+
+def check_dtypes(
+    expected: Mapping[str, Any], loaded: Mapping[str, Any], path: str | os.PathLike[str]
+) -> None:
+    """Refuse integer or boolean tensors loaded for floating-point parameters (they would load silently
+    and give a garbage model)."""
+    wrong = [
+        f"{key} ({loaded[key].dtype})"
+        for key, value in expected.items()
+        if key in loaded and value.is_floating_point() and not loaded[key].is_floating_point()
+    ]
+    if wrong:
+        listed = ", ".join(wrong[:5]) + (f" (+{len(wrong) - 5} more)" if len(wrong) > 5 else "")
+        raise WeightsFileError(
+            f"refused {path}: {len(wrong)} tensor(s) are integer or boolean where the model has "
+            f"floating-point weights, e.g. {listed}. It is not a weights file of this model. {_FIX}"
+        )
 
 
 @dataclass(frozen=True)
@@ -177,6 +262,7 @@ def resolve_weights(
         path = Path(checkpoint).expanduser()
         if not path.exists():
             raise WeightsNotFoundError(f"checkpoint for {name!r} not found at {path}")
+        check_weights_path(path)
         if spec is not None and spec.sha256 is not None and path.name == spec.filename:
             verify_sha256(path, spec.sha256)
         return path

@@ -23,7 +23,7 @@ from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.modeling.tiny_vit import TinyViTEncoder
 from grounded_sam.sam.modeling.transformer import TwoWayTransformer
 from grounded_sam.sam.registry import get_spec
-from grounded_sam.weights import resolve_weights
+from grounded_sam.weights import check_dtypes, resolve_weights
 
 
 def build_sam_from_config(config: SamConfig) -> Sam:
@@ -141,6 +141,7 @@ def load_state_dict_strict(
         for key in set(expected) & set(state_dict)
         if state_dict[key].shape != expected[key].shape
     )
+    check_dtypes(expected, state_dict, source)
     if missing or unexpected or mismatched:
         raise CheckpointError(
             f"{source} does not fit the SAM architecture {config}:"

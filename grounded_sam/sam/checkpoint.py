@@ -24,6 +24,7 @@ from grounded_sam.atomic import atomic_path
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict
 from grounded_sam.sam.modeling.config import SamConfig, config_from_dict, config_to_dict
 from grounded_sam.sam.modeling.tiny_vit import UNUSED_CHECKPOINT_KEYS
+from grounded_sam.weights import WeightsFileError, check_weights_path
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ _STRIP_PREFIXES = ("module.", "sam.", "model.")
 _UNUSED_PREFIXES = tuple(f"image_encoder.{key}" for key in UNUSED_CHECKPOINT_KEYS)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(WeightsFileError):
     """A checkpoint file that cannot be read or does not fit the model."""
 
 
@@ -57,7 +58,7 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     Accepts an official ``.pth``/``.pt`` (loaded with ``weights_only=True``), a ``.safetensors`` file
     (ours or Hugging Face), a Hugging Face ``pytorch_model.bin``, or a Hugging Face model folder.
     """
-    path = Path(path)
+    path = check_weights_path(path)
     decoder_heads = None
     if path.is_dir():
         decoder_heads = _hf_decoder_heads(path)
@@ -65,10 +66,7 @@ def read_checkpoint(path: str | Path) -> LoadedCheckpoint:
     config = None
     if path.suffix == ".safetensors":
         state_dict, metadata = _read_safetensors(path)
-        if OUR_FORMAT in metadata:
-            config = config_from_dict(json.loads(metadata[OUR_FORMAT]))
-        elif metadata.get("format") == OUR_FORMAT:  # files written before the single-key layout
-            config = config_from_dict(json.loads(metadata["config"]))
+        config = _stored_config(path, metadata)
     else:
         state_dict = _read_pickle(path)
     state_dict, source_format = to_our_layout(state_dict)
@@ -138,6 +136,22 @@ def _read_safetensors(path: Path) -> tuple[StateDict, dict[str, str]]:
         ) from error
 
 
+def _stored_config(path: Path, metadata: Mapping[str, str]) -> SamConfig | None:
+    """The architecture our own files store in their safetensors metadata (None for other files)."""
+    text = metadata.get(OUR_FORMAT)
+    if text is None and metadata.get("format") == OUR_FORMAT:  # files written before the single-key layout
+        text = metadata.get("config")
+    if text is None:
+        return None
+    try:
+        return config_from_dict(json.loads(text))
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        raise CheckpointError(
+            f"cannot read the architecture stored in {path}'s metadata ({type(error).__name__}: {error}): "
+            "the file was damaged or edited; save it again with save_checkpoint"
+        ) from error
+
+
 def _read_pickle(path: Path) -> StateDict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
@@ -148,7 +162,8 @@ def _read_pickle(path: Path) -> StateDict:
             f"with torch.save(model.state_dict(), ...). Details: {error}"
         ) from error
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
-        raise CheckpointError(f"cannot read {path} ({error}): the file is corrupt or truncated") from error
+        detail = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        raise CheckpointError(f"cannot read {path} ({detail}): the file is corrupt or truncated") from error
     if not isinstance(loaded, Mapping):
         raise CheckpointError(f"{path} holds a {type(loaded).__name__}, not a state dict")
     return dict(loaded)

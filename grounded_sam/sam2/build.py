@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.sam2.registry import DEFAULT_SAM2, get_sam2_spec, is_sam2_name
-from grounded_sam.weights import WeightsNotFoundError, resolve_weights
+from grounded_sam.weights import WeightsNotFoundError, loader_errors, resolve_weights
 
 if TYPE_CHECKING:
     from transformers import Sam2Model, Sam2Processor, Sam2VideoModel, Sam2VideoProcessor
@@ -175,7 +175,8 @@ def _load_model(model_cls: Any, folder: Path, label: str) -> Any:
             "for SAM 1 use grounded_sam.sam.build_sam"
         )
     try:
-        model, info = model_cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
+        with loader_errors(folder, "SAM 2"):
+            model, info = model_cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
     except OSError as error:
         raise WeightsNotFoundError(f"{folder} has a config.json but no readable weights ({error})") from error
     missing = sorted(info.get("missing_keys", ())) + sorted(info.get("mismatched_keys", ()))

@@ -45,7 +45,7 @@ from grounded_sam.data import SceneConfig, all_class_names
 from grounded_sam.text.base import Labels
 from grounded_sam.text.clip import DEFAULT_TEMPLATES, ClipLabeler
 from grounded_sam.text.crops import Background, ClipInput
-from grounded_sam.weights import WeightsSpec, resolve_weights
+from grounded_sam.weights import WeightsSpec, check_dtypes, loader_errors, resolve_weights
 
 DEMO_CLIP_NAME = "demo_clip"
 
@@ -128,7 +128,10 @@ def load_demo_clip(
     # An explicit file is the caller's own (e.g. a new training run): only the shipped one has a hash.
     path = resolve_weights(DEMO_CLIP_NAME, None if checkpoint else DEMO_CLIP_WEIGHTS, checkpoint)
     model = build_demo_clip(config)
-    state = {key: value.float() for key, value in load_file(str(path)).items()}
+    with loader_errors(path, "the demo CLIP"):
+        loaded = load_file(str(path))
+    check_dtypes(model.state_dict(), loaded, path)
+    state = {key: value.float() for key, value in loaded.items()}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:

@@ -30,7 +30,7 @@ from grounded_sam.text.phrase_mapping import (
     suppress,
 )
 from grounded_sam.text.prompts import check_phrases, model_text
-from grounded_sam.weights import WeightsNotFoundError, WeightsSpec, resolve_weights
+from grounded_sam.weights import WeightsNotFoundError, WeightsSpec, loader_errors, resolve_weights
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -269,8 +269,9 @@ class GroundingDinoDetector(PromptDetector):
                 )
             folder = resolve_weights(name, snapshot_spec(name))
         try:
-            processor = GroundingDinoProcessor.from_pretrained(folder, local_files_only=True)
-            model = GroundingDinoForObjectDetection.from_pretrained(folder, local_files_only=True)
+            with loader_errors(folder, "Grounding DINO"):
+                processor = GroundingDinoProcessor.from_pretrained(folder, local_files_only=True)
+                model = GroundingDinoForObjectDetection.from_pretrained(folder, local_files_only=True)
         except OSError as error:
             raise WeightsNotFoundError(
                 f"{folder} is not a complete Grounding DINO folder: it needs the model (config.json and "

@@ -25,7 +25,7 @@ from grounded_sam.devices import Device, resolve_device
 from grounded_sam.text.base import Detections, Segments
 from grounded_sam.text.grounding_dino import as_rgb_array, check_fraction, snapshot_spec
 from grounded_sam.text.prompts import check_phrases
-from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, resolve_weights
+from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, loader_errors, resolve_weights
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -178,8 +178,9 @@ class Sam3Segmenter:
                 )
             folder = resolve_sam3_weights(name, spec=snapshot_spec(name))
         try:
-            processor = processor_cls.from_pretrained(folder, local_files_only=True)
-            model = model_cls.from_pretrained(folder, local_files_only=True)
+            with loader_errors(folder, "SAM 3"):
+                processor = processor_cls.from_pretrained(folder, local_files_only=True)
+                model = model_cls.from_pretrained(folder, local_files_only=True)
         except OSError as error:
             raise WeightsNotFoundError(
                 f"{folder} is not a complete SAM 3 folder: it needs the model (config.json and weights), the "
