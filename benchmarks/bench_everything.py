@@ -172,7 +172,7 @@ def agreement(fast: list[dict[str, Any]], exact: list[dict[str, Any]]) -> str:
     """How well each mask of ``fast`` matches its best counterpart in ``exact`` (box prompts: same order)."""
     if not fast or not exact:
         return f"{len(fast)} vs {len(exact)} masks"
-    from grounded_sam.evaluation import mask_ious
+    from grounded_sam.ops.masks import mask_ious
 
     exact_masks = np.stack([record["segmentation"] for record in exact])
     best = [mask_ious(np.broadcast_to(r["segmentation"], exact_masks.shape), exact_masks).max() for r in fast]

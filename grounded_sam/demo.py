@@ -18,8 +18,9 @@ import torch
 from PIL import Image
 from torchvision.ops import batched_nms
 
-from grounded_sam.data import all_class_names, masks_to_boxes
+from grounded_sam.data import all_class_names
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator

@@ -23,33 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from grounded_sam.data import Scene, load_scene, masks_to_boxes
+from grounded_sam.data import Scene, load_scene
+from grounded_sam.ops import box_ious, mask_ious, masks_to_boxes
 from grounded_sam.result import Result
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
 
 PredictFn = Callable[[np.ndarray, list[str]], Result]
 """``predict_fn(image (H, W, 3) uint8 RGB, phrases) -> Result`` for :func:`evaluate_text_prompts`."""
-
-
-def mask_ious(predicted: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """IoU of paired masks: predicted (N, H, W), targets (N, H, W) bool → (N,) float64; empty∪empty → 1."""
-    inter = (predicted & targets).reshape(len(targets), -1).sum(1)
-    union = (predicted | targets).reshape(len(targets), -1).sum(1)
-    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
-
-
-def box_ious(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of XYXY boxes a (N, 4) and b (M, 4) → (N, M)."""
-    a = np.asarray(a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(b, dtype=np.float64).reshape(-1, 4)
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
 def box_prompt_ious(model: Sam | SamPredictor, scenes: Iterable[Scene]) -> np.ndarray:

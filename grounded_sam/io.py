@@ -246,3 +246,17 @@ def _composite_on_white(rgba: np.ndarray) -> np.ndarray:
     alpha = rgba[:, :, 3:].astype(np.uint16)
     mixed = rgba[:, :, :3].astype(np.uint16) * alpha + 255 * (255 - alpha) + 127
     return (mixed // 255).astype(np.uint8)
+
+
+def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
+    """An (H, W, 3) uint8 RGB array from an array of that form or a PIL image."""
+    if not isinstance(image, np.ndarray):
+        if not isinstance(image, Image.Image):
+            raise TypeError(f"image must be an (H, W, 3) uint8 numpy array or a PIL image, got {type(image)}")
+        image = np.array(image.convert("RGB"))
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
+        raise ValueError(
+            f"image must be a non-empty (H, W, 3) uint8 RGB array, got shape {image.shape} and dtype "
+            f"{image.dtype}; load files with grounded_sam.io.load_image"
+        )
+    return image

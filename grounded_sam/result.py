@@ -156,7 +156,7 @@ class Result:
         Exporters write these, so that every exported box encloses its mask; `boxes` stays the
         detector's box (the SAM prompt), which the mask can overflow.
         """
-        from grounded_sam.data.scenes import masks_to_boxes
+        from grounded_sam.ops.boxes import masks_to_boxes
 
         empty = ~self.masks.any(axis=(1, 2))
         return np.where(empty[:, None], self.boxes, masks_to_boxes(self.masks)).astype(np.float32)

@@ -7,15 +7,14 @@ from PIL import Image
 
 from grounded_sam.data import SceneConfig, iter_scenes, make_pil_scene, write_scene_folder
 from grounded_sam.evaluation import (
-    box_ious,
     box_prompt_ious,
     box_prompt_miou,
     evaluate_text_prompts,
     load_coco_scenes,
     load_scene_folder,
-    mask_ious,
     score_text_prompts,
 )
+from grounded_sam.ops import box_ious, mask_ious
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
 

@@ -12,7 +12,7 @@ Example::
 """
 
 from grounded_sam.data.backgrounds import BACKGROUND_KINDS, render_background
-from grounded_sam.data.folder import decode_masks, encode_masks, load_scene, write_scene, write_scene_folder
+from grounded_sam.data.folder import load_scene, write_scene, write_scene_folder
 from grounded_sam.data.pil_scenes import make_pil_scene
 from grounded_sam.data.scenes import (
     Scene,
@@ -20,7 +20,6 @@ from grounded_sam.data.scenes import (
     all_class_names,
     iter_scenes,
     make_scene,
-    masks_to_boxes,
     scene_seed,
 )
 from grounded_sam.data.shapes import COLORS, DEFAULT_COLORS, SHAPE_NAMES
@@ -33,13 +32,10 @@ __all__ = [
     "Scene",
     "SceneConfig",
     "all_class_names",
-    "decode_masks",
-    "encode_masks",
     "iter_scenes",
     "load_scene",
     "make_pil_scene",
     "make_scene",
-    "masks_to_boxes",
     "render_background",
     "scene_seed",
     "write_scene",

@@ -22,34 +22,12 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pycocotools import mask as mask_utils
 
 from grounded_sam.atomic import atomic_write_bytes
 from grounded_sam.data.scenes import Scene, SceneConfig, iter_scenes
+from grounded_sam.ops.rle import masks_to_rles, rles_to_masks
 
 BOX_FORMAT = "xyxy_exclusive"
-
-
-def encode_masks(masks: np.ndarray) -> list[dict[str, Any]]:
-    """(N, H, W) bool -> N COCO RLE dicts {"size": [H, W], "counts": str}."""
-    if len(masks) == 0:
-        return []
-    rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [{"size": [int(v) for v in r["size"]], "counts": r["counts"].decode("ascii")} for r in rles]
-
-
-def decode_masks(rles: list[dict[str, Any]], height: int, width: int) -> np.ndarray:
-    """N COCO RLE dicts (counts as str or bytes) -> (N, H, W) bool."""
-    if not rles:
-        return np.zeros((0, height, width), dtype=bool)
-    coco = [
-        {
-            "size": r["size"],
-            "counts": r["counts"].encode("ascii") if isinstance(r["counts"], str) else r["counts"],
-        }
-        for r in rles
-    ]
-    return mask_utils.decode(coco).transpose(2, 0, 1).astype(bool)
 
 
 def scene_record(scene: Scene, image_name: str) -> dict[str, Any]:
@@ -70,7 +48,7 @@ def scene_record(scene: Scene, image_name: str) -> dict[str, Any]:
             scene.colors,
             scene.boxes,
             scene.masks,
-            encode_masks(scene.masks),
+            masks_to_rles(scene.masks),
             strict=True,
         )
     ]
@@ -139,7 +117,7 @@ def load_scene(json_path: str | os.PathLike[str]) -> Scene:
     with Image.open(image_path) as img:
         image = np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     anns = record["annotations"]
-    masks = decode_masks([a["segmentation"] for a in anns], record["height"], record["width"])
+    masks = rles_to_masks([a["segmentation"] for a in anns], record["height"], record["width"])
     return Scene(
         image=image,
         masks=masks,

@@ -35,6 +35,7 @@ from grounded_sam.data.shapes import (
     rasterize,
     sample_placement,
 )
+from grounded_sam.ops.boxes import masks_to_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -176,17 +177,6 @@ def all_class_names(config: SceneConfig | None = None) -> list[str]:
     """Every label a config can produce, shape-major: ["red circle", "green circle", ..., "black cross"]."""
     config = config or SceneConfig()
     return [f"{color} {shape}" for shape in config.shapes for color in config.colors]
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, 4) float32 XYXY tight boxes with exclusive x2 / y2; empty masks give zeros."""
-    n, h, w = masks.shape
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    boxes = np.stack(
-        [cols.argmax(1), rows.argmax(1), w - cols[:, ::-1].argmax(1), h - rows[:, ::-1].argmax(1)], axis=1
-    ).astype(np.float32)
-    boxes[~rows.any(1)] = 0
-    return boxes.reshape(n, 4)
 
 
 def scene_seed(seed: int, index: int) -> int:

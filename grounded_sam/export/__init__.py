@@ -73,7 +73,8 @@ def save_result(
         dataset = coco_dataset([(name or stem, result)], class_ids)
         return [atomic_write_text(out / f"{stem}.coco.json", json.dumps(dataset))]
     if format == "yolo":
-        from grounded_sam.export.yolo import class_id_map, result_to_yolo_lines
+        from grounded_sam.export.class_ids import class_id_map
+        from grounded_sam.export.yolo import result_to_yolo_lines
 
         lines = result_to_yolo_lines(result, class_ids)
         paths = [atomic_write_text(out / f"{stem}.txt", "".join(line + "\n" for line in lines))]
@@ -106,7 +107,7 @@ def _image_name(path: str | os.PathLike[str] | None) -> str | None:
 
 def result_to_dict(result: Result) -> dict[str, Any]:
     """A JSON-ready dict holding everything in `result` (masks as compressed COCO RLE)."""
-    from grounded_sam.export.coco import masks_to_rles
+    from grounded_sam.ops.rle import masks_to_rles
 
     instances = [
         {
@@ -125,7 +126,7 @@ def result_to_dict(result: Result) -> dict[str, Any]:
 
 def result_from_dict(data: Mapping[str, Any]) -> Result:
     """Inverse of `result_to_dict`."""
-    from grounded_sam.export.coco import rle_to_mask
+    from grounded_sam.ops.rle import rle_to_mask
 
     try:
         h, w = data["image_size"]

@@ -14,45 +14,11 @@ from typing import Any, Literal
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from grounded_sam.export.yolo import class_id_map, mask_to_polygons, resolve_class_ids
+from grounded_sam.export.class_ids import class_id_map, resolve_class_ids
+from grounded_sam.ops.boxes import xyxy_to_xywh
+from grounded_sam.ops.polygons import mask_to_polygons
+from grounded_sam.ops.rle import masks_to_rles, rle_for_pycocotools
 from grounded_sam.result import Result
-from grounded_sam.sam.everything.mask_ops import xyxy_to_xywh
-
-
-def mask_to_rle(mask: np.ndarray) -> dict[str, Any]:
-    """(H, W) bool mask -> COCO compressed RLE ``{"size": [H, W], "counts": str}`` (JSON-ready)."""
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"mask must have shape (H, W); got {mask.shape}")
-    return masks_to_rles(mask[None])[0]
-
-
-def masks_to_rles(masks: np.ndarray) -> list[dict[str, Any]]:
-    """(N, H, W) bool masks -> N compressed RLE dicts, encoded in one pycocotools call."""
-    masks = np.asarray(masks)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must have shape (N, H, W); got {masks.shape}")
-    if masks.shape[0] == 0:
-        return []
-    # pycocotools wants (H, W, N) uint8 in Fortran (column-major) order.
-    encoded = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))
-    return [
-        {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")} for rle in encoded
-    ]
-
-
-def rle_to_mask(rle: Mapping[str, Any]) -> np.ndarray:
-    """COCO RLE (compressed with str/bytes counts, or uncompressed with a list) -> (H, W) bool mask."""
-    try:
-        h, w = (int(v) for v in rle["size"])
-        counts = rle["counts"]
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"an RLE needs 'size': [H, W] and 'counts'; got {dict(rle)!r:.200}") from e
-    if isinstance(counts, list):
-        coded = mask_utils.frPyObjects({"size": [h, w], "counts": counts}, h, w)
-    else:
-        coded = {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
-    return mask_utils.decode(coded).astype(bool)
 
 
 def result_to_coco_annotations(
@@ -70,7 +36,7 @@ def result_to_coco_annotations(
     iscrowd 0, score, mask_score and detector_bbox (XYWH, the detector's box). The segmentation is a
     compressed RLE dict, or with ``"polygon"`` a list of flat ``[x1, y1, ...]`` polygons on the pixel
     edges (one per component, holes stitched in, simplified at `tolerance` pixels; see
-    `mask_to_polygons`; empty masks stay RLE). `area` and `bbox` are those of the segmentation as
+    `ops.mask_to_polygons`; empty masks stay RLE). `area` and `bbox` are those of the segmentation as
     written: in polygon mode, of the polygons as pycocotools rasterises them. `category_ids` maps
     label -> id; by default the labels of this result are numbered from 1 in sorted order.
     """
@@ -83,7 +49,7 @@ def result_to_coco_annotations(
     annotations = []
     for i, inst in enumerate(result):
         seg: Any = rles[i]
-        coded = _coded(rles[i])
+        coded = rle_for_pycocotools(rles[i])
         if segmentation == "polygon" and mask_utils.area(coded) > 0:
             polygons = mask_to_polygons(inst.mask, normalize=False, tolerance=tolerance, pixel_edges=True)
             seg = [[round(float(v), 2) for v in poly.ravel()] for poly in polygons]
@@ -103,11 +69,6 @@ def result_to_coco_annotations(
             }
         )
     return annotations
-
-
-def _coded(rle: Mapping[str, Any]) -> dict[str, Any]:
-    """A JSON-ready RLE (str counts) as pycocotools' C functions want it (bytes counts)."""
-    return {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
 
 
 def coco_dataset(

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from grounded_sam.atomic import atomic_write_bytes, atomic_write_text
-from grounded_sam.export.yolo import resolve_class_ids
+from grounded_sam.export.class_ids import resolve_class_ids
 from grounded_sam.result import Result
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from grounded_sam.export.yolo import resolve_class_ids
+from grounded_sam.export.class_ids import resolve_class_ids
 from grounded_sam.result import Result
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from PIL import Image, ImageDraw
 
 from grounded_sam.annotate import default_font, overlay
 from grounded_sam.atomic import atomic_path
-from grounded_sam.export.coco import rle_to_mask
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.labeling.manifest import ImageTask
 from grounded_sam.labeling.writers import DatasetLayout
+from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 
 BACKGROUND = (32, 32, 32)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
-from grounded_sam.export.coco import masks_to_rles
 from grounded_sam.labeling.ontology import Ontology
+from grounded_sam.ops.rle import masks_to_rles
 from grounded_sam.result import Result
 from grounded_sam.text.prompts import parse_prompt
 

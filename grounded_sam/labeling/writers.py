@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from grounded_sam.atomic import atomic_path, atomic_write_bytes, atomic_write_text
-from grounded_sam.export.coco import masks_to_rles, result_to_coco_annotations
+from grounded_sam.export.coco import result_to_coco_annotations
 from grounded_sam.export.cvat import cvat_xml, result_to_cvat_shapes
 from grounded_sam.export.label_studio import label_config, label_studio_task, result_to_label_studio
 from grounded_sam.export.png import index_png_bytes, label_index_map
@@ -46,6 +46,7 @@ from grounded_sam.export.yolo import result_to_yolo_lines
 from grounded_sam.labeling.manifest import ImageTask, LabelingSettings, inside, split_of
 from grounded_sam.labeling.state import LOCK_FILE, STATE_DIR, remove_atomic_temps
 from grounded_sam.naming import safe_relative, safe_stem
+from grounded_sam.ops.rle import masks_to_rles
 from grounded_sam.result import Result
 
 logger = logging.getLogger(__name__)

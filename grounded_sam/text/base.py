@@ -147,3 +147,10 @@ class Labeler(Protocol):
     def label(self, image: np.ndarray, masks: np.ndarray, classes: Sequence[str]) -> Labels:
         """Labels for (N, H, W) bool ``masks`` of an (H, W, 3) uint8 RGB image."""
         ...
+
+
+def check_fraction(name: str, value: float) -> float:
+    """``value`` as a float if it lies in [0, 1]; a ValueError naming ``name`` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
+    return float(value)

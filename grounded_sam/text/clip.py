@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.text.base import Labels
 from grounded_sam.text.clip_models import (
     CLIP_MODELS,
@@ -33,7 +34,6 @@ from grounded_sam.text.crops import (
     background_colour,
     expand_boxes,
     image_to_tensor,
-    mask_boxes,
     prepare_crops,
 )
 from grounded_sam.weights import resolve_weights
@@ -209,7 +209,7 @@ class ClipLabeler:
                 f"masks must have shape (N, {height}, {width}) to match the image, got {masks.shape}"
             )
         masks = masks.astype(bool, copy=False)
-        tight = mask_boxes(masks)
+        tight = masks_to_boxes(masks)
         filled = tight[:, 2] > tight[:, 0]
         boxes = expand_boxes(tight, self.margin, height, width)
         return self._classify(pixels, boxes, filled, names, masks)

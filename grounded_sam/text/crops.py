@@ -113,20 +113,6 @@ def background_colour(background: Background, clip_input: ClipInput) -> tuple[fl
     return colour  # type: ignore[return-value]
 
 
-def mask_boxes(masks: np.ndarray) -> np.ndarray:
-    """Tight boxes of (N, H, W) bool masks: (N, 4) float32 XYXY, far edge exclusive; zeros if empty."""
-    masks = np.asarray(masks, dtype=bool)
-    count, height, width = masks.shape
-    rows, cols = masks.any(axis=2), masks.any(axis=1)
-    boxes = np.zeros((count, 4), dtype=np.float32)
-    filled = rows.any(axis=1)
-    boxes[filled, 0] = cols[filled].argmax(axis=1)
-    boxes[filled, 1] = rows[filled].argmax(axis=1)
-    boxes[filled, 2] = width - cols[filled, ::-1].argmax(axis=1)
-    boxes[filled, 3] = height - rows[filled, ::-1].argmax(axis=1)
-    return boxes
-
-
 def expand_boxes(boxes: np.ndarray, margin: float, height: int, width: int) -> np.ndarray:
     """Grow (N, 4) XYXY boxes by ``margin`` times their longer side on every side, clipped to the image."""
     boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from grounded_sam.devices import Device, resolve_device
-from grounded_sam.text.base import Detections
+from grounded_sam.io import as_rgb_array
+from grounded_sam.text.base import Detections, check_fraction
 from grounded_sam.text.phrase_mapping import (
     Matches,
     PhraseScore,
@@ -42,29 +43,6 @@ logger = logging.getLogger(__name__)
 def snapshot_spec(repo_id: str) -> WeightsSpec:
     """The weights entry of a whole Hugging Face repository, kept locally in a folder named after it."""
     return WeightsSpec(filename=repo_id.rsplit("/", 1)[-1], source_format="hf", hf_repo_id=repo_id)
-
-
-def check_fraction(name: str, value: float) -> float:
-    """``value`` as a float if it lies in [0, 1]; a ValueError naming ``name`` otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number between 0 and 1, got {value!r}")
-    return float(value)
-
-
-def as_rgb_array(image: np.ndarray | Image.Image) -> np.ndarray:
-    """An (H, W, 3) uint8 RGB array from an array of that form or a PIL image."""
-    if not isinstance(image, np.ndarray):
-        from PIL import Image
-
-        if not isinstance(image, Image.Image):
-            raise TypeError(f"image must be an (H, W, 3) uint8 numpy array or a PIL image, got {type(image)}")
-        image = np.array(image.convert("RGB"))
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or 0 in image.shape:
-        raise ValueError(
-            f"image must be a non-empty (H, W, 3) uint8 RGB array, got shape {image.shape} and dtype "
-            f"{image.dtype}; load files with grounded_sam.io.load_image"
-        )
-    return image
 
 
 class PromptDetector(ABC):

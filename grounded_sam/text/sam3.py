@@ -22,8 +22,9 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.devices import Device, resolve_device
-from grounded_sam.text.base import Detections, Segments
-from grounded_sam.text.grounding_dino import as_rgb_array, check_fraction, snapshot_spec
+from grounded_sam.io import as_rgb_array
+from grounded_sam.text.base import Detections, Segments, check_fraction
+from grounded_sam.text.grounding_dino import snapshot_spec
 from grounded_sam.text.prompts import check_phrases
 from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, loader_errors, resolve_weights
 

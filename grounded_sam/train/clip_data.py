@@ -21,13 +21,12 @@ import torch
 import torch.nn.functional as F
 
 from grounded_sam.data import Scene, SceneConfig, make_scene, scene_seed
-from grounded_sam.evaluation import mask_ious
+from grounded_sam.ops import mask_ious, masks_to_boxes
 from grounded_sam.text.crops import (
     Background,
     ClipInput,
     expand_boxes,
     image_to_tensor,
-    mask_boxes,
     prepare_crops,
 )
 from grounded_sam.text.demo_clip import BACKGROUND_PHRASE, DEMO_CLIP_TEMPLATES
@@ -84,7 +83,7 @@ def region_crops(
 ) -> torch.Tensor:
     """(N, 3, h, w) model inputs for (N, H, W) bool non-empty masks, made as the CLIP labeler makes them."""
     height, width = image.shape[:2]
-    boxes = expand_boxes(mask_boxes(masks), margin, height, width)
+    boxes = expand_boxes(masks_to_boxes(masks), margin, height, width)
     tensor = image_to_tensor(image, torch.device("cpu"))
     return prepare_crops(tensor, torch.from_numpy(boxes), clip_input, torch.from_numpy(masks), background)
 

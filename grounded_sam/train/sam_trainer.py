@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from grounded_sam.atomic import atomic_path
 from grounded_sam.data import Scene, SceneConfig, make_scene, scene_seed
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.sam.build import build_sam_from_config
 from grounded_sam.sam.checkpoint import save_checkpoint
 from grounded_sam.sam.modeling.config import SamConfig, config_to_dict
@@ -308,7 +309,7 @@ def _first_prompts(
     groups: dict[str, _Prompts] = {}
     boxes_index = np.flatnonzero(is_box)
     if len(boxes_index):
-        boxes = np.stack([_tight_box(targets[i]) for i in boxes_index])
+        boxes = masks_to_boxes(targets[boxes_index])
         groups["box"] = _Prompts(
             boxes_index,
             jitter_boxes(boxes, rng, size),
@@ -320,9 +321,3 @@ def _first_prompts(
         coords, labels = sample_foreground_points(targets[points_index], rng)
         groups["point"] = _Prompts(points_index, None, coords, labels)
     return groups
-
-
-def _tight_box(mask: np.ndarray) -> np.ndarray:
-    """(H, W) bool → (4,) XYXY with exclusive x2 / y2."""
-    ys, xs = np.nonzero(mask)
-    return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=np.float32)

@@ -10,9 +10,9 @@ import zipfile
 import numpy as np
 from PIL import Image
 
+from grounded_sam.export.class_ids import class_id_map
 from grounded_sam.export.coco import coco_dataset
 from grounded_sam.export.png import index_png_bytes, label_index_map, mask_png_bytes
-from grounded_sam.export.yolo import class_id_map
 from grounded_sam.result import Result
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from grounded_sam.data import masks_to_boxes
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.result import Result
 from grounded_sam.sam.predictor import SamPredictor
 

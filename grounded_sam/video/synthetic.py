@@ -20,8 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from grounded_sam.data import COLORS, DEFAULT_COLORS, SHAPE_NAMES, masks_to_boxes, render_background
+from grounded_sam.data import COLORS, DEFAULT_COLORS, SHAPE_NAMES, render_background
 from grounded_sam.data.shapes import Placement, clip_window, rasterize
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.text.base import Detections
 
 
@@ -225,7 +226,7 @@ class OracleVideoModel:
         return output
 
     def _assign_prompted(self, session: Any, frame_idx: int, truth: SyntheticFrame) -> None:
-        from grounded_sam.evaluation import box_ious
+        from grounded_sam.ops.boxes import box_ious
 
         h, w = self.size
         for obj_id in session.obj_ids:

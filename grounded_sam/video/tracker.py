@@ -20,10 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from grounded_sam.data import masks_to_boxes
 from grounded_sam.devices import Device
-from grounded_sam.evaluation import box_ious
 from grounded_sam.io import load_image
+from grounded_sam.ops.boxes import box_ious, masks_to_boxes
 from grounded_sam.result import Result
 from grounded_sam.text.base import Detections, Detector, TextSegmenter
 from grounded_sam.text.prompts import parse_prompt

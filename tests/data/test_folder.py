@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from grounded_sam.data.folder import decode_masks, encode_masks, load_scene, write_scene, write_scene_folder
+from grounded_sam.data.folder import load_scene, write_scene, write_scene_folder
 from grounded_sam.data.pil_scenes import make_pil_scene
 from grounded_sam.data.scenes import SceneConfig, make_scene, scene_seed
 
@@ -58,17 +58,6 @@ def test_write_scene_replaces_existing_files(tmp_path: Path) -> None:
     write_scene(make_pil_scene(1, (64, 64)), path)
     assert load_scene(tmp_path / "a.json").image.shape == (64, 64, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "a.png"]
-
-
-def test_rle_helpers_handle_empty_and_bytes() -> None:
-    assert encode_masks(np.zeros((0, 4, 5), bool)) == []
-    assert decode_masks([], 4, 5).shape == (0, 4, 5)
-    masks = np.zeros((2, 4, 5), bool)
-    masks[0, 1:3, 2:] = True
-    rles = encode_masks(masks)
-    np.testing.assert_array_equal(decode_masks(rles, 4, 5), masks)
-    as_bytes = [{"size": r["size"], "counts": r["counts"].encode()} for r in rles]
-    np.testing.assert_array_equal(decode_masks(as_bytes, 4, 5), masks)
 
 
 def test_errors_name_the_problem(tmp_path: Path) -> None:

@@ -8,13 +8,8 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from grounded_sam.export.coco import (
-    coco_dataset,
-    mask_to_rle,
-    masks_to_rles,
-    result_to_coco_annotations,
-    rle_to_mask,
-)
+from grounded_sam.export.coco import coco_dataset, result_to_coco_annotations
+from grounded_sam.ops.rle import mask_to_rle, masks_to_rles, rle_to_mask
 from grounded_sam.result import Result
 
 H, W = 40, 56

@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from grounded_sam.export.class_ids import class_id_map
 from grounded_sam.export.yolo import (
-    class_id_map,
-    mask_to_polygons,
     result_to_yolo_box_lines,
     result_to_yolo_lines,
-    stitch_polygons,
 )
+from grounded_sam.ops.polygons import mask_to_polygons, stitch_polygons
 from grounded_sam.result import Result
 
 H, W = 64, 96

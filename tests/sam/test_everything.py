@@ -12,7 +12,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything import SamPredictor as ReferencePredictor
 
-from grounded_sam.export.coco import rle_to_mask
+from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.everything.mask_ops import counts_to_mask

@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 from pycocotools import mask as coco_mask
 from segment_anything.utils import amg
-from torchvision.ops import batched_nms
 
 from grounded_sam.sam.everything import mask_ops
-from grounded_sam.sam.everything.candidates import MaskSet, nms
+from grounded_sam.sam.everything.candidates import MaskSet
 from grounded_sam.sam.everything.mask_ops import CompactMask
 from tests.sam.builders import TINY_VIT_SAM, random_sam
 
@@ -62,13 +61,11 @@ def test_crop_boxes_match_reference(size: tuple[int, int], layers: int) -> None:
     assert len(boxes) == sum(4**i for i in range(layers + 1))
 
 
-def test_masks_to_boxes_matches_reference_including_empty() -> None:
+def test_mask_box_is_the_references_inclusive_box_and_none_when_empty() -> None:
     masks = random_masks(12, 37, 53)
-    ours = mask_ops.masks_to_boxes(masks)
     reference = amg.batched_mask_to_box(torch.from_numpy(masks)).numpy()
-    np.testing.assert_array_equal(ours, reference)
-    np.testing.assert_array_equal(ours[0], [0, 0, 0, 0])
-    assert mask_ops.mask_box(masks[0]) is None
+    for mask, expected in zip(masks, reference, strict=True):
+        assert mask_ops.mask_box(mask) == (tuple(expected) if mask.any() else None)
     assert mask_ops.mask_box(masks[2]) == (0, 0, 52, 36)
 
 
@@ -81,10 +78,6 @@ def test_box_near_crop_edge_matches_reference() -> None:
         reference = amg.is_box_near_crop_edge(torch.from_numpy(boxes), crop, [0, 0, 300, 200]).numpy()
         np.testing.assert_array_equal(ours, reference)
         assert ours.any() or crop == [0, 0, 300, 200]
-
-
-def test_xyxy_to_xywh() -> None:
-    np.testing.assert_array_equal(mask_ops.xyxy_to_xywh(np.array([[2, 3, 10, 7]])), [[2, 3, 8, 4]])
 
 
 def test_rle_counts_match_reference_and_pycocotools() -> None:
@@ -162,22 +155,12 @@ def test_upsample_logits_equals_postprocess_masks(input_size, original_size) -> 
     assert torch.equal(mask_ops.upsample_logits(low, 256, input_size, original_size, out=buffer), expected)
 
 
-def test_nms_matches_torchvision_and_handles_empty() -> None:
-    rng = np.random.default_rng(5)
-    corners = rng.integers(0, 100, size=(60, 2, 2))
-    boxes = np.concatenate([corners.min(1), corners.max(1) + 1], axis=1)
-    scores = rng.random(60).astype(np.float32)
-    expected = batched_nms(torch.from_numpy(boxes).float(), torch.from_numpy(scores), torch.zeros(60), 0.5)
-    np.testing.assert_array_equal(nms(boxes, scores, 0.5), expected.numpy())
-    assert nms(np.zeros((0, 4)), np.zeros(0, np.float32), 0.5).shape == (0,)
-
-
 def test_mask_set_take_concat_uncrop() -> None:
     masks = random_masks(4, 10, 12, seed=6)
     compact = tuple(CompactMask.from_mask(m) for m in masks)
     found = MaskSet(
         compact,
-        mask_ops.masks_to_boxes(masks),
+        np.array([m.box for m in compact], dtype=np.int64),
         np.arange(4, dtype=np.float32),
         np.ones(4, np.float32),
         np.arange(8, dtype=np.float64).reshape(4, 2),

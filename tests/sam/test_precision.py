@@ -8,7 +8,7 @@ import torch
 
 from grounded_sam.data import iter_scenes
 from grounded_sam.devices import check_precision, precision_context
-from grounded_sam.evaluation import mask_ious
+from grounded_sam.ops.masks import mask_ious
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor

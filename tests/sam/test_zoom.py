@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grounded_sam.data import iter_scenes
-from grounded_sam.evaluation import mask_ious
+from grounded_sam.ops.masks import mask_ious
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.sam.zoom import OUTSIDE_LOGIT, ZoomConfig, ZoomPredictor, boxes_to_zoom, zoom_windows

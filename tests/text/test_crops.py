@@ -7,13 +7,13 @@ import open_clip
 import pytest
 import torch
 
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.text.crops import (
     ClipInput,
     background_colour,
     expand_boxes,
     fit_aspect,
     image_to_tensor,
-    mask_boxes,
     prepare_crops,
 )
 
@@ -40,17 +40,6 @@ def _crops(image: np.ndarray, boxes, masks=None, background="mean", spec=SPEC) -
     )
 
 
-def test_mask_boxes_are_tight_with_exclusive_far_edge() -> None:
-    masks = np.zeros((4, 10, 12), dtype=bool)
-    masks[0, 2:5, 3:9] = True
-    masks[1, 9, 11] = True  # the bottom-right pixel
-    masks[2, 0, 0] = masks[2, 7, 4] = True  # two separate pixels
-    boxes = mask_boxes(masks)
-    assert boxes.dtype == np.float32
-    np.testing.assert_array_equal(boxes, [[3, 2, 9, 5], [11, 9, 12, 10], [0, 0, 5, 8], [0, 0, 0, 0]])
-    assert mask_boxes(np.zeros((0, 10, 12), dtype=bool)).shape == (0, 4)
-
-
 def test_expand_boxes_grows_by_the_longer_side_and_clips_at_the_borders() -> None:
     boxes = np.array([[10, 10, 30, 20], [0, 2, 10, 6], [35, 25, 40, 30]], dtype=np.float32)
     grown = expand_boxes(boxes, 0.1, height=30, width=40)
@@ -72,12 +61,12 @@ def test_background_outside_the_mask_is_neutralised() -> None:
     image = np.stack([rows * 7, cols * 7, (rows + cols) * 3], axis=-1).astype(np.uint8)
     mask = np.zeros((1, 32, 32), dtype=bool)
     mask[0, 8:24, 8:16] = True  # box (8, 8, 16, 24) -> square frame (4, 8, 20, 24)
-    crop = _rgb(_crops(image, mask_boxes(mask), mask))[0]
+    crop = _rgb(_crops(image, masks_to_boxes(mask), mask))[0]
     np.testing.assert_allclose(crop[:, 4:12], image[8:24, 8:16] / 255.0, atol=1e-5)
     np.testing.assert_allclose(crop[:, :4], np.broadcast_to(MEAN, (16, 4, 3)), atol=1e-6)
     np.testing.assert_allclose(crop[:, 12:], np.broadcast_to(MEAN, (16, 4, 3)), atol=1e-6)
     # The model sees the mean colour as exact zeros.
-    assert torch.count_nonzero(_crops(image, mask_boxes(mask), mask)[0, :, :, :4]) == 0
+    assert torch.count_nonzero(_crops(image, masks_to_boxes(mask), mask)[0, :, :, :4]) == 0
 
 
 @pytest.mark.parametrize(
@@ -87,7 +76,7 @@ def test_configurable_background(background, fill) -> None:
     image = np.broadcast_to(COLOUR, (32, 32, 3)).copy()
     mask = np.zeros((1, 32, 32), dtype=bool)
     mask[0, 8:24, 8:16] = True
-    crop = _rgb(_crops(image, mask_boxes(mask), mask, background=background))[0]
+    crop = _rgb(_crops(image, masks_to_boxes(mask), mask, background=background))[0]
     np.testing.assert_allclose(crop[:, 4:12], np.broadcast_to(COLOUR / 255.0, (16, 8, 3)), atol=1e-5)
     np.testing.assert_allclose(crop[:, :4], np.broadcast_to(fill, (16, 4, 3)), atol=1e-6)
 
@@ -97,7 +86,7 @@ def test_keep_background_pads_outside_the_image_only() -> None:
     mask = np.zeros((1, 32, 32), dtype=bool)
     mask[0, 0:4, 0:8] = True  # wide box at the top: its square frame (0, -2, 8, 6) leaves the image
     crop = _rgb(
-        _crops(image, mask_boxes(mask), mask, background=None, spec=ClipInput(8, SPEC.mean, SPEC.std))
+        _crops(image, masks_to_boxes(mask), mask, background=None, spec=ClipInput(8, SPEC.mean, SPEC.std))
     )
     np.testing.assert_allclose(crop[0, :2], np.broadcast_to(MEAN, (2, 8, 3)), atol=1e-6)
     np.testing.assert_allclose(crop[0, 2:], np.broadcast_to(COLOUR / 255.0, (6, 8, 3)), atol=1e-5)
@@ -115,7 +104,7 @@ def test_tiny_masks_fill_the_crop_and_stay_finite() -> None:
     image[19, 19] = COLOUR
     masks = np.zeros((1, 20, 20), dtype=bool)
     masks[0, 19, 19] = True  # a single pixel in the corner
-    boxes = expand_boxes(mask_boxes(masks), 0.1, 20, 20)
+    boxes = expand_boxes(masks_to_boxes(masks), 0.1, 20, 20)
     np.testing.assert_allclose(boxes, [[18.9, 18.9, 20, 20]], atol=1e-5)
     crops = _crops(image, boxes, masks)
     assert crops.shape == (1, 3, 16, 16) and torch.isfinite(crops).all()

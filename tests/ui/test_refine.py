@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.data import masks_to_boxes
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.ui.refine import EmbeddingCache, InstanceEdit, refine_instance, replace_instance
 from tests.pipelines import SCENE, scripted_pipeline
 from tests.ui.results import scene_result

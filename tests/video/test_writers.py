@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from pycocotools.coco import COCO
 
-from grounded_sam.export.coco import rle_to_mask
+from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 from grounded_sam.video import FrameTracks, open_frames, open_track_writers
 from grounded_sam.video.synthetic import random_moving_shapes, render_moving_shapes

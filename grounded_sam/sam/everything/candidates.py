@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torchvision.ops import batched_nms
 
+from grounded_sam.ops.boxes import nms
 from grounded_sam.sam.everything import mask_ops
 from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
 from grounded_sam.sam.everything.full_resolution import Upsampler
@@ -142,19 +142,6 @@ class MaskSet:
             self.prompts + offset,
             self.crop_boxes,
         )
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray | torch.Tensor, iou_threshold: float) -> np.ndarray:
-    """Indices of the (N, 4) XYXY boxes kept by non-maximum suppression, best score first.
-
-    Runs ``torchvision.ops.batched_nms`` with a single category on float32 boxes, so equal inputs give
-    the same order as segment-anything's generator (ties included).
-    """
-    if len(boxes) == 0:
-        return np.zeros(0, dtype=np.int64)
-    boxes_t = torch.as_tensor(np.asarray(boxes)).float()
-    keep = batched_nms(boxes_t, torch.as_tensor(scores), torch.zeros(len(boxes_t)), iou_threshold)
-    return keep.numpy()
 
 
 def decode_gated(

@@ -32,6 +32,8 @@ import torch
 
 from grounded_sam.devices import Precision
 from grounded_sam.io import ImageInput, load_image
+from grounded_sam.ops.boxes import nms, xyxy_to_xywh
+from grounded_sam.ops.rle import counts_to_rle
 from grounded_sam.result import Result
 from grounded_sam.sam.everything import mask_ops
 from grounded_sam.sam.everything.candidates import (
@@ -39,7 +41,6 @@ from grounded_sam.sam.everything.candidates import (
     MaskSet,
     clean_small_regions,
     decode_candidates,
-    nms,
 )
 from grounded_sam.sam.everything.mask_ops import CompactMask
 from grounded_sam.sam.everything.object_aware import BoxSource, DetectorLike, prompt_boxes
@@ -353,11 +354,11 @@ class MaskGenerator:
             record = {
                 "segmentation": _encode(compact, mode),
                 "area": compact.area,
-                "bbox": mask_ops.xyxy_to_xywh(found.boxes[i]).tolist(),
+                "bbox": xyxy_to_xywh(found.boxes[i]).tolist(),
                 "predicted_iou": float(found.iou[i]),
                 "point_coords": [prompt.tolist() if len(prompt) == 2 else _centre(prompt)],
                 "stability_score": float(found.stability[i]),
-                "crop_box": mask_ops.xyxy_to_xywh(found.crop_boxes[i]).tolist(),
+                "crop_box": xyxy_to_xywh(found.crop_boxes[i]).tolist(),
             }
             if len(prompt) == 4:
                 record["prompt_box"] = prompt.tolist()
@@ -373,10 +374,7 @@ def _encode(mask: CompactMask, mode: str) -> np.ndarray | dict[str, Any]:
     counts = mask.rle_counts().tolist()
     if mode == "uncompressed_rle":
         return {"size": [height, width], "counts": counts}
-    from pycocotools import mask as coco_mask
-
-    encoded = coco_mask.frPyObjects({"size": [height, width], "counts": counts}, height, width)
-    return {"size": [height, width], "counts": encoded["counts"].decode("ascii")}
+    return counts_to_rle(counts, (height, width))
 
 
 def _centre(box: np.ndarray) -> list[float]:

@@ -24,12 +24,10 @@ __all__ = [
     "crop_boxes",
     "layer_point_grids",
     "mask_box",
-    "masks_to_boxes",
     "point_grid",
     "remove_small_regions",
     "rle_counts",
     "upsample_logits",
-    "xyxy_to_xywh",
 ]
 
 
@@ -130,23 +128,6 @@ def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-
-
-def masks_to_boxes(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool → (N, 4) int64 XYXY, far edge inclusive; empty masks give (0, 0, 0, 0)."""
-    masks = np.asarray(masks, dtype=bool)
-    boxes = np.zeros((masks.shape[0], 4), dtype=np.int64)
-    for i, mask in enumerate(masks):
-        box = mask_box(mask)
-        if box is not None:
-            boxes[i] = box
-    return boxes
-
-
-def xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    """(..., 4) XYXY → (..., 4) XYWH with width = x1 - x0 (the inclusive edge is not widened)."""
-    boxes = np.asarray(boxes)
-    return np.concatenate([boxes[..., :2], boxes[..., 2:] - boxes[..., :2]], axis=-1)
 
 
 def box_near_crop_edge(
