@@ -43,7 +43,7 @@ def make(png: Path, height: int, width: int, seed: int) -> None:
 
 def run_mode(scene_json: Path, tile: int, overlap: float) -> dict[str, float]:
     from grounded_sam.api import default_pipeline
-    from grounded_sam.evaluation import mask_ious
+    from grounded_sam.ops.masks import mask_ious
 
     scene = load_scene(scene_json)
     pipeline = default_pipeline()

@@ -24,8 +24,8 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.result import Result
-from grounded_sam.sam.everything.mask_ops import mask_box
 
 # Distinct colours for the label list (CVAT shows them; any valid #rrggbb works).
 _PALETTE = ("#ff6037", "#33ddff", "#fa3253", "#34d1b7", "#ff007c", "#ddff33", "#24b353", "#b83df5")
@@ -34,17 +34,17 @@ _PALETTE = ("#ff6037", "#33ddff", "#fa3253", "#34d1b7", "#ff007c", "#ddff33", "#
 def mask_to_cvat_rle(mask: np.ndarray) -> tuple[list[int], tuple[int, int, int, int]]:
     """(H, W) bool mask -> (run lengths within its box, (left, top, width, height)); an empty mask
     gives ([], (0, 0, 0, 0))."""
-    box = mask_box(np.asarray(mask, dtype=bool))
-    if box is None:
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
         return [], (0, 0, 0, 0)
-    x0, y0, x1, y1 = box  # inclusive far edge
-    flat = np.asarray(mask[y0 : y1 + 1, x0 : x1 + 1], dtype=bool).ravel()
+    x0, y0, x1, y1 = (int(v) for v in masks_to_boxes(mask[None])[0])  # far edge exclusive
+    flat = mask[y0:y1, x0:x1].ravel()
     changes = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate([[0], changes, [flat.size]])
     runs = np.diff(bounds).tolist()
     if flat[0]:
         runs.insert(0, 0)  # runs start with background
-    return [int(r) for r in runs], (x0, y0, x1 - x0 + 1, y1 - y0 + 1)
+    return [int(r) for r in runs], (x0, y0, x1 - x0, y1 - y0)
 
 
 def result_to_cvat_shapes(result: Result) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from grounded_sam.export.yolo import mask_to_polygons
+from grounded_sam.ops.polygons import mask_to_polygons
 from grounded_sam.result import Result
 
 LabelStudioMasks = Literal["brush", "polygon"]

@@ -27,10 +27,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from grounded_sam.export.coco import mask_to_rle, rle_to_mask
 from grounded_sam.labeling.candidates import MANIFEST_FILE, append_line, iter_lines, read_manifest
 from grounded_sam.labeling.manifest import DatasetFormat, ImageTask, LabelingSettings, Manifest
 from grounded_sam.labeling.writers import DatasetLayout, write_dataset_files, write_image_outputs
+from grounded_sam.ops.rle import mask_to_rle, rle_to_mask
 from grounded_sam.result import Result
 
 REVIEW_FILE = "review.jsonl"

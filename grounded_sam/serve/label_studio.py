@@ -199,6 +199,6 @@ def click_result(
 
 
 def _mask_box(mask: np.ndarray) -> np.ndarray:
-    from grounded_sam.data import masks_to_boxes
+    from grounded_sam.ops.boxes import masks_to_boxes
 
     return masks_to_boxes(mask[None])

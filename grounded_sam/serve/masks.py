@@ -9,8 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from PIL import Image
 
-from grounded_sam.export.coco import masks_to_rles
-from grounded_sam.export.yolo import mask_to_polygons
+from grounded_sam.ops.polygons import mask_to_polygons
+from grounded_sam.ops.rle import masks_to_rles
 
 MaskFormat = Literal["rle", "png", "polygon", "none"]
 MASK_FORMATS: tuple[str, ...] = ("rle", "png", "polygon", "none")

@@ -8,7 +8,7 @@ import numpy as np
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from grounded_sam.data import masks_to_boxes
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.result import Result
 from grounded_sam.serve.access_log import DETECTIONS_KEY
 from grounded_sam.serve.auth import check_key

@@ -50,7 +50,7 @@ def measure_int8_accuracy(
     ground truth, and how many instances were measured.
     """
     from grounded_sam.data import SceneConfig, iter_scenes
-    from grounded_sam.evaluation import mask_ious
+    from grounded_sam.ops.masks import mask_ious
     from grounded_sam.sam.onnx.predictor import OnnxSamPredictor
 
     float_predictor = OnnxSamPredictor(folder, providers=["CPUExecutionProvider"])

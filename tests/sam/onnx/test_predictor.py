@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from grounded_sam.data import SceneConfig, iter_scenes
-from grounded_sam.evaluation import mask_ious
+from grounded_sam.ops.masks import mask_ious
 from grounded_sam.pipeline import GroundedSAM, build_predictor
 from grounded_sam.sam import OnnxSamPredictor, SamPredictor, build_sam, export_onnx
 from grounded_sam.sam.onnx.xanylabeling import RAW_INPUT
