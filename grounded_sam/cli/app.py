@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import logging
 import re
+import signal
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -54,6 +58,41 @@ def shown(text: object) -> str:
 @app.callback()
 def main() -> None:
     """Text-prompted, open-vocabulary segmentation with Segment Anything."""
+
+
+@contextlib.contextmanager
+def interrupt_on_sigterm() -> Iterator[None]:
+    """Within the block, SIGTERM stops the run as Ctrl-C does (the images in flight are finished or
+    dropped, nothing half-written is kept); the previous handler is restored afterwards."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # e.g. under a test runner thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interruptible(command: Callable[..., None]) -> Callable[..., None]:
+    """Decorate a command: SIGTERM stops it as Ctrl-C does, and either ends it with exit status 130 and a
+    note (files already written are complete: every write is atomic)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        with interrupt_on_sigterm():
+            try:
+                command(*args, **kwargs)
+            except KeyboardInterrupt:
+                note = "Files already written are complete; no partial file was kept."
+                console.print(f"[yellow]Interrupted.[/yellow] {note}")
+                raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return run
 
 
 def progress_bar() -> Progress:
@@ -174,42 +213,69 @@ def run_per_image(
     found in. Unreadable images and per-image errors are reported at the end (exit status 1); the others
     are still processed, and every file is written atomically, so a failure leaves no partial output.
     """
-    from grounded_sam.export import save_result
-    from grounded_sam.io import load_image
+    from grounded_sam.labeling.state import OutputFolderError, translated_faults
 
     class_ids = prompt_class_ids(classes, format)
-    if format == "yolo":
-        atomic_write_text(out / "classes.txt", "".join(name + "\n" for name in classes))
     table = Table("image", "instances", "labels")
     entries: list[dict[str, object]] = []
     stems = output_stems([i.rel for i in images], [str(i.path.absolute()) for i in images], RESERVED)
-    with progress_bar() as bar:
-        task = bar.add_task(description, total=len(images), rate="")
-        start = time.perf_counter()
-        for done, (image, stem) in enumerate(zip(images, stems, strict=True), start=1):
-            entry: dict[str, object] = {"source": printable(str(image.path)), "stem": stem}
-            try:
-                pixels = load_image(image.path)
-                result = segment(pixels)
-                written = save_result(
-                    result, out, format, stem=stem, image=pixels, class_ids=class_ids, file_name=image.rel
-                )  # type: ignore[arg-type]
-                entry["outputs"] = [p.relative_to(out).as_posix() for p in written]
-                names = sorted(set(result.labels))
-                labels = ", ".join(names[:8]) + (" ..." if len(names) > 8 else "")
-                table.add_row(shown(image.rel), str(len(result)), shown(labels))
-            except (OSError, ValueError) as error:
-                entry["failed"] = printable(str(error))
-            entries.append(entry)
-            bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
-    manifest = {"format": format, "images": entries}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
+    try:
+        with translated_faults(out), progress_bar() as bar:
+            if format == "yolo":
+                atomic_write_text(out / "classes.txt", "".join(name + "\n" for name in classes))
+            task = bar.add_task(description, total=len(images), rate="")
+            start = time.perf_counter()
+            for done, (image, stem) in enumerate(zip(images, stems, strict=True), start=1):
+                entries.append(_one_image(image, stem, segment, out, format, class_ids, table))
+                bar.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.2f} img/s")
+    except OutputFolderError as error:
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from None
+    finally:  # also after Ctrl-C: the manifest lists what was done
+        with contextlib.suppress(OSError):
+            manifest = {"format": format, "images": entries}
+            atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1, ensure_ascii=False))
     console.print(table)
     failures = [entry for entry in entries if "failed" in entry]
     for entry in failures:
         console.print(f"[red]failed[/red] {shown(entry['source'])}: {shown(entry['failed'])}")
     if failures:
         raise typer.Exit(EXIT_FAILED)
+
+
+def _one_image(
+    image: InputImage,
+    stem: str,
+    segment: Callable[[np.ndarray], Result],
+    out: Path,
+    format: str,
+    class_ids: dict[str, int],
+    table: Table,
+) -> dict[str, object]:
+    """Segment and save one image; its manifest entry (outputs, or why it failed). A folder that cannot
+    be written (disk full, read-only) raises instead: every later image would fail the same way."""
+    from grounded_sam.export import save_result
+    from grounded_sam.io import load_image
+    from grounded_sam.labeling.state import is_output_fault
+
+    entry: dict[str, object] = {"source": printable(str(image.path)), "stem": stem}
+    try:
+        pixels = load_image(image.path)
+        result = segment(pixels)
+        written = save_result(
+            result, out, format, stem=stem, image=pixels, class_ids=class_ids, file_name=image.rel
+        )  # type: ignore[arg-type]
+    except (OSError, ValueError) as error:
+        if is_output_fault(error) and getattr(error, "filename", None) != str(image.path):  # not the input
+            raise
+        entry["failed"] = printable(str(error))
+        return entry
+    entry["outputs"] = [p.relative_to(out).as_posix() for p in written]
+    names = sorted(set(result.labels))
+    table.add_row(
+        shown(image.rel), str(len(result)), shown(", ".join(names[:8]) + (" ..." * (len(names) > 8)))
+    )
+    return entry
 
 
 def configure_logging(verbose: bool) -> None:

@@ -13,6 +13,7 @@ from grounded_sam.cli.app import (
     configure_logging,
     console,
     images_or_exit,
+    interruptible,
     pipeline_or_exit,
     run_per_image,
     shown,
@@ -23,6 +24,7 @@ Mode = Literal["grid", "boxes"]
 
 
 @app.command()
+@interruptible
 def everything(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),

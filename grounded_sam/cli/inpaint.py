@@ -16,6 +16,7 @@ from grounded_sam.cli.app import (
     configure_logging,
     console,
     flag_message,
+    interruptible,
     pipeline_or_exit,
     shown,
 )
@@ -23,6 +24,7 @@ from grounded_sam.io import load_image
 
 
 @app.command()
+@interruptible
 def inpaint(
     image: Annotated[Path, typer.Argument(help="The image to edit.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='What to remove, e.g. "car. person".')],

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-import signal
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +20,7 @@ from grounded_sam.cli.app import (
     app,
     configure_logging,
     console,
+    interruptible,
     progress_bar,
     shown,
     tiling_or_exit,
@@ -40,6 +38,7 @@ MAX_LISTED = 10  # failed images printed; all of them (and the skipped files) ar
 
 
 @app.command()
+@interruptible
 def label(
     images_dir: Annotated[Path, typer.Argument(help="Folder of images (searched recursively).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Dataset folder (new, or one to resume).")],
@@ -107,7 +106,7 @@ def label(
     sam_name = sam or os.environ.get(api.SAM_ENV) or api.DEMO
     detector_name = detector or os.environ.get(api.DETECTOR_ENV) or api.DEMO
     counts = Counter[str]()
-    with progress_bar() as bar, interrupt_on_sigterm():
+    with progress_bar() as bar:
         task = bar.add_task("label", total=None, rate="")
         on_progress = _progress_updater(bar, task, counts)
         try:
@@ -153,24 +152,6 @@ def label(
     _print_summary(summary)
     if summary.failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-@contextlib.contextmanager
-def interrupt_on_sigterm() -> Iterator[None]:
-    """Within the block, SIGTERM stops the run as Ctrl-C does (the images in flight are finished or
-    dropped, nothing half-written is kept); the previous handler is restored afterwards."""
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():  # e.g. under a test runner thread
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _progress_updater(bar: Any, task: Any, counts: Counter[str]) -> Callable[[ProgressUpdate], None]:

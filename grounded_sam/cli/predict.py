@@ -12,6 +12,7 @@ from grounded_sam.cli.app import (
     configure_logging,
     console,
     images_or_exit,
+    interruptible,
     pipeline_or_exit,
     run_per_image,
     shown,
@@ -24,6 +25,7 @@ FORMAT_HELP = f"Output format: {', '.join(EXPORT_FORMATS)}."
 
 
 @app.command()
+@interruptible
 def predict(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='Phrases, e.g. "window. door".')],

@@ -11,7 +11,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import EXIT_FAILED, EXIT_USAGE, app, configure_logging, console, progress_bar, shown
+from grounded_sam.cli.app import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    app,
+    configure_logging,
+    console,
+    interruptible,
+    progress_bar,
+    shown,
+)
 from grounded_sam.naming import safe_component
 
 FORMATS_HELP = (
@@ -29,6 +38,7 @@ class _TrackSummary:
 
 
 @app.command()
+@interruptible
 def track(
     video: Annotated[Path, typer.Argument(help="A video file or a folder of frame images.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='Phrases, e.g. "person. car".')],

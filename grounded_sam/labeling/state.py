@@ -73,9 +73,9 @@ def output_fault(out: Path, error: OSError) -> OutputFolderError:
     where = f" (writing {error.filename})" if error.filename else ""
     fault = OutputFolderError(
         error.errno,
-        f"cannot write the dataset in {out}: {cause}{where}. Nothing half-written was kept; fix this "
-        "(free space, make the folder writable, or choose another --out) and run the same command "
-        "again to resume.",
+        f"cannot write to {out}: {cause}{where}. Nothing half-written was kept; fix this (free space, "
+        "make the folder writable, or choose another output folder) and run the same command again "
+        "(a dataset resumes where it stopped).",
     )
     return fault
 

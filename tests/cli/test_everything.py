@@ -69,3 +69,52 @@ def test_everything_in_bfloat16_finds_what_float32_finds(tmp_path) -> None:
     )
     result = runner.invoke(app, ["everything", str(tmp_path), "--precision", "half"])
     assert result.exit_code != 0 and "half" in result.output
+
+
+def test_sam_alone_works_for_everything_and_predict(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from grounded_sam import api
+    from grounded_sam.weights import bundled_path
+
+    checkpoint = tmp_path / "my_sam.safetensors"
+    shutil.copy(bundled_path("demo_sam.safetensors"), checkpoint)
+    Image.fromarray(make_scene(61).image).save(tmp_path / "scene.png")
+    image, out = str(tmp_path / "scene.png"), tmp_path / "out"
+    api.default_pipeline.cache_clear()
+    try:
+        args = [
+            "everything",
+            image,
+            "--sam",
+            str(checkpoint),
+            "--points-per-side",
+            "8",
+            "-o",
+            str(out),
+            "-f",
+            "json",
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output  # was: unknown detector 'demo'
+        assert json.loads((out / "scene.json").read_text())["instances"]
+        monkeypatch.setenv(api.SAM_ENV, "demo_sam")
+        result = runner.invoke(app, ["everything", image, "--points-per-side", "8", "-o", str(out / "env")])
+        assert result.exit_code == 0, result.output
+        args = [
+            "predict",
+            image,
+            "-p",
+            "red circle",
+            "--sam",
+            str(checkpoint),
+            "-o",
+            str(out / "p"),
+            "-f",
+            "json",
+        ]
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert (out / "p" / "scene.json").is_file()
+    finally:
+        api.default_pipeline.cache_clear()

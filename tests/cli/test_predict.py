@@ -160,3 +160,34 @@ def test_missing_weights_name_the_command_line_option(tmp_path, monkeypatch) -> 
     said = " ".join(result.output.split())
     assert result.exit_code == 2 and "sam_vit_b_01ec64.pth" in said
     assert "--sam with the path" in said and "checkpoint=" not in said
+
+
+def test_a_full_disk_stops_with_one_message_and_ctrl_c_exits_130(images, tmp_path, monkeypatch) -> None:
+    import errno
+
+    from grounded_sam import export
+
+    out = tmp_path / "out"
+    real = export.save_result
+
+    def full(result, folder, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(folder / "x.json"))
+
+    monkeypatch.setattr(export, "save_result", full)
+    result = runner.invoke(app, ["predict", str(images), "-p", SCENE.labels[0], "-o", str(out), "-f", "json"])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.exception
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and f"cannot write to {out}: the disk is full" in said, said
+    calls = []
+
+    def interrupted(result, folder, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(result, folder, *args, **kwargs)
+
+    monkeypatch.setattr(export, "save_result", interrupted)
+    result = runner.invoke(app, ["predict", str(images), "-p", SCENE.labels[0], "-o", str(out), "-f", "json"])
+    assert result.exit_code == 130 and "Interrupted" in result.output, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [entry["outputs"] for entry in manifest["images"]] == [["a.json"]]  # what was done, listed

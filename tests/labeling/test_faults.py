@@ -270,6 +270,6 @@ def test_full_or_read_only_disks_stop_with_one_clear_error_and_resume(
     )
     for failed in (stopped, again):  # also when the same command is run again on the still-full disk
         assert cause in failed["status"] and "mnt/ds" in failed["status"], failed["status"]
-        assert "run the same command again to resume" in failed["status"]
+        assert "run the same command again (a dataset resumes where it stopped)" in failed["status"]
         assert failed["temps"] == []
     assert finished["status"] == "done" and finished["tree"] == expected
