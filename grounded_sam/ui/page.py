@@ -35,6 +35,7 @@ from grounded_sam.ui.uploads import (
     UPLOAD_TYPES,
     UploadError,
     example_scene,
+    limit_prompt,
     read_upload,
 )
 
@@ -152,6 +153,9 @@ def _text_tab(models: Models, state: AppState, hints: list[str]) -> None:
         value=default,
         key=f"prompt-{state.image_key}",
     )
+    prompt, cut = limit_prompt(prompt)
+    if cut is not None:
+        st.warning(cut)
     left, right = st.columns(2)
     box_threshold = left.slider("Box threshold", 0.0, 1.0, 0.3, 0.01, key="box_threshold")
     text_threshold = right.slider("Text threshold", 0.0, 1.0, 0.25, 0.01, key="text_threshold")

@@ -189,3 +189,16 @@ def test_a_pipeline_without_sam_finds_masks_and_says_why_clicks_are_off(monkeypa
     np.testing.assert_array_equal(result.masks, SCENE.masks)
     assert any("Clicks are off" in info.value for info in at.info), [i.value for i in at.info]
     assert not any(button.key == "add_point" for button in at.button)
+
+
+def test_a_20000x2_upload_and_a_huge_prompt_are_explained_not_crashed_on(app) -> None:
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    thin = np.zeros((2, 20000, 3), dtype=np.uint8)
+    app.sidebar.file_uploader(key="upload").set_value(("thin.png", _png(thin), "image/png")).run()
+    assert not app.exception, app.exception
+    assert "20000×2 pixels: too thin" in app.error[0].value
+    assert _state(app).image_name == "Shapes on a gradient.png"  # the previous image stays usable
+    prompt_box = next(box for box in app.text_input if box.key.startswith("prompt-"))
+    prompt_box.set_value(PROMPT + ". " + ". ".join(["a shape"] * 2000)).run()
+    assert not app.exception, app.exception
+    assert any("characters; only the first" in warning.value for warning in app.warning)

@@ -81,3 +81,29 @@ def test_examples_are_deterministic_scenes() -> None:
     np.testing.assert_array_equal(example_scene(first).image, example_scene(first).image)
     with pytest.raises(ValueError, match="unknown example"):
         example_scene("nope")
+
+
+def test_thin_images_and_decompression_bombs_are_refused_before_decoding() -> None:
+    for size in ((20000, 2), (2, 20000), (400, 4), (1000, 10)):
+        data = _encoded(Image.new("RGB", size, (9, 9, 9)), "PNG")
+        with pytest.raises(UploadError, match=rf"{size[0]}×{size[1]} pixels: too thin"):
+            read_upload("thin.png", data)
+    assert read_upload("ok.png", _encoded(Image.new("RGB", (500, 10)), "PNG")).shape == (10, 500, 3)
+    bomb = _encoded(Image.new("1", (20000, 20000)), "PNG")  # 400 megapixels in a few kB
+    assert len(bomb) < 100_000
+    with pytest.raises(UploadError, match=r"bomb\.png” declares far more pixels than the limit of 40 mega"):
+        read_upload("bomb.png", bomb)
+    large = _encoded(Image.new("1", (9000, 9000)), "PNG")  # 81 megapixels: under Pillow's own limit
+    with pytest.raises(UploadError, match="9000×9000 pixels; the limit is 40 megapixels"):
+        read_upload("large.png", large)
+
+
+def test_long_prompts_are_cut_at_a_phrase_boundary_with_a_notice() -> None:
+    from grounded_sam.ui.uploads import MAX_PROMPT_CHARS, limit_prompt
+
+    assert limit_prompt("red circle. blue square") == ("red circle. blue square", None)
+    long = ". ".join(f"shape number {i}" for i in range(2000))
+    kept, notice = limit_prompt(long)
+    assert len(kept) <= MAX_PROMPT_CHARS and long.startswith(kept) and kept.endswith(tuple("0123456789"))
+    assert notice is not None and f"{len(long):,} characters" in notice
+    assert limit_prompt("x" * 5000)[0] == "x" * MAX_PROMPT_CHARS
