@@ -6,11 +6,17 @@ embed, decode masks, encode RLE, atomic writes, records) rather than a big model
 the same dataset; the script checks it byte for byte.
 
     python benchmarks/bench_labeling.py [--images 48] [--size 192] [--workers 2] [--batch-size 4]
+
+With ``--scale 100,1000`` it instead measures folder scale on the local engine: images/s for each folder
+size (the cost per image must not grow with the folder: no per-image rescans of the records, the
+manifest or the dataset), then the start-up time of resuming the largest finished run (the time until
+the run reports what is left to do, and the whole no-op run).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -46,13 +52,54 @@ def timed_run(folder: Path, out: Path, **options: Any) -> tuple[float, float, in
     return wall, steady, summary.labelled
 
 
+def scale(sizes: list[int], size: int, batch_size: int) -> None:
+    """Images/s at each folder size, and the resume start-up time on the largest."""
+    config = SceneConfig(size=(size, size), shapes=("circle", "square"), colors=("red", "blue"))
+    torch.set_num_threads(1)
+    print(f"cpu capability: {torch.backends.cpu.get_cpu_capability()}; load average: {os.getloadavg()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        rows = []
+        for n in sizes:
+            folder = work / f"images{n}"
+            write_scene_folder(folder, n, seed=0, config=config, per_folder=100)
+            wall, steady, labelled = timed_run(folder, work / f"out{n}", format="coco", batch_size=batch_size)
+            rows.append((n, wall, steady, labelled))
+        print(f"images of {size}x{size}, tiny random SAM, local engine, 1 torch thread, batch {batch_size}")
+        print(f"{'images':>7s} {'wall s':>8s} {'img/s (wall)':>13s} {'img/s (steady)':>15s}")
+        for n, wall, steady, labelled in rows:
+            print(f"{n:7d} {wall:8.2f} {labelled / wall:13.2f} {steady:15.2f}")
+        n = sizes[-1]
+        first: list[float] = []
+
+        def progress(update: ProgressUpdate) -> None:
+            if update.outcome is None and not first:
+                first.append(time.perf_counter())
+
+        start = time.perf_counter()
+        summary = label_dataset(
+            work / f"images{n}", CLASSES, work / f"out{n}", pipeline_factory=factory(work / f"images{n}"),
+            model_id="bench", format="coco", batch_size=batch_size, progress=progress,
+        )  # fmt: skip
+        total = time.perf_counter() - start
+        print(
+            f"resume of the finished {n}-image run: {first[0] - start:.2f} s until it knows what is left "
+            f"({summary.resumed} done), {total:.2f} s in all (dataset files rewritten)"
+        )
+    print(f"load average after: {os.getloadavg()}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--size", type=int, default=192)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--scale", help="comma-separated folder sizes, e.g. 100,1000 (folder-scale mode)")
     args = parser.parse_args()
+    if args.scale:
+        scale([int(v) for v in args.scale.split(",")], min(args.size, 96), args.batch_size)
+        return
     config = SceneConfig(size=(args.size, args.size), shapes=("circle", "square"), colors=("red", "blue"))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

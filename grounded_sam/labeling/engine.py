@@ -163,7 +163,11 @@ def label_dataset(
         for completed, outcome in enumerate(outcomes, start=1):
             notify(ProgressUpdate(completed, len(pending), outcome))
         elapsed = time.perf_counter() - started
-        return finish(layout, manifest, scan, resumed, elapsed, len(pending), contact_sheet)
+        for task in pending:  # only this run's records are read again: the rest are already known
+            record = manifest.read_record(task.rel)
+            if record is not None:
+                records[task.rel] = record
+        return finish(layout, records, scan, resumed, elapsed, len(pending), contact_sheet)
 
 
 def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) -> Manifest:
@@ -212,15 +216,15 @@ def _forget_vanished(
 
 def finish(
     layout: DatasetLayout,
-    manifest: Manifest,
+    records: dict[str, dict[str, Any]],
     scan: ScanResult,
     resumed: int,
     elapsed: float,
     processed: int,
     want_sheet: bool,
 ) -> LabelingSummary:
-    """Assemble the dataset files and ``summary.json`` from the records; return the summary."""
-    records = manifest.read_records()
+    """Assemble the dataset files and ``summary.json`` from the `records` of the images of `scan`;
+    return the summary."""
     files = write_dataset_files(layout, scan.tasks, records)
     done = [t for t in scan.tasks if records.get(t.rel, {}).get("status") == "done"]
     done_rels = {t.rel for t in done}

@@ -325,6 +325,13 @@ class Manifest:
     def write_record(self, record: Mapping[str, Any]) -> None:
         atomic_write_text(self.record_path(record["rel"]), json.dumps(record, separators=(",", ":")))
 
+    def read_record(self, rel: str) -> dict[str, Any] | None:
+        """The record of one image, or None when it has none (or an unreadable one)."""
+        try:
+            return json.loads(self.record_path(rel).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
     def read_records(self) -> dict[str, dict[str, Any]]:
         """Every readable record, by relative image path."""
         records: dict[str, dict[str, Any]] = {}
