@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import subprocess
+import sys
 import venv
 from pathlib import Path
 from typing import Any
@@ -21,16 +22,24 @@ import pytest
 ROOT = Path(os.environ.get("GROUNDED_SAM_TOOL_VENVS", Path.home() / ".cache" / "grounded_sam" / "tool-venvs"))
 
 
-def tool_python(name: str, requirements: list[str]) -> Path:
+def tool_python(name: str, requirements: list[str], *, inherit: bool = False) -> Path:
     """The python of a venv named `name` with `requirements` installed (created on first use); skips
-    the test with the pip output when the packages cannot be installed (no index reachable)."""
+    the test with the pip output when the packages cannot be installed (no index reachable).
+
+    With `inherit`, the project's own site-packages are appended to the venv's path (after its own), so
+    that a tool needing torch reuses the installed one instead of downloading another.
+    """
     folder = ROOT / name
     python = folder / "bin" / "python"
     stamp = folder / "requirements.sha256"
-    wanted = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
+    wanted = hashlib.sha256("\n".join([*requirements, f"inherit={inherit}"]).encode()).hexdigest()
     if python.is_file() and stamp.is_file() and stamp.read_text() == wanted:
         return python
     venv.EnvBuilder(with_pip=True, clear=True).create(folder)
+    if inherit:
+        (own,) = folder.glob("lib/python*/site-packages")
+        shared = [p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir()]
+        (own / "zz_project_packages.pth").write_text("".join(p + "\n" for p in shared))
     done = subprocess.run(
         [str(python), "-m", "pip", "install", "--quiet", *requirements],
         capture_output=True,
