@@ -16,10 +16,11 @@ import tempfile
 from pathlib import Path
 
 import onnx
+import onnxscript.optimizer
 import torch
 
 from grounded_sam.sam.modeling.sam import Sam
-from grounded_sam.sam.onnx.config import OnnxModelConfig
+from grounded_sam.sam.onnx.config import CONFIG_NAME, OnnxModelConfig
 from grounded_sam.sam.onnx.decoder import OnnxPromptDecoder
 from grounded_sam.sam.onnx.postprocess import LOW_RES, SCORES, append_postprocessing
 
@@ -88,7 +89,8 @@ def export_onnx(
 
         config = write_xanylabeling(work, config)
         for item in sorted(work.iterdir()):
-            os.replace(item, out / item.name)
+            if item.name != CONFIG_NAME:  # written last, below: its presence marks a complete export
+                os.replace(item, out / item.name)
         config.save(out)
     return config
 
@@ -146,8 +148,12 @@ def _quiet_export(module: torch.nn.Module, args: tuple, **options: object) -> to
     """``torch.onnx.export(dynamo=True)`` in eval mode without its progress lines on stdout."""
     module = module.eval()
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
-        program = torch.onnx.export(module, args, None, dynamo=True, verbose=False, **options)
+        program = torch.onnx.export(module, args, None, dynamo=True, verbose=False, optimize=False, **options)
     logger.debug("torch.onnx.export: %s", printed.getvalue())
+    # Constant folding only: weights become initializers again (transposes folded), which int8
+    # quantization needs; the exporter's full optimizer takes tens of minutes on a ViT's graph.
+    onnxscript.optimizer.fold_constants(program.model)
+    onnxscript.optimizer.remove_unused_nodes(program.model)
     return program
 
 

@@ -70,11 +70,13 @@ class OnnxSamPredictor(PromptPredictor):
             raise ValueError(f"precision must be 'float32' or 'int8', got {precision!r}")
         suffix = "" if precision == "float32" else "_int8"
         self.providers = list(providers) if providers else default_providers()
-        self.encoder = ort.InferenceSession(
-            str(self.config.file(self.model_dir, "encoder" + suffix)), providers=self.providers
-        )
-        self.decoder = ort.InferenceSession(
-            str(self.config.file(self.model_dir, "decoder" + suffix)), providers=self.providers
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only: not the optimizer's notes on nodes it cannot fold
+        self.encoder, self.decoder = (
+            ort.InferenceSession(
+                str(self.config.file(self.model_dir, role + suffix)), options, providers=self.providers
+            )
+            for role in ("encoder", "decoder")
         )
         self._mean = torch.tensor(self.config.pixel_mean).view(-1, 1, 1)
         self._std = torch.tensor(self.config.pixel_std).view(-1, 1, 1)
