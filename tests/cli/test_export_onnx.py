@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 import grounded_sam
 from grounded_sam.cli import app
+from grounded_sam.ops import mask_ious
 from grounded_sam.sam.onnx import OnnxModelConfig
 from tests.pipelines import SCENE
 
@@ -42,9 +43,7 @@ def test_export_then_predict_with_the_onnx_folder(tmp_path) -> None:
         assert result.exit_code == 0, result.output
         outputs[name] = coco_masks(out)
     assert len(outputs["onnx"]) >= 1 and outputs["onnx"].shape == outputs["torch"].shape
-    inter = (outputs["onnx"] & outputs["torch"]).sum((1, 2))
-    union = (outputs["onnx"] | outputs["torch"]).sum((1, 2))
-    assert (inter / union).min() > 0.99
+    assert mask_ious(outputs["onnx"], outputs["torch"]).min() > 0.99
 
 
 def test_unknown_model_exits_with_usage_error(tmp_path) -> None:

@@ -72,10 +72,14 @@ def measure_int8_accuracy(
         "scenes": scenes,
         "seed": seed,
         "instances": len(ious),
-        "mask_iou_int8_vs_float32_mean": round(float(ious.mean()), 4) if len(ious) else None,
-        "mask_iou_int8_vs_float32_min": round(float(ious.min()), 4) if len(ious) else None,
-        "mask_iou_vs_truth_float32": round(float(np.concatenate(float_truth).mean()), 4)
-        if len(ious)
-        else None,
-        "mask_iou_vs_truth_int8": round(float(np.concatenate(int8_truth).mean()), 4) if len(ious) else None,
+        "mask_iou_int8_vs_float32_mean": _rounded(ious, np.mean),
+        "mask_iou_int8_vs_float32_min": _rounded(ious, np.min),
+        "mask_iou_vs_truth_float32": _rounded(float_truth, np.mean),
+        "mask_iou_vs_truth_int8": _rounded(int8_truth, np.mean),
     }
+
+
+def _rounded(values: np.ndarray | list[np.ndarray], reduce: Any) -> float | None:
+    """``reduce`` of the values (arrays concatenated) to 4 decimals; ``None`` when there are none."""
+    values = np.concatenate(values) if isinstance(values, list) and values else np.asarray(values)
+    return round(float(reduce(values)), 4) if values.size else None
