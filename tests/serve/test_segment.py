@@ -46,6 +46,8 @@ def test_json_body_with_polygons(client, scene_prediction) -> None:
     for detection, mask in zip(detections, scene_prediction.masks, strict=True):
         polygons = detection["mask"]
         assert polygons and all(len(p) >= 6 and len(p) % 2 == 0 for p in polygons)
+        xy = np.concatenate([np.reshape(p, (-1, 2)) for p in polygons])
+        assert (xy >= 0).all() and (xy <= [320, 240]).all()  # clipped to the image
         drawn = mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, 240, 320))).astype(bool)
         iou = (drawn & mask).sum() / (drawn | mask).sum()
         assert iou > 0.9, iou  # outlines simplified at one pixel
