@@ -78,9 +78,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--endpoint", choices=("segment", "prompts"), default="segment")
     parser.add_argument("--max-queue", type=int, default=64, help="the server's --max-queue")
+    parser.add_argument("--images", type=int, default=4, help="distinct images (over 8 overflows the cache)")
     args = parser.parse_args()
 
-    images = [png_bytes(make_scene(seed, SceneConfig(size=(240, 320))).image) for seed in range(4)]
+    images = [png_bytes(make_scene(seed, SceneConfig(size=(240, 320))).image) for seed in range(args.images)]
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "server.log"
         server_args = ["--max-queue", str(args.max_queue), "--log-level", "warning"]

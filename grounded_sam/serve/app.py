@@ -39,6 +39,7 @@ def create_app(config: ServeConfig, registry: ModelRegistry | None = None) -> An
     """
     from grounded_sam.serve.label_studio_routes import label_studio_router
 
+    key = api_key(config)  # before the models load: a missing key fails at once
     registry = registry or ModelRegistry.load(config)
     app = FastAPI(
         title="grounded-sam",
@@ -46,7 +47,7 @@ def create_app(config: ServeConfig, registry: ModelRegistry | None = None) -> An
         summary="Text-prompted segmentation: masks, boxes, labels and scores as JSON.",
     )
     app.state.registry = registry
-    app.state.api_key = api_key(config)
+    app.state.api_key = key
     app.state.task_images = TaskImageSource.from_env(
         config.files_root, config.max_image_bytes, config.fetch_timeout
     )
