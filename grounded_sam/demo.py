@@ -10,7 +10,6 @@ zoomed window, see :class:`~grounded_sam.sam.zoom.ZoomPredictor`).
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,7 +17,6 @@ import torch
 from PIL import Image
 from torchvision.ops import batched_nms
 
-from grounded_sam.data import all_class_names
 from grounded_sam.devices import Device, resolve_device
 from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.pipeline import GroundedSAM
@@ -32,7 +30,7 @@ from grounded_sam.text.demo_clip import (
     findable,
     phrase_scores,
     phrase_vocabulary,
-    untaught_words,
+    warn_untaught,
 )
 
 DEMO_SAM = "demo_sam"
@@ -127,13 +125,7 @@ class EverythingTextDetector:
         phrases = list(phrases)
         if not phrases:
             return Detections.empty()
-        untaught = {phrase: sorted(words) for phrase in phrases if (words := untaught_words(phrase))}
-        if untaught:
-            warnings.warn(
-                f"the demo model was never taught these words, so it finds nothing for them: {untaught}; "
-                f"it knows colours and shapes such as {', '.join(all_class_names()[:3])}, ...",
-                stacklevel=2,
-            )
+        warn_untaught(phrases, stacklevel=2)
         if not any(findable(phrase) for phrase in phrases):
             return Detections.empty(phrases)
         threshold = self.box_threshold if box_threshold is None else box_threshold

@@ -31,6 +31,21 @@ from grounded_sam.sam.predictor import SamPredictor
 
 PredictFn = Callable[[np.ndarray, list[str]], Result]
 """``predict_fn(image (H, W, 3) uint8 RGB, phrases) -> Result`` for :func:`evaluate_text_prompts`."""
+Covers = Callable[[str, str], bool]
+"""``covers(phrase, label)``: whether a ground-truth instance labelled ``label`` is one ``phrase`` names."""
+
+
+def same_label(phrase: str, label: str) -> bool:
+    """The default :data:`Covers`: a phrase names the instances of exactly its own label."""
+    return phrase == label
+
+
+def broad_phrases(labels: Iterable[str]) -> list[str]:
+    """Broad phrases for a synthetic scene's ``"<colour> <shape>"`` labels: ``"<colour> shape"`` for each
+    colour present and ``"<shape>"`` for each shape present (sorted), so one object is named twice."""
+    colours = sorted({label.split()[0] for label in labels})
+    shapes = sorted({label.split()[-1] for label in labels})
+    return [f"{colour} shape" for colour in colours] + shapes
 
 
 def box_prompt_ious(model: Sam | SamPredictor, scenes: Iterable[Scene]) -> np.ndarray:
@@ -133,20 +148,28 @@ def evaluate_text_prompts(
 def score_text_prompts(
     predict_fn: PredictFn,
     scenes: Iterable[Scene],
-    phrases: Sequence[str] | None = None,
+    phrases: Sequence[str] | Callable[[Scene], list[str]] | None = None,
     iou_threshold: float = 0.5,
+    covers: Covers = same_label,
 ) -> ScoredDetections:
     """Like :func:`evaluate_text_prompts`, but every detection with its score and match, for the metrics
-    at several thresholds from one run (run ``predict_fn`` at the lowest)."""
+    at several thresholds from one run (run ``predict_fn`` at the lowest).
+
+    ``phrases`` may also be a function of the scene (e.g. :func:`broad_phrases` of its labels); with
+    ``covers``, a phrase's ground truth is every instance it covers (an instance counts once per phrase
+    that names it), e.g. "green shape" covers "green circle" and "green star"."""
     scores: list[np.ndarray] = []
     ious: list[np.ndarray] = []
     instances = 0
     for scene in scenes:
-        asked = list(phrases) if phrases is not None else sorted(set(scene.labels))
+        if callable(phrases):
+            asked = phrases(scene)
+        else:
+            asked = list(phrases) if phrases is not None else sorted(set(scene.labels))
         result = predict_fn(scene.image, asked)
-        instances += sum(label in asked for label in scene.labels)
+        instances += sum(covers(phrase, label) for phrase in asked for label in scene.labels)
         matched = np.full(len(result), np.nan)
-        for pred_index, gt_index in _match(result, scene, asked, iou_threshold):
+        for pred_index, gt_index in _match(result, scene, asked, iou_threshold, covers):
             matched[pred_index] = mask_ious(result.masks[[pred_index]], scene.masks[[gt_index]])[0]
         scores.append(np.asarray(result.scores, dtype=np.float64).reshape(-1))
         ious.append(matched)
@@ -157,12 +180,13 @@ def score_text_prompts(
     )
 
 
-def _match(result: Result, scene: Scene, asked: list[str], threshold: float) -> Iterator[tuple[int, int]]:
-    """Greedy per-label matching → (prediction index, ground-truth index) pairs."""
-    gt_labels = np.asarray(scene.labels, dtype=object)
+def _match(
+    result: Result, scene: Scene, asked: list[str], threshold: float, covers: Covers = same_label
+) -> Iterator[tuple[int, int]]:
+    """Greedy per-phrase matching → (prediction index, ground-truth index) pairs."""
     pred_labels = np.asarray(result.labels, dtype=object)
     for label in asked:
-        gt = np.flatnonzero(gt_labels == label)
+        gt = np.array([i for i, truth in enumerate(scene.labels) if covers(label, truth)], dtype=np.int64)
         preds = np.flatnonzero(pred_labels == label)
         if not len(gt) or not len(preds):
             continue

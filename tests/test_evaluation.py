@@ -9,6 +9,7 @@ from grounded_sam.data import SceneConfig, iter_scenes, make_pil_scene, write_sc
 from grounded_sam.evaluation import (
     box_prompt_ious,
     box_prompt_miou,
+    broad_phrases,
     evaluate_text_prompts,
     load_coco_scenes,
     load_scene_folder,
@@ -17,6 +18,7 @@ from grounded_sam.evaluation import (
 from grounded_sam.ops import box_ious, mask_ious
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
+from grounded_sam.text.demo_clip import phrase_words
 
 HELD_OUT_SEED = 1000
 
@@ -183,3 +185,34 @@ def test_coco_instances_with_polygons_and_rle(tmp_path):
     assert scene.masks[1, 12, 20] and not scene.masks[1, 5, 5]
     with pytest.raises(FileNotFoundError, match="no COCO annotation"):
         load_coco_scenes(tmp_path / "none.json", tmp_path)
+
+
+def test_broad_phrases_cover_every_instance_they_name(held_out):
+    scene = next(s for s in held_out if len(set(s.labels)) >= 3)
+    phrases = broad_phrases(scene.labels)
+    colours = sorted({label.split()[0] for label in scene.labels})
+    assert phrases[: len(colours)] == [f"{c} shape" for c in colours] and phrases[len(colours) :]
+
+    def covers(phrase, label):
+        return phrase_words(phrase) <= phrase_words(label)
+
+    def parts_too(image, asked):
+        # Each instance under every phrase that covers it, plus a quarter of it as a second instance.
+        rows = [(p, i) for p in asked for i, label in enumerate(scene.labels) if covers(p, label)]
+        quarter = scene.masks.copy()
+        for mask, (x0, y0, x1, y1) in zip(quarter, scene.boxes.astype(int), strict=True):
+            mask[:, (x0 + x1) // 2 :] = False
+            mask[(y0 + y1) // 2 :] = False
+        masks = np.concatenate([scene.masks[[i for _, i in rows]], quarter[[i for _, i in rows]]])
+        boxes = np.concatenate([scene.boxes[[i for _, i in rows]], scene.boxes[[i for _, i in rows]] / 2])
+        labels = [p for p, _ in rows] * 2
+        scores = np.r_[np.ones(len(rows)), np.full(len(rows), 0.5)]
+        return Result(masks, boxes, labels, scores, scores, image_size=scene.image.shape[:2])
+
+    scored = score_text_prompts(parts_too, [scene], lambda s: broad_phrases(s.labels), covers=covers)
+    assert scored.instances == 2 * len(scene)  # every object is named by its colour and by its shape
+    whole = scored.at(0.9)
+    assert (whole.precision, whole.recall) == (1.0, 1.0)
+    assert scored.at(0.5).precision == pytest.approx(0.5)  # the quarters are false positives
+    same = score_text_prompts(parts_too, [scene], lambda s: broad_phrases(s.labels))
+    assert same.instances == 0 and np.isnan(same.ious).all()  # exact-label matching finds no instance

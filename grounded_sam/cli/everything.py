@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -51,6 +53,8 @@ def everything(
         raise typer.BadParameter(f"{format!r} is not coco, png, overlay or json", param_hint="--format")
     inputs = images_or_exit(images)
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
+    if class_list and _demo_model(sam):
+        class_list = _taught(class_list)
     generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
     generator.predictor.precision = precision  # the predictor is shared with the pipeline's box stage
     detector = pipeline.detector if mode == "boxes" else None
@@ -63,6 +67,25 @@ def everything(
         format,
         classes=[*class_list, "no label"] if class_list else ["object"],
     )
+
+
+def _demo_model(sam: str | None) -> bool:
+    from grounded_sam.api import DEMO, DEMO_SAM, SAM_ENV
+
+    return (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
+
+
+def _taught(classes: list[str]) -> list[str] | None:
+    """The classes the demo model can name, with a warning for the others (as ``predict`` gives); None
+    when it can name none of them (the masks are then plain "object"s)."""
+    from grounded_sam.text.demo_clip import findable, warn_untaught
+
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        warn_untaught(classes)
+    for warning in said:
+        console.print(f"[yellow]Warning:[/yellow] {shown(warning.message)}")
+    return [name for name in classes if findable(name)] or None
 
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):

@@ -17,6 +17,7 @@ from grounded_sam.cli.app import (
     app,
     configure_logging,
     console,
+    flag_message,
     interruptible,
     progress_bar,
     shown,
@@ -25,6 +26,13 @@ from grounded_sam.naming import safe_component
 
 FORMATS_HELP = (
     "Comma-separated outputs: png (id masks per frame), mot (txt), coco (json), video (overlay mp4)."
+)
+
+
+NEEDS_SAM2 = (
+    "track needs SAM 2's video model, which is not embedded in the package (the demo model has no video "
+    "memory): download one once, e.g. `hf download facebook/sam2.1-hiera-tiny --local-dir "
+    "~/.cache/grounded_sam/sam2.1-hiera-tiny`, then pass --sam2 sam2.1_hiera_tiny (or the folder)."
 )
 
 
@@ -60,7 +68,9 @@ def track(
     device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: CUDA if available).")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
-    """Track the objects PROMPT names through VIDEO; write masks, MOT rows, COCO-video JSON and an overlay."""
+    """Track the objects PROMPT names through VIDEO; write masks, MOT rows, COCO-video JSON and an overlay.
+
+    Needs a SAM 2 download (--sam2; no video model is embedded in the package)."""
     configure_logging(verbose)
     from grounded_sam.video import TRACK_FORMATS, VideoTracker, open_frames, open_track_writers
 
@@ -129,9 +139,14 @@ def _models(sam2: str | None, detector: str | None, device: str | None) -> tuple
     name, folder = (None, sam2) if sam2 and Path(sam2).expanduser().exists() else (sam2, None)
     try:
         model, processor = build_sam2_video(name, folder, device=device)
+    except (OSError, ValueError, ImportError) as error:
+        console.print(f"[red]{shown(flag_message(error, '--sam2'))}")
+        console.print(NEEDS_SAM2)
+        raise typer.Exit(EXIT_USAGE) from error
+    try:
         text_stage = default_pipeline(None, detector, device).detector
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]{shown(error)}")
+        console.print(f"[red]{shown(flag_message(error, '--detector'))}")
         raise typer.Exit(EXIT_USAGE) from error
     return model, processor, text_stage
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -197,6 +198,17 @@ def untaught_words(phrase: str) -> frozenset[str]:
     """The content words of ``phrase`` the demo model was never taught (not one of its colours, shapes
     or "background"): "zebra", "crimson", "left" in "red circle on the left"."""
     return phrase_words(phrase) - _TAUGHT_WORDS
+
+
+def warn_untaught(phrases: Sequence[str], stacklevel: int = 2) -> None:
+    """A UserWarning naming the words of ``phrases`` the demo model was never taught, if any."""
+    untaught = {phrase: sorted(words) for phrase in phrases if (words := untaught_words(phrase))}
+    if untaught:
+        warnings.warn(
+            f"the demo model was never taught these words, so it finds nothing for them: {untaught}; "
+            f"it knows colours and shapes such as {', '.join(all_class_names()[:3])}, ...",
+            stacklevel=stacklevel + 1,
+        )
 
 
 def findable(phrase: str) -> bool:

@@ -118,3 +118,19 @@ def test_sam_alone_works_for_everything_and_predict(tmp_path, monkeypatch) -> No
         assert (out / "p" / "scene.json").is_file()
     finally:
         api.default_pipeline.cache_clear()
+
+
+def test_classes_the_demo_model_was_never_taught_warn_and_are_never_given(tmp_path) -> None:
+    scene = make_scene(83)
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    args = ["everything", str(tmp_path / "scene.png"), "-o", str(out), "-f", "json"]
+    result = runner.invoke(app, [*args, "--classes", f"car,tree,{scene.labels[0]}"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "never taught" in said and "car" in said and "tree" in said
+    labels = {inst["label"] for inst in json.loads((out / "scene.json").read_text())["instances"]}
+    assert labels and labels <= {scene.labels[0], "no label"} and scene.labels[0] in labels
+    result = runner.invoke(app, [*args, "--classes", "car,tree,road"])
+    assert result.exit_code == 0 and "never taught" in " ".join(result.output.split())
+    labels = {inst["label"] for inst in json.loads((out / "scene.json").read_text())["instances"]}
+    assert labels == {"object"}  # no shape named car, road or tree

@@ -153,3 +153,15 @@ def test_the_default_detector_is_the_demo_pipeline(sam2_folder, clip, tmp_path, 
     assert result.exit_code == 0, result.output
     assert len(built) == 1 and isinstance(built[0].detector, EverythingTextDetector)
     assert (out / "clip.txt").exists()
+
+
+def test_without_a_sam2_download_it_says_so_plainly(clip, color_detector, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = runner.invoke(app, ["track", str(clip), "-p", "car", "-o", str(tmp_path / "out")])
+    said = _said(result)
+    assert (
+        result.exit_code == 2 and "not embedded" in said and "hf download facebook/sam2.1-hiera-tiny" in said
+    )
+    assert "checkpoint=" not in said and "--sam2" in said and not (tmp_path / "out").exists()
