@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.sam import fast
 from grounded_sam.sam.checkpoint import CheckpointError, read_checkpoint
 from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig, ViTConfig
 from grounded_sam.sam.modeling.image_encoder import ViTImageEncoder
@@ -26,9 +27,10 @@ from grounded_sam.sam.registry import get_spec
 from grounded_sam.weights import check_dtypes, resolve_weights
 
 
-def build_sam_from_config(config: SamConfig) -> Sam:
-    """A randomly initialised SAM network with the architecture ``config`` describes."""
-    return Sam(
+def build_sam_from_config(config: SamConfig, *, accelerate: bool = True) -> Sam:
+    """A randomly initialised SAM network with the architecture ``config`` describes; with ``accelerate``
+    (the default) its parts are the fast drop-ins of :func:`grounded_sam.sam.fast.accelerate`."""
+    model = Sam(
         image_encoder=_build_encoder(config),
         prompt_encoder=PromptEncoder(
             embed_dim=config.prompt_embed_dim,
@@ -49,6 +51,7 @@ def build_sam_from_config(config: SamConfig) -> Sam:
             iou_head_hidden_dim=config.iou_head_hidden_dim,
         ),
     )
+    return fast.accelerate(model) if accelerate else model
 
 
 def _build_encoder(config: SamConfig) -> nn.Module:
@@ -83,6 +86,7 @@ def build_sam(
     device: Device = None,
     *,
     pretrained: bool = True,
+    accelerate: bool = True,
 ) -> Sam:
     """Build a SAM model by registered name and/or from a checkpoint, in eval mode on ``device``.
 
@@ -93,6 +97,8 @@ def build_sam(
             Without it the registered weights are found through :func:`grounded_sam.weights.resolve_weights`.
         device: where to put the model (default: CUDA when available, else the CPU).
         pretrained: with ``False`` and no checkpoint, return the named architecture randomly initialised.
+        accelerate: swap in the fast drop-in parts (:mod:`grounded_sam.sam.fast`); ``False`` keeps the
+            plain network of :mod:`grounded_sam.sam.modeling` (same weights, same results up to rounding).
 
     Example:
         >>> sam = build_sam("sam_vit_b", checkpoint="sam_vit_b_01ec64.pth")  # doctest: +SKIP
@@ -101,15 +107,21 @@ def build_sam(
         raise ValueError("build_sam needs a model name (see list_models()) or a checkpoint path")
     spec = get_spec(name) if name is not None else None
     if spec is not None and checkpoint is None and not pretrained:
-        model = build_sam_from_config(spec.config)
+        model = build_sam_from_config(spec.config, accelerate=accelerate)
     else:
         path = resolve_weights(name or "SAM", spec.weights if spec else None, checkpoint)
-        model = load_sam(path, expected=spec.config if spec else None, expected_name=name)
+        model = load_sam(
+            path, expected=spec.config if spec else None, expected_name=name, accelerate=accelerate
+        )
     return model.to(resolve_device(device)).eval()
 
 
 def load_sam(
-    path: str | os.PathLike[str], expected: SamConfig | None = None, expected_name: str | None = None
+    path: str | os.PathLike[str],
+    expected: SamConfig | None = None,
+    expected_name: str | None = None,
+    *,
+    accelerate: bool = True,
 ) -> Sam:
     """Read a checkpoint, build the architecture it holds and load it strictly; returns it in eval mode.
 
@@ -124,7 +136,7 @@ def load_sam(
             f"{path} holds a SAM with architecture {config}, not the {expected_name or 'requested'} "
             f"architecture {expected}; pass name=None to load it as it is"
         )
-    model = build_sam_from_config(config)
+    model = build_sam_from_config(config, accelerate=accelerate)
     load_state_dict_strict(model, loaded.state_dict, config, source=str(path))
     return model.eval()
 

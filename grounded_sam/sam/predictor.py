@@ -12,7 +12,7 @@ import torch
 
 from grounded_sam.devices import Precision, check_precision, precision_context
 from grounded_sam.sam.base_predictor import Prediction, PromptPredictor, TorchPrediction, prompt_count
-from grounded_sam.sam.modeling.mask_decoder import prompts_per_pass
+from grounded_sam.sam.fast.mask_decoder import prompts_per_pass
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.transforms import resize_longest_side, scale_coords
 

@@ -41,9 +41,9 @@ def randomize_(module: torch.nn.Module, seed: int = 0, scale: float = 0.2) -> to
     return module
 
 
-def random_sam(config: SamConfig = TINY_VIT_SAM, seed: int = 0) -> Sam:
-    """Our SAM with random weights, in eval mode."""
-    return randomize_(build_sam_from_config(config), seed).eval()
+def random_sam(config: SamConfig = TINY_VIT_SAM, seed: int = 0, accelerate: bool = True) -> Sam:
+    """Our SAM with random weights, in eval mode (``accelerate=False``: the plain network)."""
+    return randomize_(build_sam_from_config(config, accelerate=accelerate), seed).eval()
 
 
 def reference_sam(config: SamConfig) -> ref.Sam:

@@ -9,6 +9,7 @@ import torch
 from segment_anything.modeling import image_encoder as reference
 from torch import nn
 
+from grounded_sam.sam import budgets
 from grounded_sam.sam.modeling import image_encoder
 from grounded_sam.sam.modeling.image_encoder import ViTImageEncoder
 
@@ -109,9 +110,9 @@ def test_chunked_computation_matches_reference(budget: int, monkeypatch: pytest.
     """Tiny budgets force one query row or head (or a few windows) per bias chunk and MLP bands of a
     few rows; results must not change."""
     torch.manual_seed(2)
-    monkeypatch.setattr(image_encoder, "_MAX_BIAS_ELEMENTS", budget)
-    monkeypatch.setattr(image_encoder, "_MIN_CHUNK_QUERIES", 1)
-    monkeypatch.setattr(image_encoder, "_MLP_CHUNK_TOKENS", budget // 200)
+    monkeypatch.setattr(budgets, "MAX_BIAS_ELEMENTS", budget)
+    monkeypatch.setattr(budgets, "MIN_CHUNK_QUERIES", 1)
+    monkeypatch.setattr(budgets, "MLP_CHUNK_TOKENS", budget // 200)
     ref, ours = _loaded_pair(CONFIGS["padding"], seed=2)
     _assert_parity(ref, ours, torch.randn(2, 3, 160, 160))
 

@@ -6,10 +6,13 @@ The reference decoder receives the batch-1 image embedding exactly as its ``Sam`
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from segment_anything import modeling as ref
 
+from grounded_sam.sam import fast
 from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
 from grounded_sam.sam.modeling.prompt_encoder import PromptEncoder
 from grounded_sam.sam.modeling.transformer import TwoWayTransformer
@@ -42,6 +45,8 @@ class Pair:
         ).eval()
         self.prompt.load_state_dict(self.ref_prompt.state_dict(), strict=True)
         self.decoder.load_state_dict(self.ref_decoder.state_dict(), strict=True)
+        self.plain_decoder = copy.deepcopy(self.decoder)
+        fast.accelerate(self.decoder)
 
     @staticmethod
     def decode(prompt, decoder, embedding, points, boxes, masks, multimask):
@@ -77,15 +82,18 @@ def _prompts(case: str) -> tuple:
     }[case]
 
 
+@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
 @pytest.mark.parametrize("multimask", [True, False])
 @pytest.mark.parametrize("case", ["points", "one_box", "boxes", "points_and_boxes", "mask_and_points"])
-def test_decoder_matches_reference(pair, case, multimask):
+def test_decoder_matches_reference(pair, case, multimask, accelerated):
+    decoder = pair.decoder if accelerated else pair.plain_decoder
+    assert fast.is_accelerated(decoder) == accelerated
     points, boxes, masks = _prompts(case)
     embedding = torch.randn(1, DIM, *GRID, generator=torch.Generator().manual_seed(11))
     expected_masks, expected_iou = pair.decode(
         pair.ref_prompt, pair.ref_decoder, embedding, points, boxes, masks, multimask
     )
-    low_res, iou = pair.decode(pair.prompt, pair.decoder, embedding, points, boxes, masks, multimask)
+    low_res, iou = pair.decode(pair.prompt, decoder, embedding, points, boxes, masks, multimask)
     count = 3 if multimask else 1
     batch = expected_masks.shape[0]
     assert low_res.shape == (batch, count, 4 * GRID[0], 4 * GRID[1])
@@ -129,17 +137,21 @@ def test_two_stage_decoding_of_a_subset_equals_forward(pair):
     torch.testing.assert_close(masks, expected_masks[keep])
 
 
-def test_no_prompts_give_empty_outputs(pair):
+@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
+def test_no_prompts_give_empty_outputs(pair, accelerated):
     embedding = torch.randn(1, DIM, *GRID)
-    low_res, iou = pair.decode(pair.prompt, pair.decoder, embedding, None, torch.zeros(0, 4), None, True)
+    decoder = pair.decoder if accelerated else pair.plain_decoder
+    low_res, iou = pair.decode(pair.prompt, decoder, embedding, None, torch.zeros(0, 4), None, True)
     assert low_res.shape == (0, 3, 4 * GRID[0], 4 * GRID[1])
     assert iou.shape == (0, 3)
 
 
-def test_bad_embeddings_raise_value_error(pair):
+@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
+def test_bad_embeddings_raise_value_error(pair, accelerated):
+    decoder = pair.decoder if accelerated else pair.plain_decoder
     sparse, dense = pair.prompt(points=None, boxes=_prompts("boxes")[1], masks=None)
     pe = pair.prompt.get_dense_pe()
     with pytest.raises(ValueError, match="image_embeddings must be"):
-        pair.decoder(torch.zeros(2, DIM, *GRID), pe, sparse, dense, True)
+        decoder(torch.zeros(2, DIM, *GRID), pe, sparse, dense, True)
     with pytest.raises(ValueError, match="dense_prompt_embeddings grid"):
-        pair.decoder(torch.zeros(1, DIM, 8, 8), pe, sparse, dense, True)
+        decoder(torch.zeros(1, DIM, 8, 8), pe, sparse, dense, True)

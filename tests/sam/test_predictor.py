@@ -21,10 +21,10 @@ def image() -> np.ndarray:
     return np.kron(base, np.ones((6, 6, 1), dtype=np.uint8))  # 180 x 270
 
 
-@pytest.fixture(scope="module")
-def predictors(image: np.ndarray) -> tuple[SamPredictor, ReferencePredictor]:
+@pytest.fixture(scope="module", params=[True, False], ids=["accelerated", "plain"])
+def predictors(image: np.ndarray, request: pytest.FixtureRequest) -> tuple[SamPredictor, ReferencePredictor]:
     torch.manual_seed(0)
-    ours = SamPredictor(random_sam(TINY_VIT_SAM, seed=1))
+    ours = SamPredictor(random_sam(TINY_VIT_SAM, seed=1, accelerate=request.param))
     reference = ReferencePredictor(reference_twin(ours.model, TINY_VIT_SAM))
     ours.set_image(image)
     reference.set_image(image)
@@ -179,7 +179,8 @@ def test_setting_the_same_pixels_again_keeps_the_embedding(image: np.ndarray) ->
 
 
 def test_decoding_in_small_passes_gives_the_same_outputs(predictors, monkeypatch) -> None:
-    import grounded_sam.sam.modeling.mask_decoder as mask_decoder
+    from grounded_sam.sam import budgets
+    from grounded_sam.sam.fast.mask_decoder import prompts_per_pass
 
     ours, _ = predictors
     rng = np.random.default_rng(3)
@@ -189,8 +190,8 @@ def test_decoding_in_small_passes_gives_the_same_outputs(predictors, monkeypatch
     labels = np.ones((7, 2), dtype=np.int64)
     whole = ours.predict(box=boxes, point_coords=points, point_labels=labels, mask_input=None)
     per_prompt = ours.features[0].numel() * 4
-    monkeypatch.setattr(mask_decoder, "PASS_BYTES", 3 * per_prompt)  # passes of 3, 3 and 1 prompts
-    assert mask_decoder.prompts_per_pass(ours.features) == 3
+    monkeypatch.setattr(budgets, "PASS_BYTES", 3 * per_prompt)  # passes of 3, 3 and 1 prompts
+    assert prompts_per_pass(ours.features) == 3
     parts = ours.predict(box=boxes, point_coords=points, point_labels=labels, mask_input=None)
     np.testing.assert_array_equal(parts[0], whole[0])
     np.testing.assert_allclose(parts[1], whole[1], atol=1e-6)

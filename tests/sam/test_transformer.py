@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from segment_anything import modeling as ref
 from segment_anything.modeling.transformer import Attention as RefAttention
 
+from grounded_sam.sam import fast
+from grounded_sam.sam.fast.attention import FastAttention
 from grounded_sam.sam.modeling.attention import Attention
 from grounded_sam.sam.modeling.transformer import TwoWayTransformer
 from tests.sam.builders import randomize_
@@ -21,16 +25,16 @@ def transformers() -> tuple[ref.TwoWayTransformer, TwoWayTransformer]:
     randomize_(reference, seed=2, scale=0.3).eval()
     ours = TwoWayTransformer(depth=2, embedding_dim=DIM, num_heads=HEADS, mlp_dim=MLP_DIM).eval()
     ours.load_state_dict(reference.state_dict(), strict=True)
-    return reference, ours
+    return reference, fast.accelerate(ours)
 
 
 @pytest.fixture(scope="module")
-def attentions() -> tuple[RefAttention, Attention]:
+def attentions() -> tuple[RefAttention, FastAttention]:
     # Float64: the formulations are exact algebra, so they must agree to rounding of the reference itself.
     reference = randomize_(RefAttention(DIM, HEADS, downsample_rate=2), seed=3, scale=0.3).double()
     ours = Attention(DIM, HEADS, downsample_rate=2).double()
     ours.load_state_dict(reference.state_dict(), strict=True)
-    return reference, ours
+    return reference, fast.accelerate(ours)
 
 
 def _inputs(prompts: int, image_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -48,10 +52,14 @@ def test_state_dict_keys_and_shapes_match_reference(transformers):
     }
 
 
+@pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
 @pytest.mark.parametrize("prompts", [1, 5])
 @pytest.mark.parametrize("shared_image", [True, False])
-def test_transformer_matches_reference(transformers, prompts, shared_image):
+def test_transformer_matches_reference(transformers, prompts, shared_image, accelerated):
     reference, ours = transformers
+    if not accelerated:
+        ours = fast.plain(copy.deepcopy(ours))
+        assert type(ours) is TwoWayTransformer
     image, pe, tokens = _inputs(prompts, 1 if shared_image else prompts)
     with torch.no_grad():
         # The reference needs one image copy per prompt, as its mask decoder makes with repeat_interleave.
@@ -122,6 +130,21 @@ def test_attention_formulations_match_reference(attentions, monkeypatch, case, w
     if with_residual:
         expected = expected + residual
     torch.testing.assert_close(out, expected, atol=1e-10, rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", list(ATTENTION_CASES))
+def test_plain_attention_matches_reference(attentions, case):
+    reference, ours = attentions
+    plain = fast.plain(copy.deepcopy(ours))
+    assert type(plain) is Attention
+    batch_q, length_q, batch_k, length_k, _ = ATTENTION_CASES[case]
+    generator = torch.Generator().manual_seed(length_q * length_k)
+    q = torch.randn(batch_q, length_q, DIM, generator=generator, dtype=torch.float64)
+    k, v = (torch.randn(batch_k, length_k, DIM, generator=generator, dtype=torch.float64) for _ in range(2))
+    batch = max(batch_q, batch_k)
+    with torch.no_grad():
+        expected = reference(q.expand(batch, -1, -1), k.expand(batch, -1, -1), v.expand(batch, -1, -1))
+        torch.testing.assert_close(plain(q, k, v), expected, atol=1e-10, rtol=1e-10)
 
 
 def test_bad_shapes_raise_value_error(transformers):

@@ -3,9 +3,9 @@
 The steps of :class:`~grounded_sam.sam.everything.MaskGenerator` between the image embedding and
 non-maximum suppression, written to skip work without changing any result:
 
-* :func:`decode_gated` runs the mask decoder in two stages and skips the upscaling branch (the costly,
-  per-prompt part) of prompts none of whose masks passes the predicted-IoU filter: the IoU head only
-  reads the output tokens;
+* :func:`decode_prompts` decodes a batch of prompts; on an accelerated model in two stages
+  (:mod:`~grounded_sam.sam.fast.gated_decoding`), skipping the upscaling branch (the costly, per-prompt
+  part) of prompts none of whose masks passes the predicted-IoU filter;
 * :func:`decode_candidates` upsamples the IoU survivors a few at a time (:class:`~grounded_sam.sam.
   full_resolution.Upsampler`) and, mask by mask, keeps the stable ones' box and a bit-packed copy;
   full-resolution logits never pile up.
@@ -25,21 +25,16 @@ from grounded_sam.ops.boxes import nms
 from grounded_sam.sam.everything import mask_ops
 from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
 from grounded_sam.sam.everything.full_resolution import Upsampler
-from grounded_sam.sam.everything.iou_gate import GATE_PROMPTS, gate_ious, supports_gate
 from grounded_sam.sam.everything.mask_ops import CompactMask
-from grounded_sam.sam.modeling.mask_decoder import MaskDecoder, Workspace, prompts_per_pass
+from grounded_sam.sam.fast import is_accelerated
+from grounded_sam.sam.fast.gated_decoding import decode_gated
+from grounded_sam.sam.fast.mask_decoder import Workspace
 from grounded_sam.sam.modeling.sam import Sam
-from grounded_sam.sam.modeling.transformer import PROJECTIONS_PAY_FROM, ImageTokens
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.transforms import scale_boxes, scale_coords
 
 if TYPE_CHECKING:
     from grounded_sam.sam.everything.generator import EverythingConfig
-
-
-GATE_MARGIN = 1e-3
-"""Prompts whose gated IoU comes within this of the threshold are decoded by the plain path too (the gate
-rounds differently, by about 1e-7)."""
 
 
 @dataclass
@@ -144,7 +139,7 @@ class MaskSet:
         )
 
 
-def decode_gated(
+def decode_prompts(
     model: Sam,
     features: torch.Tensor,
     points: tuple[torch.Tensor, torch.Tensor] | None,
@@ -152,94 +147,23 @@ def decode_gated(
     iou_thresh: float,
     workspace: Workspace | None = None,
 ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-    """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
-
-    With a filter and SAM's two-block transformer, :func:`~grounded_sam.sam.everything.iou_gate.gate_ious`
-    first predicts every prompt's IoUs without its image tokens; only prompts within :data:`GATE_MARGIN`
-    of the threshold go through the plain decoder, whose IoUs are the ones returned for them (so the
-    result does not depend on the gate's rounding).
-
-    Args:
-        features: (1, C, h, w) image embedding, shared by every prompt.
-        points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
-        boxes: (B, 4) XYXY in the resized-input frame; one mask each (used when ``points`` is None).
-        iou_thresh: prompts with no predicted IoU above it are not upscaled (≤ 0: all are).
-        workspace: memory for the upscaling, kept by a caller that decodes batch after batch.
-
-    Returns:
-        IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
-        logits (R, C, 4h, 4w), C = 3 for points and 1 for boxes.
-    """
-    prompt_encoder = model.prompt_encoder
+    """IoUs (B, C) of point (three masks each) or box (one each) prompts, the rows with an IoU above
+    ``iou_thresh`` (all when ≤ 0) and their low-res logits (R, C, 4h, 4w): through
+    :func:`~grounded_sam.sam.fast.gated_decoding.decode_gated` when the model is accelerated, else one
+    plain ``Sam.decode``."""
+    if is_accelerated(model):
+        return decode_gated(model, features, points, boxes, iou_thresh, workspace)
     multimask = points is not None
-    sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
-    image_pe, workspace = prompt_encoder.get_dense_pe(), workspace or Workspace()
-    image = model.mask_decoder.image_tokens(features, image_pe, dense, len(sparse) >= PROJECTIONS_PAY_FROM)
-    plain = _PlainDecoder(model.mask_decoder, features, image, multimask, workspace)
-    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(plain.decoder, features):
-        return plain.decode(sparse, iou_thresh)
-    gated = np.concatenate(
-        [
-            gate_ious(plain.decoder, image, sparse[start : start + GATE_PROMPTS], multimask)
-            .float()
-            .cpu()
-            .numpy()
-            for start in range(0, len(sparse), GATE_PROMPTS)
-        ]
+    low_res, iou = model.decode(
+        features, points=points, boxes=None if multimask else boxes, multimask_output=multimask
     )
-    near = np.flatnonzero((gated > np.float32(iou_thresh - GATE_MARGIN)).any(axis=1))
-    iou, rows, low_res = plain.decode(sparse[torch.from_numpy(near).to(features.device)], iou_thresh)
-    gated[near] = iou
-    return gated, near[rows], low_res
-
-
-@dataclass(frozen=True)
-class _PlainDecoder:
-    """The mask decoder run the usual way on prompts against one image embedding (1, C, h, w)."""
-
-    decoder: MaskDecoder
-    features: torch.Tensor
-    image: ImageTokens
-    multimask: bool
-    workspace: Workspace
-
-    def decode(self, sparse: torch.Tensor, iou_thresh: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time."""
-        step = prompts_per_pass(self.features)
-        masks = 3 if self.multimask else 1
-        ious, rows = [np.zeros((0, masks), np.float32)], [np.zeros(0, np.int64)]
-        height, width = self.features.shape[-2:]
-        low_res = [self.features.new_zeros((0, masks, 4 * height, 4 * width))]
-        for start in range(0, len(sparse), step):
-            iou, kept, logits = self._decode_pass(sparse[start : start + step], iou_thresh)
-            ious.append(iou)
-            rows.append(kept + start)
-            low_res.append(logits)
-        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res).float()
-
-    def _decode_pass(
-        self, sparse: torch.Tensor, iou_thresh: float
-    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """:meth:`decode` for one pass of prompts."""
-        decoder, features, multimask = self.decoder, self.features, self.multimask
-        state = decoder.attend_blocks(self.image, sparse)
-        read = decoder.output_tokens(multimask)  # the prompt tokens' final attention is never read
-        if iou_thresh > 0:
-            # The IoU head reads only the IoU token, whose final attention does not depend on the others.
-            iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
-            iou = iou.float().cpu().numpy()
-            rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
-            if len(rows) < len(iou):
-                state = state.take(torch.from_numpy(rows).to(features.device))
-            tokens = decoder.transformer.final_attention(state, read)
-        else:
-            tokens = decoder.transformer.final_attention(state, read)
-            iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
-            rows = np.arange(len(iou))
-        image_tokens = state.keys.expand(len(rows), -1, -1)
-        grid = (features.shape[-2], features.shape[-1])
-        low_res = decoder.masks_from_tokens(tokens, image_tokens, grid, multimask, self.workspace)
-        return iou, rows, low_res
+    ious = iou.float().cpu().numpy()
+    rows = (
+        np.flatnonzero((ious > np.float32(iou_thresh)).any(axis=1))
+        if iou_thresh > 0
+        else np.arange(len(ious))
+    )
+    return ious, rows, low_res[torch.from_numpy(rows).to(low_res.device)].float()
 
 
 def decode_candidates(
@@ -304,7 +228,7 @@ class _BatchDecoder:
                 None,
                 scale_boxes(torch.from_numpy(batch), embedding.original_size, side).to(device),
             )
-        decoded = decode_gated(
+        decoded = decode_prompts(
             self.model, embedding.features, points, boxes, config.pred_iou_thresh, self.workspace
         )
         stats = GenerationStats()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from grounded_sam.sam import budgets
 from grounded_sam.sam.everything.mask_ops import rows_exact, upsample_logits, upsample_rows
 from grounded_sam.sam.everything.stability_counts import Settlement, UpsampleFootprint, stability_from_counts
 from grounded_sam.sam.modeling.sam import Sam
@@ -24,9 +25,6 @@ from grounded_sam.sam.predictor import ImageEmbedding
 
 if TYPE_CHECKING:
     from grounded_sam.sam.everything.generator import EverythingConfig
-
-CHUNK_BYTES = 32 << 20
-"""Float logits upsampled at once (the buffer's size, before the second resize of a non-square image)."""
 
 
 class Upsampler:
@@ -37,7 +35,7 @@ class Upsampler:
         device = embedding.features.device
         low_size = (4 * embedding.features.shape[-2], 4 * embedding.features.shape[-1])
         self.side, self.input_size, self.size = side, embedding.input_size, embedding.original_size
-        self.chunk = max(1, CHUNK_BYTES // (4 * side * side))
+        self.chunk = max(1, budgets.UPSAMPLE_CHUNK_BYTES // (4 * side * side))
         self.logits = torch.empty(self.chunk, 1, side, side, device=device)
         self.binary = np.empty(self.size, dtype=bool)
         self.footprint = UpsampleFootprint.of(low_size, side, self.input_size, self.size)

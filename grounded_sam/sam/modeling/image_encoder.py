@@ -16,19 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grounded_sam.sam import budgets
 from grounded_sam.sam.modeling.common import FeedForward, LayerNorm2d
-
-# Upper bound on the elements of one additive attention-bias chunk (7 Mi floats = 28 MiB in fp32): small
-# enough to stay in cache between being written and being read by SDPA, and below glibc's 32 MiB mmap
-# threshold so the buffer is recycled rather than page-faulted in anew; large enough to keep the number of
-# kernel calls low (30 per ViT-B global block, 2 per windowed block).
-_MAX_BIAS_ELEMENTS = 7 << 20
-# PyTorch's CPU flash-attention kernel uses its largest query block (256) from 768 queries on, which is
-# markedly faster for long key sequences; bands of query rows keep at least that many queries.
-_MIN_CHUNK_QUERIES = 768
-# The MLP runs over bands of about this many tokens, so its 4x wide hidden activation stays below the mmap
-# threshold too (2048 x 3072 floats = 24 MiB at ViT-B) while keeping the kernel calls few.
-_MLP_CHUNK_TOKENS = 2048
 
 
 def relative_position_table(table: torch.Tensor, size: int) -> torch.Tensor:
@@ -175,16 +164,16 @@ def _bias_chunks(n: int, heads: int, h: int, w: int) -> list[tuple[slice, slice,
     heads when a band of all heads would still exceed `_MAX_BIAS_ELEMENTS`.
     """
     tokens = h * w
-    if heads * tokens * tokens <= _MAX_BIAS_ELEMENTS:
-        items = max(1, _MAX_BIAS_ELEMENTS // (heads * tokens * tokens))
+    if heads * tokens * tokens <= budgets.MAX_BIAS_ELEMENTS:
+        items = max(1, budgets.MAX_BIAS_ELEMENTS // (heads * tokens * tokens))
         items, group, rows = _ceil_div(n, _ceil_div(n, items)), heads, h
     else:
-        items, min_rows = 1, min(h, _ceil_div(_MIN_CHUNK_QUERIES, w))
+        items, min_rows = 1, min(h, _ceil_div(budgets.MIN_CHUNK_QUERIES, w))
         band_elements = min_rows * w * tokens  # one head
-        if heads * band_elements <= _MAX_BIAS_ELEMENTS:
-            group, rows = heads, _MAX_BIAS_ELEMENTS // (heads * w * tokens)
+        if heads * band_elements <= budgets.MAX_BIAS_ELEMENTS:
+            group, rows = heads, budgets.MAX_BIAS_ELEMENTS // (heads * w * tokens)
         else:
-            group, rows = max(1, _MAX_BIAS_ELEMENTS // band_elements), min_rows
+            group, rows = max(1, budgets.MAX_BIAS_ELEMENTS // band_elements), min_rows
             group = _ceil_div(heads, _ceil_div(heads, group))
         rows = _ceil_div(h, max(1, h // rows))  # fewer, equal bands: none shorter than `rows`
     return [
@@ -256,7 +245,7 @@ class EncoderBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C)."""
         x = x + self.attn(self.norm1(x))
-        rows = max(1, _MLP_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
+        rows = max(1, budgets.MLP_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
         if rows >= x.shape[1]:
             return x + self.mlp(self.norm2(x))
         # Bands of rows keep the (tokens, 4C) hidden activation under the mmap threshold.

@@ -6,7 +6,7 @@ attention. The decoder's cost is its image side: after the first image→token a
 its own (h·w, C) image tokens, and the plain path streams several such tensors per prompt through memory.
 
 :func:`gate_ious` computes the same IoUs (same algebra as
-:class:`~grounded_sam.sam.modeling.attention.Attention`, different rounding) walking the image tokens
+:class:`~grounded_sam.sam.fast.attention.FastAttention`, different rounding) walking the image tokens
 in chunks of rows, so each chunk is produced and consumed while it is still in cache:
 
 * the image→token attentions and their LayerNorms act on each image token alone, so they run chunk by
@@ -24,23 +24,18 @@ from __future__ import annotations
 
 import torch
 
-from grounded_sam.sam.modeling.attention import Attention
-from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
-from grounded_sam.sam.modeling.transformer import ImageTokens, TwoWayTransformer
-
-CHUNK_ROWS = 128
-"""Image tokens per chunk: with :data:`GATE_PROMPTS` prompts a chunk tensor is 4 MiB at C = 256."""
-
-GATE_PROMPTS = 32
-"""Prompts gated together (the batch of every chunk's matrix products)."""
+from grounded_sam.sam import budgets
+from grounded_sam.sam.fast.attention import FastAttention
+from grounded_sam.sam.fast.mask_decoder import FastMaskDecoder
+from grounded_sam.sam.fast.transformer import FastTwoWayTransformer, ImageTokens
 
 
-def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
+def supports_gate(decoder: FastMaskDecoder, image_embedding: torch.Tensor) -> bool:
     """Whether :func:`gate_ious` can run ``decoder`` on ``image_embedding`` (SAM's two-block transformer,
     one embedding shared by every prompt)."""
     transformer = decoder.transformer
     return (
-        isinstance(transformer, TwoWayTransformer)
+        isinstance(transformer, FastTwoWayTransformer)
         and transformer.depth == 2
         and image_embedding.shape[0] == 1
     )
@@ -48,12 +43,14 @@ def supports_gate(decoder: MaskDecoder, image_embedding: torch.Tensor) -> bool:
 
 class _RunningAttention:
     """Attention of queries (B, Lq, C) over image tokens that arrive in chunks (values; plus a shared
-    offset, their positional encoding, as keys), through :meth:`Attention.wide_queries`: keeps each wide
+    offset, their positional encoding, as keys), through :meth:`FastAttention.wide_queries`: keeps each wide
     query's running maximum score, softmax normaliser and weighted value sum. The offset's scores come from
-    its projection (:meth:`Attention.project_shared`, (heads, head_dim, L)), so tokens plus offset are
+    its projection (:meth:`FastAttention.project_shared`, (heads, head_dim, L)), so tokens plus offset are
     never formed."""
 
-    def __init__(self, attention: Attention, queries: torch.Tensor, projected_offset: torch.Tensor) -> None:
+    def __init__(
+        self, attention: FastAttention, queries: torch.Tensor, projected_offset: torch.Tensor
+    ) -> None:
         self.attention = attention
         self.heads = attention.head_queries(queries)
         self.queries = attention.wide_queries(queries, self.heads)
@@ -80,11 +77,11 @@ class _RunningAttention:
 
 
 def gate_ious(
-    decoder: MaskDecoder,
+    decoder: FastMaskDecoder,
     image: ImageTokens,
     sparse: torch.Tensor,
     multimask_output: bool,
-    chunk_rows: int = CHUNK_ROWS,
+    chunk_rows: int | None = None,
 ) -> torch.Tensor:
     """The IoUs ``decoder.iou_from_tokens`` gives for these prompts, without their image tokens.
 
@@ -93,18 +90,19 @@ def gate_ious(
             no-mask dense embedding (best made with ``project=True``, once for many calls).
         sparse: (B, K, C) prompt tokens.
         multimask_output: as in :meth:`MaskDecoder.forward`.
-        chunk_rows: image tokens per chunk.
+        chunk_rows: image tokens per chunk (default :data:`~grounded_sam.sam.budgets.GATE_CHUNK_ROWS`).
 
     Returns:
         (B, 3 or 1) predicted IoUs, equal to the plain path's up to float rounding.
     """
-    transformer: TwoWayTransformer = decoder.transformer  # type: ignore[assignment]
+    transformer: FastTwoWayTransformer = decoder.transformer  # type: ignore[assignment]
     first, second = transformer.layers
     batch = sparse.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight]).expand(batch, -1, -1)
     prompt = torch.cat([output_tokens, sparse], dim=1)  # also the tokens' positional encoding
     shared = image.projections or transformer.shared_projections(image.keys_with_pe, image.pe)
     (pe_keys, pe_queries), final_pe = shared.block_pe[0], shared.final_pe
+    chunk_rows = chunk_rows or budgets.GATE_CHUNK_ROWS
     chunks = [slice(start, start + chunk_rows) for start in range(0, image.keys.shape[1], chunk_rows)]
 
     # Block 1, token side (the image is still shared), then block 2's token self-attention.
@@ -129,7 +127,7 @@ def gate_ious(
     # Block 2, image side, chunk by chunk, straight into the IoU token's final attention.
     i2t = second.cross_attn_image_to_token
     second_rows = i2t.key_rows(queries + prompt, queries)
-    final: Attention = transformer.final_attn_token_to_image
+    final: FastAttention = transformer.final_attn_token_to_image
     iou_token = queries[:, :1]
     running = _RunningAttention(final, iou_token + prompt[:, :1], final_pe)
     for rows, tokens in zip(chunks, first_image, strict=True):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.sam.everything.candidates import decode_gated
-from grounded_sam.sam.everything.iou_gate import gate_ious, supports_gate
+from grounded_sam.sam.fast.gated_decoding import decode_gated
+from grounded_sam.sam.fast.iou_gate import gate_ious, supports_gate
 from tests.sam.builders import random_sam
 
 

@@ -1,0 +1,123 @@
+"""Segment everything's decoding in two stages: predicted IoUs first, masks only for prompts that can pass.
+
+:func:`decode_gated` runs on an accelerated model (:func:`grounded_sam.sam.fast.accelerate`): the IoU gate
+(:mod:`~grounded_sam.sam.fast.iou_gate`) predicts every prompt's IoUs without its image tokens, and only
+the prompts near or above the threshold go through the staged mask decoder, a pass of prompts at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from grounded_sam.sam import budgets
+from grounded_sam.sam.fast.iou_gate import gate_ious, supports_gate
+from grounded_sam.sam.fast.mask_decoder import FastMaskDecoder, Workspace, prompts_per_pass
+from grounded_sam.sam.fast.transformer import ImageTokens
+from grounded_sam.sam.modeling.sam import Sam
+
+GATE_MARGIN = 1e-3
+"""Prompts whose gated IoU comes within this of the threshold are decoded by the staged decoder too (the gate
+rounds differently, by about 1e-7)."""
+
+
+def decode_gated(
+    model: Sam,
+    features: torch.Tensor,
+    points: tuple[torch.Tensor, torch.Tensor] | None,
+    boxes: torch.Tensor | None,
+    iou_thresh: float,
+    workspace: Workspace | None = None,
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``Sam.decode`` in two stages, skipping the mask branch of prompts no mask of which can pass.
+
+    With a filter and SAM's two-block transformer, :func:`~grounded_sam.sam.everything.iou_gate.gate_ious`
+    first predicts every prompt's IoUs without its image tokens; only prompts within :data:`GATE_MARGIN`
+    of the threshold go through the staged decoder, whose IoUs are the ones returned for them (so the
+    result does not depend on the gate's rounding).
+
+    Args:
+        features: (1, C, h, w) image embedding, shared by every prompt.
+        points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
+        boxes: (B, 4) XYXY in the resized-input frame; one mask each (used when ``points`` is None).
+        iou_thresh: prompts with no predicted IoU above it are not upscaled (≤ 0: all are).
+        workspace: memory for the upscaling, kept by a caller that decodes batch after batch.
+
+    Returns:
+        IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
+        logits (R, C, 4h, 4w), C = 3 for points and 1 for boxes.
+    """
+    prompt_encoder = model.prompt_encoder
+    multimask = points is not None
+    sparse, dense = prompt_encoder(points=points, boxes=None if multimask else boxes, masks=None)
+    image_pe, workspace = prompt_encoder.get_dense_pe(), workspace or Workspace()
+    image = model.mask_decoder.image_tokens(
+        features, image_pe, dense, len(sparse) >= budgets.SHARED_PROJECTIONS_MIN_PROMPTS
+    )
+    staged = _StagedDecoder(model.mask_decoder, features, image, multimask, workspace)
+    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(staged.decoder, features):
+        return staged.decode(sparse, iou_thresh)
+    gated = np.concatenate(
+        [
+            gate_ious(staged.decoder, image, sparse[start : start + budgets.GATE_PROMPTS], multimask)
+            .float()
+            .cpu()
+            .numpy()
+            for start in range(0, len(sparse), budgets.GATE_PROMPTS)
+        ]
+    )
+    near = np.flatnonzero((gated > np.float32(iou_thresh - GATE_MARGIN)).any(axis=1))
+    iou, rows, low_res = staged.decode(sparse[torch.from_numpy(near).to(features.device)], iou_thresh)
+    gated[near] = iou
+    return gated, near[rows], low_res
+
+
+@dataclass(frozen=True)
+class _StagedDecoder:
+    """The staged mask decoder on prompts against one image embedding (1, C, h, w), a pass at a time."""
+
+    decoder: FastMaskDecoder
+    features: torch.Tensor
+    image: ImageTokens
+    multimask: bool
+    workspace: Workspace
+
+    def decode(self, sparse: torch.Tensor, iou_thresh: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time."""
+        step = prompts_per_pass(self.features)
+        masks = 3 if self.multimask else 1
+        ious, rows = [np.zeros((0, masks), np.float32)], [np.zeros(0, np.int64)]
+        height, width = self.features.shape[-2:]
+        low_res = [self.features.new_zeros((0, masks, 4 * height, 4 * width))]
+        for start in range(0, len(sparse), step):
+            iou, kept, logits = self._decode_pass(sparse[start : start + step], iou_thresh)
+            ious.append(iou)
+            rows.append(kept + start)
+            low_res.append(logits)
+        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res).float()
+
+    def _decode_pass(
+        self, sparse: torch.Tensor, iou_thresh: float
+    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+        """:meth:`decode` for one pass of prompts."""
+        decoder, features, multimask = self.decoder, self.features, self.multimask
+        state = decoder.attend_blocks(self.image, sparse)
+        read = decoder.output_tokens(multimask)  # the prompt tokens' final attention is never read
+        if iou_thresh > 0:
+            # The IoU head reads only the IoU token, whose final attention does not depend on the others.
+            iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
+            iou = iou.float().cpu().numpy()
+            rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
+            if len(rows) < len(iou):
+                state = state.take(torch.from_numpy(rows).to(features.device))
+            tokens = decoder.transformer.final_attention(state, read)
+        else:
+            tokens = decoder.transformer.final_attention(state, read)
+            iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
+            rows = np.arange(len(iou))
+        image_tokens = state.keys.expand(len(rows), -1, -1)
+        grid = (features.shape[-2], features.shape[-1])
+        low_res = decoder.masks_from_tokens(tokens, image_tokens, grid, multimask, self.workspace)
+        return iou, rows, low_res
