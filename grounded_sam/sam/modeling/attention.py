@@ -35,7 +35,7 @@ class Attention(nn.Module):
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, residual: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Attention of q over (k, v), plus ``residual`` (broadcastable to the output) when given."""
-        batch = max(q.shape[0], k.shape[0])
+        batch = q.shape[0] if k.shape[0] == 1 else k.shape[0]
         q, k, v = (x.expand(batch, -1, -1) for x in (q, k, v))
         heads = [
             self._split_heads(proj(x)) for proj, x in ((self.q_proj, q), (self.k_proj, k), (self.v_proj, v))
