@@ -85,9 +85,10 @@ class ImageTokens:
 @dataclass(frozen=True)
 class SharedProjections:
     """Image-side inputs that every prompt's attentions share, through their projections
-    (:meth:`FastAttention.project_shared`, (heads, head_dim, L) each). They cost about one model-wide projection
-    each per image and spare each prompt a model-wide product or a sum over its (L, C) image tokens, so they
-    pay from a few prompts on (:data:`~grounded_sam.sam.budgets.SHARED_PROJECTIONS_MIN_PROMPTS`).
+    (:meth:`FastAttention.project_shared`, (heads, head_dim, L) each). They cost about one model-wide
+    projection each per image and spare each prompt a model-wide product or a sum over its (L, C) image
+    tokens, so they pay from a few prompts on
+    (:data:`~grounded_sam.sam.budgets.SHARED_PROJECTIONS_MIN_PROMPTS`).
 
     Attributes:
         first_queries: the image tokens plus PE as the first block's image→token queries.

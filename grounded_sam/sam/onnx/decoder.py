@@ -71,7 +71,10 @@ class OnnxPromptDecoder(nn.Module):
         decoder = self.mask_decoder
         sparse = self.embed_points(point_coords, point_labels)
         dense = self.embed_mask(mask_input, has_mask_input)
-        tokens, image_tokens = decoder.attend(image_embeddings, self.image_pe, sparse, dense)
+        output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight])
+        prompt_tokens = torch.cat([output_tokens.expand(sparse.shape[0], -1, -1), sparse], dim=1)
+        # The transformer's own forward: the plain network's or, accelerated, its fast drop-in's.
+        tokens, image_tokens = decoder.transformer(image_embeddings + dense, self.image_pe, prompt_tokens)
         grid = (image_embeddings.shape[-2], image_embeddings.shape[-1])
         features = decoder.output_upscaling(image_tokens.transpose(1, 2).unflatten(2, grid))
         hyper = torch.stack(
