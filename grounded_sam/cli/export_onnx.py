@@ -17,7 +17,7 @@ def export_onnx_command(
     sam: Annotated[
         str, typer.Option(help="SAM model name (sam_vit_b, mobile_sam, demo_sam, ...) or checkpoint path.")
     ] = "demo_sam",
-    opset: Annotated[int, typer.Option(help="ONNX opset.", min=17)] = 17,
+    opset: Annotated[int, typer.Option(help="ONNX opset (18 or newer).", min=18)] = 18,
     quantize: Annotated[
         bool, typer.Option(help="Also write int8 files and measure their mask IoU against float32.")
     ] = False,

@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 
 ENCODER_INPUT, ENCODER_OUTPUT = "input_image", "image_embeddings"
 DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
+EXPORT_OPSET = 18
+"""The lowest opset the exporter writes natively (ONNX Runtime has run it since 1.14)."""
 PROTOBUF_LIMIT = 2_000_000_000
 """Graphs whose weights pass this size (ONNX's 2 GB protobuf limit, with room) use external data."""
 
@@ -36,7 +38,7 @@ def export_onnx(
     sam: str | os.PathLike[str] | Sam,
     out: str | os.PathLike[str],
     *,
-    opset: int = 17,
+    opset: int = EXPORT_OPSET,
     quantize: bool = False,
     return_single_mask: bool = False,
     external_data: bool | None = None,
@@ -48,7 +50,7 @@ def export_onnx(
         sam: a registered name (``sam_vit_b``, ``mobile_sam``, ``demo_sam``, ...), a checkpoint path, or a
             built :class:`Sam`.
         out: the folder to write (created; files of an earlier export there are replaced).
-        opset: the ONNX opset.
+        opset: the ONNX opset, 18 or newer.
         quantize: also write ``encoder.int8.onnx`` / ``decoder.int8.onnx`` (dynamic int8 weights) and
             record their measured mask IoU against float32 in ``config.json``.
         return_single_mask: the decoder returns one mask per prompt, chosen as the official export does.
@@ -100,11 +102,7 @@ def export_encoder(model: Sam, path: Path, opset: int, external_data: bool) -> N
     size = model.image_size
     example = torch.zeros(1, 3, size, size)
     program = _quiet_export(
-        model.image_encoder,
-        (example,),
-        opset_version=opset,
-        input_names=[ENCODER_INPUT],
-        output_names=[ENCODER_OUTPUT],
+        model.image_encoder, (example,), opset, input_names=[ENCODER_INPUT], output_names=[ENCODER_OUTPUT]
     )
     program.save(str(path), external_data=external_data)
     onnx.checker.check_model(str(path))
@@ -127,7 +125,7 @@ def export_decoder(model: Sam, path: Path, opset: int, return_single_mask: bool)
     program = _quiet_export(
         wrapper,
         example,
-        opset_version=opset,
+        opset,
         input_names=list(DECODER_INPUTS),
         output_names=[LOW_RES, SCORES],
         dynamic_shapes={
@@ -144,11 +142,28 @@ def export_decoder(model: Sam, path: Path, opset: int, return_single_mask: bool)
     onnx.save(proto, str(path))
 
 
-def _quiet_export(module: torch.nn.Module, args: tuple, **options: object) -> torch.onnx.ONNXProgram:
-    """``torch.onnx.export(dynamo=True)`` in eval mode without its progress lines on stdout."""
+def _quiet_export(
+    module: torch.nn.Module, args: tuple, opset: int, **options: object
+) -> torch.onnx.ONNXProgram:
+    """``torch.onnx.export(dynamo=True)`` in eval mode, without its progress lines on stdout.
+
+    Opsets below :data:`EXPORT_OPSET` are refused: the exporter reaches them by a version conversion that
+    fails on some of SAM's ops (Pad, Split) and then silently keeps opset 18.
+    """
+    if opset < EXPORT_OPSET:
+        raise ValueError(f"opset {opset} is not supported: use opset {EXPORT_OPSET} or newer")
     module = module.eval()
     with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
-        program = torch.onnx.export(module, args, None, dynamo=True, verbose=False, optimize=False, **options)
+        program = torch.onnx.export(
+            module,
+            args,
+            None,
+            dynamo=True,
+            verbose=False,
+            optimize=False,
+            opset_version=opset,
+            **options,
+        )
     logger.debug("torch.onnx.export: %s", printed.getvalue())
     # Constant folding only: weights become initializers again (transposes folded), which int8
     # quantization needs; the exporter's full optimizer takes tens of minutes on a ViT's graph.

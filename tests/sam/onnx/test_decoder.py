@@ -29,7 +29,7 @@ def sessions(model, tmp_path_factory):
     found = {}
     for single in (False, True):
         path = folder / f"decoder_{single}.onnx"
-        export_decoder(model, path, opset=17, return_single_mask=single)
+        export_decoder(model, path, opset=18, return_single_mask=single)
         found[single] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     return found
 

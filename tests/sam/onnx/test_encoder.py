@@ -13,13 +13,16 @@ from tests.sam.builders import TINY_TINYVIT_SAM, TINY_VIT_SAM, random_sam
 
 
 @pytest.mark.parametrize(
-    ("config", "external"), [(TINY_VIT_SAM, True), (TINY_TINYVIT_SAM, False)], ids=["vit", "tiny_vit"]
+    ("config", "external", "opset"),
+    [(TINY_VIT_SAM, True, 18), (TINY_TINYVIT_SAM, False, 19)],
+    ids=["vit", "tiny_vit"],
 )
-def test_encoder_equals_torch(config, external, tmp_path) -> None:
-    """Within 1e-5 of the embedding's scale; external data (ViT-H's > 2 GB path) forced on the ViT."""
+def test_encoder_equals_torch(config, external, opset, tmp_path) -> None:
+    """Within 1e-5 of the embedding's scale; external data (ViT-H's > 2 GB path) forced on the ViT;
+    opset 19 on the TinyViT."""
     model = random_sam(config, seed=7)
     path = tmp_path / "encoder.onnx"
-    export_encoder(model, path, opset=17, external_data=external)
+    export_encoder(model, path, opset=opset, external_data=external)
     data = tmp_path / "encoder.onnx.data"
     assert data.exists() == external
     if external:
@@ -36,3 +39,9 @@ def test_encoder_equals_torch(config, external, tmp_path) -> None:
         expected = model.encode_image(image).numpy()
     assert ours.shape == expected.shape == (1, config.prompt_embed_dim, size // 16, size // 16)
     assert np.abs(ours - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+def test_opsets_below_18_are_refused(tmp_path) -> None:
+    """The exporter would convert down, fail on Pad, and silently keep 18: a clear error instead."""
+    with pytest.raises(ValueError, match="opset 18"):
+        export_encoder(random_sam(TINY_VIT_SAM), tmp_path / "encoder.onnx", opset=17, external_data=False)
