@@ -45,7 +45,10 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         # placed again): the temporary name would stay behind.
         tmp.unlink(missing_ok=True)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError as cleanup:  # e.g. a read-only file system: the first error is the one to report
+            logger.debug("could not remove the temporary file %s: %s", tmp, cleanup)
         raise
     _fsync_dir(target.parent)
 

@@ -58,3 +58,13 @@ def test_writer_that_writes_nothing_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="did not create"), atomic_path(target):
         pass
     assert target.read_text() == "old"
+
+
+def test_a_failing_cleanup_does_not_hide_the_first_error(tmp_path: Path, monkeypatch) -> None:
+    def refuse(self, missing_ok=False):
+        raise OSError(30, "Read-only file system")
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    with pytest.raises(WriterFailed), atomic_path(tmp_path / "x.txt") as tmp:
+        tmp.write_text("x")
+        raise WriterFailed
