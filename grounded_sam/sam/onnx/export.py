@@ -90,6 +90,7 @@ def export_onnx(
         from grounded_sam.sam.onnx.xanylabeling import write_xanylabeling
 
         config = write_xanylabeling(work, config)
+        (out / CONFIG_NAME).unlink(missing_ok=True)  # an earlier export's: it no longer matches the files
         for item in sorted(work.iterdir()):
             if item.name != CONFIG_NAME:  # written last, below: its presence marks a complete export
                 os.replace(item, out / item.name)

@@ -53,20 +53,19 @@ def measure_int8_accuracy(
     from grounded_sam.ops.masks import mask_ious
     from grounded_sam.sam.onnx.predictor import OnnxSamPredictor
 
-    float_predictor = OnnxSamPredictor(folder, providers=["CPUExecutionProvider"])
-    int8_predictor = OnnxSamPredictor(folder, providers=["CPUExecutionProvider"], precision="int8")
-    side = float_predictor.image_size
-    agreement, float_truth, int8_truth = [], [], []
-    for scene in iter_scenes(seed, scenes, SceneConfig(size=(side, side))):
-        if len(scene) == 0:
-            continue
-        masks = []
-        for predictor in (float_predictor, int8_predictor):
+    side = OnnxModelConfig.load(folder).image_size
+    found = [scene for scene in iter_scenes(seed, scenes, SceneConfig(size=(side, side))) if len(scene)]
+    # One network in memory at a time (a ViT-B encoder session alone takes about 3 GB).
+    masks = {precision: [] for precision in ("float32", "int8")}
+    for precision, kept in masks.items():
+        predictor = OnnxSamPredictor(folder, providers=["CPUExecutionProvider"], precision=precision)
+        for scene in found:
             predictor.set_image(scene.image)
-            masks.append(predictor.predict_boxes(scene.boxes, multimask_output=False)[0][:, 0])
-        agreement.append(mask_ious(masks[1], masks[0]))
-        float_truth.append(mask_ious(masks[0], scene.masks))
-        int8_truth.append(mask_ious(masks[1], scene.masks))
+            kept.append(predictor.predict_boxes(scene.boxes, multimask_output=False)[0][:, 0])
+        del predictor
+    agreement = [mask_ious(b, a) for a, b in zip(masks["float32"], masks["int8"], strict=True)]
+    float_truth = [mask_ious(m, scene.masks) for m, scene in zip(masks["float32"], found, strict=True)]
+    int8_truth = [mask_ious(m, scene.masks) for m, scene in zip(masks["int8"], found, strict=True)]
     ious = np.concatenate(agreement) if agreement else np.zeros(0)
     return {
         "scenes": scenes,
