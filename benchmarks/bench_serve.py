@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--endpoint", choices=("segment", "prompts"), default="segment")
     parser.add_argument("--max-queue", type=int, default=64, help="the server's --max-queue")
     parser.add_argument("--images", type=int, default=4, help="distinct images (over 8 overflows the cache)")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the load; RSS is printed after each")
     args = parser.parse_args()
 
     images = [png_bytes(make_scene(seed, SceneConfig(size=(240, 320))).image) for seed in range(args.images)]
@@ -92,10 +93,18 @@ def main() -> None:
             clicks = {"points": "[[9, 9]]", "point_labels": "[1]"}
             httpx.post(f"{server.url}/v1/segment/prompts", data=clicks, **warm)
             rss_start = rss_mb(pid)
-            elapsed, latencies, statuses = asyncio.run(
-                load(server.url, args.endpoint, args.clients, args.requests, images)
-            )
-            rss_end = rss_mb(pid)
+            elapsed, latencies, statuses, rss_rounds = 0.0, np.zeros(0), [], []
+            for _ in range(args.rounds):
+                took, times, codes = asyncio.run(
+                    load(server.url, args.endpoint, args.clients, args.requests, images)
+                )
+                elapsed, latencies, statuses = (
+                    elapsed + took,
+                    np.concatenate([latencies, times]),
+                    statuses + codes,
+                )
+                rss_rounds.append(rss_mb(pid))
+            rss_end = rss_rounds[-1]
             cache = httpx.get(f"{server.url}/health").json()["cache"]
     errors = sum(status != 200 for status in statuses)
     print(
@@ -105,11 +114,12 @@ def main() -> None:
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}, load average "
         f"{' '.join(f'{v:.2f}' for v in os.getloadavg())}, {os.cpu_count()} CPUs"
     )
-    print(f"requests/s {args.requests / elapsed:.2f}  (wall {elapsed:.1f} s)")
+    print(f"requests/s {len(statuses) / elapsed:.2f}  ({len(statuses)} requests, wall {elapsed:.1f} s)")
     p50, p95 = np.percentile(latencies, [50, 95]) * 1000
     print(f"latency p50 {p50:.0f} ms  p95 {p95:.0f} ms")
     print(f"errors {errors}" + (f"  statuses {sorted(set(statuses))}" if errors else ""))
     print(f"server RSS start {rss_start:.0f} MB  end {rss_end:.0f} MB  growth {rss_end - rss_start:+.0f} MB")
+    print("RSS after each round: " + ", ".join(f"{value:.0f} MB" for value in rss_rounds))
     print(f"embedding cache {cache}")
 
 
