@@ -13,12 +13,14 @@ import io
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import onnx
 import onnxscript.optimizer
 import torch
 
+from grounded_sam.sam.fast import accelerate, is_accelerated, plain
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.onnx.config import CONFIG_NAME, OnnxModelConfig
 from grounded_sam.sam.onnx.decoder import OnnxPromptDecoder
@@ -143,6 +145,19 @@ def export_decoder(model: Sam, path: Path, opset: int, return_single_mask: bool)
     onnx.save(proto, str(path))
 
 
+@contextlib.contextmanager
+def _plain_network(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """``model`` as the plain network while exporting (the fast drop-ins' paths depend on the prompt
+    count; the plain parts read as the paper's figure), accelerated again afterwards if it was."""
+    accelerated = is_accelerated(model)
+    plain(model)
+    try:
+        yield model
+    finally:
+        if accelerated:
+            accelerate(model)
+
+
 def _quiet_export(
     module: torch.nn.Module, args: tuple, opset: int, **options: object
 ) -> torch.onnx.ONNXProgram:
@@ -154,7 +169,7 @@ def _quiet_export(
     if opset < EXPORT_OPSET:
         raise ValueError(f"opset {opset} is not supported: use opset {EXPORT_OPSET} or newer")
     module = module.eval()
-    with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
+    with _plain_network(module), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
         program = torch.onnx.export(
             module,
             args,

@@ -42,3 +42,13 @@ def test_failed_export_leaves_no_files(tmp_path, monkeypatch) -> None:
     with pytest.raises(RuntimeError, match="exporter failed"):
         export_onnx(random_sam(TINY_VIT_SAM), tmp_path / "out")
     assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_the_plain_network_is_exported_and_the_model_stays_accelerated(tmp_path) -> None:
+    from grounded_sam.sam.fast import is_accelerated
+    from grounded_sam.sam.onnx.export import export_decoder
+
+    model = random_sam(TINY_VIT_SAM)
+    assert is_accelerated(model)
+    export_decoder(model, tmp_path / "decoder.onnx", opset=18, return_single_mask=False)
+    assert is_accelerated(model)
