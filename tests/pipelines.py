@@ -58,3 +58,21 @@ def scripted_pipeline() -> GroundedSAM:
     model = random_sam(seed=2)
     model.image_encoder = CountingEncoder(model.image_encoder)
     return GroundedSAM(ScriptedDetector(SCENE.boxes, SCENE.labels), SamPredictor(model))
+
+
+class TruthfulPredictor(SamPredictor):
+    """A random SAM whose box masks are SCENE's ground truth (its point prompts stay the network's), so a
+    test knows which instance each pixel of the result belongs to."""
+
+    def predict_boxes(self, boxes, multimask_output=False, return_logits=False):
+        masks, scores, low_res = super().predict_boxes(boxes, multimask_output, return_logits)
+        for row, box in enumerate(np.asarray(boxes, dtype=np.float32)):
+            match = np.flatnonzero(np.abs(SCENE.boxes - box).max(axis=1) < 1e-3)
+            if len(match):
+                masks[row] = SCENE.masks[match[0]]
+        return masks, scores, low_res
+
+
+def truthful_pipeline() -> GroundedSAM:
+    """The scripted detector with SCENE's true masks (a random SAM for clicks)."""
+    return GroundedSAM(ScriptedDetector(SCENE.boxes, SCENE.labels), TruthfulPredictor(random_sam(seed=2)))

@@ -39,8 +39,6 @@ from grounded_sam.ui.uploads import (
     read_upload,
 )
 
-# The clickable image is shown between these widths (small images enlarged); clicks are scaled back.
-DISPLAY_WIDTHS = (480, 720)
 POINT_COLORS = {1: (40, 220, 90), 0: (235, 50, 50)}
 
 try:
@@ -138,6 +136,7 @@ def _sidebar(models: Models, state: AppState) -> list[str]:
                 try:
                     state.use_image(read_upload(upload.name, upload.getvalue(), max_mb=max_mb), upload.name)
                 except UploadError as error:
+                    state.forget_image()  # the previous image and its results must not stay on screen
                     st.error(str(error))
         if state.image is not None:
             st.image(
@@ -238,7 +237,11 @@ def _on_click(models: Models, state: AppState, key: str, selected: int) -> None:
     if click and state.result is not None:
         x, y = click_to_pixels(click, state.result.image_size)
         positive = st.session_state.get("point_kind", "add (+)") == "add (+)"
-        _refine(models, state, selected, x, y, positive)
+        # A click on an instance refines that instance; a click elsewhere, the one chosen in the list.
+        target = state.clicked_instance(x, y)
+        target = selected if target is None else target
+        st.session_state[f"refine-target-{state.generation}"] = target
+        _refine(models, state, target, x, y, positive)
 
 
 def _clickable_overlay(models: Models, state: AppState, selected: int) -> None:
@@ -252,9 +255,9 @@ def _clickable_overlay(models: Models, state: AppState, selected: int) -> None:
         )
         return
     key = f"click-{state.generation}-{selected}"
-    width = min(max(picture.width, DISPLAY_WIDTHS[0]), DISPLAY_WIDTHS[1])
+    # The column's width, whatever the window: a fixed width overflowed the column and hid the right part.
     streamlit_image_coordinates(
-        picture, width=width, key=key, on_click=functools.partial(_on_click, models, state, key, selected)
+        picture, width="stretch", key=key, on_click=functools.partial(_on_click, models, state, key, selected)
     )
 
 

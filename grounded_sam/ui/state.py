@@ -54,6 +54,23 @@ class AppState:
         self.edits = {}
         return True
 
+    def forget_image(self) -> None:
+        """No image and no results (after a rejected upload: nothing of the previous image stays)."""
+        self.image, self.image_key, self.image_name = None, None, "image.png"
+        self.result, self.everything, self.inpainted = None, None, None
+        self.shown = np.zeros(0, dtype=bool)
+        self.edits = {}
+
+    def clicked_instance(self, x: float, y: float) -> int | None:
+        """The shown instance whose mask holds pixel (x, y), the smallest when several do (the one drawn on
+        top); None when the click is on no shown instance."""
+        if self.result is None:
+            return None
+        hits = [i for i in np.flatnonzero(self.shown) if self.result.masks[i, int(y), int(x)]]
+        if not hits:
+            return None
+        return int(min(hits, key=lambda i: (int(self.result.masks[i].sum()), i)))
+
     def set_result(self, result: Result) -> None:
         """A new text result: every instance shown, no refinements."""
         self.result = result

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -69,7 +70,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
     log = tmp_path_factory.mktemp("app") / "streamlit.log"
     env = {
         **os.environ,
-        "GROUNDED_SAM_APP_PIPELINE": "tests.pipelines:scripted_pipeline",
+        "GROUNDED_SAM_APP_PIPELINE": "tests.pipelines:truthful_pipeline",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
         "HF_HUB_OFFLINE": "1",
     }
@@ -96,7 +97,7 @@ def app_url(tmp_path_factory) -> Iterator[str]:
 def page(app_url: str) -> Iterator:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1600}, accept_downloads=True)
+        context = browser.new_context(viewport={"width": 1280, "height": 1600}, accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(app_url)
@@ -121,6 +122,18 @@ def _images_loaded(page) -> None:
     page.wait_for_function("() => Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
 
 
+def _pixel_of(index: int) -> tuple[int, int]:
+    """An (x, y) pixel of SCENE where instance ``index`` is drawn on top, away from its edges."""
+    import cv2
+
+    from tests.ui.results import scene_result
+
+    owner = (scene_result().instance_map() == index).astype(np.uint8)
+    ys, xs = np.nonzero(cv2.erode(owner, np.ones((7, 7), np.uint8)))
+    middle = len(ys) // 2
+    return int(xs[middle]), int(ys[middle])
+
+
 def test_text_to_masks_refine_and_download_in_chromium(page, tmp_path) -> None:
     from pycocotools.coco import COCO
 
@@ -128,7 +141,7 @@ def test_text_to_masks_refine_and_download_in_chromium(page, tmp_path) -> None:
     scene_png = tmp_path / "scene.png"
     Image.fromarray(SCENE.image).save(scene_png)
     page.get_by_text("Text → masks").wait_for()
-    page.get_by_text("Model: custom pipeline tests.pipelines:scripted_pipeline").wait_for()
+    page.get_by_text("Model: custom pipeline tests.pipelines:truthful_pipeline").wait_for()
 
     page.get_by_test_id("stSidebar").get_by_text("Upload", exact=True).click()
     page.locator('input[type="file"]').set_input_files(str(scene_png))
@@ -149,15 +162,22 @@ def test_text_to_masks_refine_and_download_in_chromium(page, tmp_path) -> None:
     for label in SCENE.labels:
         assert table.get_by_text(label, exact=True).count() >= 1
     assert page.get_by_text("Show #0", exact=False).count() == 1
+    # At a 1280-px window the clickable image fills its column, all of it inside the frame and the window.
     shown = overlay.bounding_box()
-    assert shown is not None and shown["width"] == pytest.approx(480, abs=2)  # small images are enlarged
+    frame = page.locator(COMPONENT).bounding_box()
+    column = page.locator('[data-testid="stColumn"]').filter(has=page.locator(COMPONENT)).bounding_box()
+    assert shown is not None and frame is not None and column is not None
+    assert shown["x"] + shown["width"] <= min(frame["x"] + frame["width"], 1280) + 1
+    assert shown["width"] == pytest.approx(column["width"], abs=24) and shown["width"] > 160  # enlarged
+    assert shown["height"] == pytest.approx(shown["width"] * 120 / 160, abs=2)  # not cropped or squashed
     scale = shown["width"] / 160
 
-    # A refine click on instance #0: the point goes to the server and the instance is re-decoded.
-    x1, y1, x2, y2 = (float(v) for v in SCENE.boxes[0])
+    # A click on instance #2 (the list still says #0) refines #2: the point goes to the server, the
+    # instance is re-decoded and becomes the one chosen.
+    clicked = _pixel_of(2)
     start = time.perf_counter()
-    overlay.click(position={"x": scale * (x1 + x2) / 2, "y": scale * (y1 + y2) / 2})
-    page.get_by_text("1 point(s) on #0").wait_for()
+    overlay.click(position={"x": scale * (clicked[0] + 0.5), "y": scale * (clicked[1] + 0.5)})
+    page.get_by_text("1 point(s) on #2").wait_for()
     round_trip = time.perf_counter() - start
     refine_caption = page.get_by_text("Last refine:").inner_text()
     _settled(page)
@@ -194,3 +214,11 @@ def test_text_to_masks_refine_and_download_in_chromium(page, tmp_path) -> None:
     page.get_by_text("After").wait_for()
     _images_loaded(page)
     page.screenshot(path=str(ARTIFACTS / "app_inpaint_tab.png"), full_page=True)
+
+    # A rejected upload leaves nothing of the previous image or its results on screen.
+    (tmp_path / "broken.png").write_bytes(b"not an image at all")
+    page.locator('input[type="file"]').set_input_files(str(tmp_path / "broken.png"))
+    page.get_by_test_id("stAlert").filter(has_text="broken.png").first.wait_for()
+    _settled(page)
+    assert page.get_by_text("scene.png: 160×120").count() == 0
+    assert page.locator(COMPONENT).count() == 0 and page.get_by_test_id("stTable").count() == 0

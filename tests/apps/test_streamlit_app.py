@@ -114,7 +114,8 @@ def test_upload_errors_are_friendly(app, monkeypatch) -> None:
     app.sidebar.radio(key="source").set_value("Upload").run()
     app.sidebar.file_uploader(key="upload").set_value(("scene.png", b"not a png", "image/png")).run()
     assert "could not be read as an image" in app.error[0].value
-    assert _state(app).image_name == "Shapes on a gradient.png"  # the previous image stays
+    state = _state(app)  # nothing of the previous image (the example) stays on screen
+    assert state.image is None and state.result is None and state.image_name == "image.png"
     monkeypatch.setenv("GROUNDED_SAM_APP_MAX_UPLOAD_MB", "0.001")
     app.sidebar.file_uploader(key="upload").set_value(("scene.png", _png(SCENE.image), "image/png")).run()
     assert "the limit is 0.001 MB" in app.error[0].value
@@ -197,7 +198,8 @@ def test_a_20000x2_upload_and_a_huge_prompt_are_explained_not_crashed_on(app) ->
     app.sidebar.file_uploader(key="upload").set_value(("thin.png", _png(thin), "image/png")).run()
     assert not app.exception, app.exception
     assert "20000×2 pixels: too thin" in app.error[0].value
-    assert _state(app).image_name == "Shapes on a gradient.png"  # the previous image stays usable
+    assert _state(app).image is None  # the rejected upload replaced the example: nothing stays
+    _upload_scene(app)
     prompt_box = next(box for box in app.text_input if box.key.startswith("prompt-"))
     prompt_box.set_value(PROMPT + ". " + ". ".join(["a shape"] * 2000)).run()
     assert not app.exception, app.exception

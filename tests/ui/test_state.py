@@ -55,3 +55,29 @@ def test_edit_of_starts_from_the_instance_box() -> None:
 )
 def test_click_to_pixels(click: dict, expected: tuple[float, float]) -> None:
     assert click_to_pixels(click, (120, 160)) == pytest.approx(expected)
+
+
+def test_a_click_names_the_smallest_shown_instance_under_it() -> None:
+    state = AppState()
+    state.use_image(SCENE.image, "scene.png")
+    state.set_result(scene_result())
+    for i in range(len(SCENE.labels)):
+        owner = scene_result().instance_map()  # the smaller mask is drawn on top where masks overlap
+        ys, xs = np.nonzero(owner == i)
+        if len(ys):
+            assert state.clicked_instance(float(xs[0]) + 0.5, float(ys[0]) + 0.5) == i
+    ys, xs = np.nonzero(~SCENE.masks.any(axis=0))
+    assert state.clicked_instance(float(xs[0]), float(ys[0])) is None  # background
+    ys, xs = np.nonzero(scene_result().instance_map() == 1)
+    state.set_shown(1, False)
+    assert state.clicked_instance(float(xs[0]), float(ys[0])) != 1  # a hidden instance is not clicked
+
+
+def test_forgetting_the_image_clears_every_result() -> None:
+    state = AppState()
+    state.use_image(SCENE.image, "scene.png")
+    state.set_result(scene_result())
+    state.forget_image()
+    assert state.image is None and state.result is None and state.visible() is None
+    assert state.everything is None and state.inpainted is None and state.edits == {}
+    assert state.use_image(SCENE.image, "scene.png")  # the same image again is a new image
