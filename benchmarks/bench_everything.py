@@ -24,6 +24,7 @@ times and the median and range of the paired ratios; the boxes mode is timed aga
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from typing import Any
 
@@ -115,8 +116,10 @@ def main() -> None:
 
     from segment_anything import SamAutomaticMaskGenerator
 
+    from grounded_sam.devices import cpu_capability
     from grounded_sam.sam.everything import MaskGenerator
 
+    print(f"CPU: {cpu_capability()}; load average {os.getloadavg()}")
     ours_model, reference_model = build_models(args.model, args.seed)
     image = make_image(args.size, args.seed)
     print(

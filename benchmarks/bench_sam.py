@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -163,6 +164,9 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.weights, args.repeats, args.threads, args.boxes)
         return
+    from grounded_sam.devices import cpu_capability
+
+    print(f"CPU: {cpu_capability()}; load average {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as folder:
         weights = make_weights(Path(folder), args.model)
         results = {}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from grounded_sam.devices import PrecisionRequest
 from grounded_sam.io import ImageInput
 from grounded_sam.pipeline import GroundedSAM, Prompt
 from grounded_sam.result import Result
@@ -45,9 +46,12 @@ def _detector_name_or_path(value: str) -> tuple[str, str | None]:
 
 @functools.lru_cache(maxsize=2)
 def default_pipeline(
-    sam: str | None = None, detector: str | None = None, device: str | None = None
+    sam: str | None = None,
+    detector: str | None = None,
+    device: str | None = None,
+    precision: PrecisionRequest = "float32",
 ) -> GroundedSAM:
-    """The pipeline :func:`predict` uses, built once per (sam, detector, device) and cached.
+    """The pipeline :func:`predict` uses, built once per (sam, detector, device, precision) and cached.
 
     ``sam``/``detector`` default to the environment variables above, then to the embedded demo model;
     a detector that segments itself (SAM 3) gets no SAM unless one is named. A SAM named without a
@@ -58,14 +62,14 @@ def default_pipeline(
     if detector == DEMO:
         from grounded_sam.demo import build_demo_pipeline
 
-        demo = build_demo_pipeline(device=device)
+        demo = build_demo_pipeline(device=device, precision=precision)
         if sam in (None, DEMO, DEMO_SAM):
             return demo
         # The demo text stage finds the boxes (with its own small SAM); the named SAM draws the masks.
         from grounded_sam.pipeline import build_predictor
 
         sam_name, sam_path = _name_or_path(sam)
-        return GroundedSAM(demo.detector, build_predictor(sam_name, sam_path, device))
+        return GroundedSAM(demo.detector, build_predictor(sam_name, sam_path, device, precision))
     from grounded_sam.text.registry import get_detector_spec
 
     detector_name, detector_path = _detector_name_or_path(detector)
@@ -78,6 +82,7 @@ def default_pipeline(
         sam_checkpoint=sam_path,
         detector_checkpoint=detector_path,
         device=device,
+        precision=precision,
     )
 
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torchvision.ops import batched_nms
 
-from grounded_sam.devices import Device, resolve_device
+from grounded_sam.devices import Device, PrecisionRequest, resolve_device
 from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.sam.build import build_sam
@@ -198,8 +198,11 @@ def drop_parts(masks: np.ndarray, scores: np.ndarray, ids: np.ndarray, containme
     return np.array(sorted(kept), dtype=np.int64)
 
 
-def build_demo_pipeline(device: Device = None, box_threshold: float = DEMO_BOX_THRESHOLD) -> GroundedSAM:
-    """The pipeline :func:`grounded_sam.predict` uses by default: the two shipped demo models.
+def build_demo_pipeline(
+    device: Device = None, box_threshold: float = DEMO_BOX_THRESHOLD, precision: PrecisionRequest = "float32"
+) -> GroundedSAM:
+    """The pipeline :func:`grounded_sam.predict` uses by default: the two shipped demo models
+    (SAM in ``precision``, see :class:`~grounded_sam.sam.predictor.SamPredictor`).
 
     Example:
         >>> pipeline = build_demo_pipeline()
@@ -207,7 +210,7 @@ def build_demo_pipeline(device: Device = None, box_threshold: float = DEMO_BOX_T
     """
     torch_device = resolve_device(device)
     sam = build_sam(DEMO_SAM, device=torch_device)
-    predictor = ZoomPredictor(sam, zoom=DEMO_ZOOM)
+    predictor = ZoomPredictor(sam, precision, zoom=DEMO_ZOOM)
     generator = MaskGenerator(sam, config=DEMO_EVERYTHING)
     generator.predictor = predictor  # one embedding per image for proposals and box decoding
     labeler = demo_clip_labeler(device=torch_device, rotations=DEMO_CLIP_ROTATIONS)

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from grounded_sam.devices import Device
+from grounded_sam.devices import Device, PrecisionRequest
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
@@ -44,11 +44,15 @@ class BoxPredictor(Protocol):
 
 
 def build_predictor(
-    name: str | None, checkpoint: str | os.PathLike[str] | None = None, device: Device = None
+    name: str | None,
+    checkpoint: str | os.PathLike[str] | None = None,
+    device: Device = None,
+    precision: PrecisionRequest = "float32",
 ) -> BoxPredictor:
     """A box predictor for a SAM model name or checkpoint: SAM 2 / 2.1 names and folders give a
-    :class:`~grounded_sam.sam2.Sam2Predictor`, ``onnx:DIR`` an ONNX Runtime predictor on an exported folder
-    (:class:`~grounded_sam.sam.onnx.OnnxSamPredictor`), everything else our :class:`SamPredictor`."""
+    :class:`~grounded_sam.sam2.Sam2Predictor` (float32 whatever ``precision`` says), ``onnx:DIR`` an ONNX
+    Runtime predictor on an exported folder (:class:`~grounded_sam.sam.onnx.OnnxSamPredictor`), everything
+    else our :class:`SamPredictor` in ``precision`` ("auto": bfloat16 where the device has bfloat16 units)."""
     from grounded_sam.sam2 import Sam2Predictor, uses_sam2
 
     if name is not None and name.startswith(ONNX_PREFIX):
@@ -57,7 +61,7 @@ def build_predictor(
         return OnnxSamPredictor(name.removeprefix(ONNX_PREFIX))
     if uses_sam2(name, checkpoint):
         return Sam2Predictor.from_pretrained(name, checkpoint=checkpoint, device=device)
-    return SamPredictor(build_sam(name, checkpoint=checkpoint, device=device))
+    return SamPredictor(build_sam(name, checkpoint=checkpoint, device=device), precision)
 
 
 def as_box_predictor(predictor: BoxPredictor | Any | None) -> BoxPredictor | None:
@@ -112,6 +116,7 @@ class GroundedSAM:
         sam_checkpoint: str | os.PathLike[str] | None = None,
         detector_checkpoint: str | os.PathLike[str] | None = None,
         device: Device = None,
+        precision: PrecisionRequest = "float32",
         **detector_options: Any,
     ) -> GroundedSAM:
         """Build from registered names (weights found via :mod:`grounded_sam.weights`) or explicit files.
@@ -122,6 +127,7 @@ class GroundedSAM:
                 SAM for a detector that segments itself (``"sam3"``), whose masks are then used; naming a
                 SAM (or passing ``sam_checkpoint``) with such a detector makes SAM draw its boxes' masks.
             detector: a name from :func:`~grounded_sam.text.registry.list_detectors`.
+            precision: our SAM's precision (see :func:`build_predictor`).
             detector_options: thresholds and settings of the detector (see ``build_detector``).
 
         Example:
@@ -132,7 +138,7 @@ class GroundedSAM:
         predictor = None
         if sam is not None or sam_checkpoint is not None or not get_detector_spec(detector).segments:
             name = DEFAULT_SAM if sam is None and sam_checkpoint is None else sam
-            predictor = build_predictor(name, sam_checkpoint, device)
+            predictor = build_predictor(name, sam_checkpoint, device, precision)
         text_stage = build_detector(
             detector, checkpoint=detector_checkpoint, device=device, **detector_options
         )

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -23,6 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from grounded_sam.atomic import atomic_write_text
+from grounded_sam.devices import PRECISION_REQUESTS
 from grounded_sam.io import iter_image_files
 from grounded_sam.naming import output_stems, printable
 from grounded_sam.result import Result
@@ -53,6 +54,24 @@ def shown(text: object) -> str:
     """User text (file names, prompts, class names, error messages) ready for `console.print`: rich
     markup escaped, bytes that are not UTF-8 and control characters made visible (`printable`)."""
     return escape(printable(str(text)))
+
+
+PrecisionOption = Annotated[
+    str,
+    typer.Option(
+        help="SAM's precision: float32 (exact), bfloat16 (faster only on GPUs and CPUs with AMX), or auto "
+        "(bfloat16 where the device has bfloat16 matrix units, else float32)."
+    ),
+]
+
+
+def check_precision_option(precision: str) -> str:
+    """``precision`` if it is one of :data:`~grounded_sam.devices.PRECISION_REQUESTS`, else a usage error."""
+    if precision not in PRECISION_REQUESTS:
+        raise typer.BadParameter(
+            f"{precision!r} is not {', '.join(PRECISION_REQUESTS)}", param_hint="--precision"
+        )
+    return precision
 
 
 @app.callback()
@@ -182,13 +201,15 @@ def flag_message(error: BaseException, flag: str) -> str:
 _CHECKPOINT_ARG = re.compile(r"`?\bcheckpoint=`?(?:\.\.\.)?")
 
 
-def pipeline_or_exit(sam: str | None, detector: str | None, device: str | None) -> GroundedSAM:
-    """``default_pipeline(sam, detector, device)``; exits with status 2 and the reason (e.g. which weights
-    file to put where, and which option points at it) when the models cannot be built."""
+def pipeline_or_exit(
+    sam: str | None, detector: str | None, device: str | None, precision: str = "float32"
+) -> GroundedSAM:
+    """``default_pipeline(sam, detector, device, precision)``; exits with status 2 and the reason (e.g.
+    which weights file to put where, and which option points at it) when the models cannot be built."""
     from grounded_sam.api import default_pipeline
 
     try:
-        return default_pipeline(sam, detector, device)
+        return default_pipeline(sam, detector, device, precision)
     except (OSError, ValueError, ImportError) as error:
         flag = "--sam" if sam and repr(sam) in str(error) else "--detector"
         console.print(f"[red]Cannot build the models:[/red] {shown(flag_message(error, flag))}")

@@ -11,7 +11,9 @@ import typer
 
 from grounded_sam.cli.app import (
     EXIT_USAGE,
+    PrecisionOption,
     app,
+    check_precision_option,
     configure_logging,
     console,
     images_or_exit,
@@ -20,7 +22,6 @@ from grounded_sam.cli.app import (
     run_per_image,
     shown,
 )
-from grounded_sam.devices import PRECISIONS
 
 Mode = Literal["grid", "boxes"]
 
@@ -38,15 +39,12 @@ def everything(
     points_per_side: Annotated[int | None, typer.Option(help="Grid density (default: the model's).")] = None,
     sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
     device: Annotated[str | None, typer.Option()] = None,
-    precision: Annotated[
-        str, typer.Option(help="float32 (exact) or bfloat16 (faster on GPUs and CPUs with AMX).")
-    ] = "float32",
+    precision: PrecisionOption = "float32",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Segment everything in each image and write the masks to OUT."""
     configure_logging(verbose)
-    if precision not in PRECISIONS:
-        raise typer.BadParameter(f"{precision!r} is not {' or '.join(PRECISIONS)}", param_hint="--precision")
+    check_precision_option(precision)
     if mode not in ("grid", "boxes"):
         raise typer.BadParameter(f"{mode!r} is not grid or boxes", param_hint="--mode")
     if format not in ("coco", "png", "overlay", "json"):

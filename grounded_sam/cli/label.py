@@ -17,7 +17,9 @@ from grounded_sam.cli.app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_USAGE,
+    PrecisionOption,
     app,
+    check_precision_option,
     configure_logging,
     console,
     interruptible,
@@ -85,6 +87,7 @@ def label(
     sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
     detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
     device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if any).")] = None,
+    precision: PrecisionOption = "float32",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Label every image under IMAGES_DIR with the named classes and write a dataset to OUT.
@@ -102,7 +105,9 @@ def label(
     from grounded_sam import api
     from grounded_sam.labeling.rules import QualityRules
 
-    factory = functools.partial(api.default_pipeline, sam, detector, device)
+    factory = functools.partial(
+        api.default_pipeline, sam, detector, device, check_precision_option(precision)
+    )
     sam_name = sam or os.environ.get(api.SAM_ENV) or api.DEMO
     detector_name = detector or os.environ.get(api.DETECTOR_ENV) or api.DEMO
     counts = Counter[str]()

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from grounded_sam.cli.app import (
+    PrecisionOption,
     app,
+    check_precision_option,
     configure_logging,
     console,
     images_or_exit,
@@ -42,6 +44,7 @@ def predict(
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")
     ] = None,
+    precision: PrecisionOption = "float32",
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Find what PROMPT names in each image and write its masks to OUT."""
@@ -53,7 +56,7 @@ def predict(
     tiles = tiling_or_exit(tile, tile_overlap)
     inputs = images_or_exit(images)
     phrases = parse_prompt(prompt)
-    pipeline = pipeline_or_exit(sam, detector, device)
+    pipeline = pipeline_or_exit(sam, detector, device, check_precision_option(precision))
     console.print(f"prompt: {shown(repr(prompt))}")
     run_per_image(
         inputs,

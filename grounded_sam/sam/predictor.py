@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from grounded_sam.devices import Precision, check_precision, precision_context
+from grounded_sam.devices import Precision, PrecisionRequest, precision_context, resolve_precision
 from grounded_sam.sam.base_predictor import Prediction, PromptPredictor, TorchPrediction, prompt_count
 from grounded_sam.sam.fast.mask_decoder import prompts_per_pass
 from grounded_sam.sam.modeling.sam import Sam
@@ -47,22 +47,26 @@ class SamPredictor(PromptPredictor):
     ``precision="bfloat16"`` runs the network's matrix products in bfloat16 (autocast; embeddings, scores
     and logits are still returned as float32): the image encoder is about twice as fast where the hardware
     has bfloat16 matrix units (GPUs, Intel AMX CPUs), at the cost of embeddings that differ from float32
-    ones by about 0.3 % (relative) and masks that are close to, not exactly, float32's.
+    ones by about 0.3 % (relative) and masks that are close to, not exactly, float32's. On a device
+    without such units it is several times slower, and says so in a warning. ``precision="auto"`` picks
+    bfloat16 where the device has them and float32 elsewhere (see
+    :func:`~grounded_sam.devices.resolve_precision`).
     """
 
-    def __init__(self, model: Sam, precision: Precision = "float32") -> None:
+    def __init__(self, model: Sam, precision: PrecisionRequest = "float32") -> None:
         self.model = model
         self.precision = precision
         self._embedding: ImageEmbedding | None = None
 
     @property
     def precision(self) -> Precision:
-        """The network's precision, "float32" or "bfloat16" (see the class docstring); it can be changed."""
+        """The network's precision, "float32" or "bfloat16" (see the class docstring); it can be changed,
+        also to "auto", which is resolved for the model's device when set."""
         return self._precision
 
     @precision.setter
     def precision(self, value: str) -> None:
-        self._precision = check_precision(value)
+        self._precision = resolve_precision(value, self.device)
 
     @contextmanager
     def network_context(self) -> Iterator[None]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from grounded_sam.devices import Precision
+from grounded_sam.devices import PrecisionRequest
 from grounded_sam.sam.base_predictor import Prediction
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import ImageEmbedding, SamPredictor
@@ -91,7 +91,7 @@ class ZoomPredictor(SamPredictor):
     """
 
     def __init__(
-        self, model: Sam, precision: Precision = "float32", zoom: ZoomConfig | None = DEFAULT_ZOOM
+        self, model: Sam, precision: PrecisionRequest = "float32", zoom: ZoomConfig | None = DEFAULT_ZOOM
     ) -> None:
         super().__init__(model, precision)
         self.zoom = zoom

@@ -25,7 +25,7 @@ def scenes():
 
 
 def test_unknown_precision_is_refused(model) -> None:
-    with pytest.raises(ValueError, match="precision must be one of float32, bfloat16"):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
         SamPredictor(model, precision="float16")
     with pytest.raises(ValueError, match="precision"):
         MaskGenerator(model, precision="half")

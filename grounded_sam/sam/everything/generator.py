@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from grounded_sam.devices import Precision
+from grounded_sam.devices import PrecisionRequest
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.ops.boxes import nms, xyxy_to_xywh
 from grounded_sam.ops.rle import counts_to_rle
@@ -172,7 +172,7 @@ class MaskGenerator:
         max_box_prompts: int = 320,
         config: EverythingConfig | None = None,
         labeler: Labeler | None = None,
-        precision: Precision = "float32",
+        precision: PrecisionRequest = "float32",
     ) -> None:
         given = dict(locals())
         if config is None:
