@@ -74,3 +74,34 @@ def test_gated_decoding_returns_what_the_plain_path_returns(model) -> None:
 def test_gate_needs_one_shared_embedding(model) -> None:
     assert supports_gate(model.mask_decoder, torch.zeros(1, 32, 16, 16))
     assert not supports_gate(model.mask_decoder, torch.zeros(3, 32, 16, 16))
+
+
+@pytest.mark.parametrize(("quantile", "gates_all"), [(0.95, True), (0.05, False)])
+def test_the_gate_runs_on_every_prompt_only_when_a_probe_says_it_pays(
+    model, monkeypatch, quantile, gates_all
+) -> None:
+    """A strict threshold gates every prompt; a loose one, which most of a probe passes, gates only the
+    probe and decodes the rest the plain way. Either way the result is the plain path's."""
+    from grounded_sam.sam import budgets
+    from grounded_sam.sam.fast import gated_decoding
+
+    features = _features(model, 5)
+    count = 200
+    coords = torch.rand(count, 1, 2, generator=torch.Generator().manual_seed(6)) * model.image_size
+    points = (coords, torch.ones(count, 1, dtype=torch.int))
+    gated_prompts = []
+
+    def counting_gate(decoder, image, sparse, multimask):
+        gated_prompts.append(len(sparse))
+        return gate_ious(decoder, image, sparse, multimask)
+
+    with torch.inference_mode():
+        all_iou, _, all_logits = decode_gated(model, features, points, None, 0.0)
+        threshold = float(np.quantile(all_iou.max(axis=1), quantile))
+        monkeypatch.setattr(gated_decoding, "gate_ious", counting_gate)
+        iou, rows, logits = decode_gated(model, features, points, None, threshold)
+    assert sum(gated_prompts) == (count if gates_all else budgets.GATE_PROMPTS)
+    expected = np.flatnonzero((all_iou > np.float32(threshold)).any(axis=1))
+    np.testing.assert_array_equal(rows, expected)
+    np.testing.assert_allclose(iou[rows], all_iou[rows], atol=1e-6)
+    torch.testing.assert_close(logits, all_logits[torch.from_numpy(rows)], atol=1e-5, rtol=1e-5)
