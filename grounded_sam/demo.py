@@ -38,10 +38,13 @@ DEMO_SAM = "demo_sam"
 # Proposals for the demo scenes: a 24 x 24 grid with loose filters (IoU 0.3 / stability 0.4), so that a
 # proposal of box IoU >= 0.5 exists for 0.99 of the instances of 40 tuning scenes (seed 2000); the earlier
 # filters (IoU 0.5 / stability 0.6) left 0.92. The extra proposals are mostly parts and merges of
-# objects, which CLIP names "background" or the part rule of EverythingTextDetector drops.
+# objects, which CLIP names "background" or the part rule of EverythingTextDetector drops. The grid is
+# decoded in four batches, which a CPU decodes side by side with one thread each (see
+# grounded_sam.sam.batch_workers): the decoder's many mid-sized ops then wait at no thread barrier, which
+# on a busy machine made one 576-point batch on two threads several times slower than on one.
 DEMO_EVERYTHING = EverythingConfig(
     points_per_side=24,
-    points_per_batch=576,
+    points_per_batch=144,
     pred_iou_thresh=0.3,
     stability_score_thresh=0.4,
     box_nms_thresh=0.7,

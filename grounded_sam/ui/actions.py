@@ -119,6 +119,18 @@ def clear_points(models: Models, state: AppState, index: int) -> Result:
     return refined
 
 
+def everything_defaults(models: Models) -> tuple[int, float, float]:
+    """(points per side, min predicted IoU, min stability) the Everything tab opens at: the settings the
+    loaded text stage segments everything with when it does (the embedded demo model: 24 points, 0.3,
+    0.4, tuned so that a proposal exists for nearly every object; at the reference's 0.88 / 0.95 it was
+    seen to keep 1 of 3 obvious shapes), else 16 points and the reference's thresholds."""
+    generator = getattr(models.pipeline.detector, "generator", None)
+    config = getattr(generator, "config", None)
+    if config is None or config.points_per_side is None:
+        return 16, 0.88, 0.95
+    return config.points_per_side, config.pred_iou_thresh, config.stability_score_thresh
+
+
 def segment_everything(
     models: Models,
     image: np.ndarray,

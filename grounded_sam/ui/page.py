@@ -300,9 +300,10 @@ def _downloads(image: np.ndarray, result: Result, name: str, key: str) -> None:
 
 def _everything_tab(models: Models, state: AppState) -> None:
     grid, iou, stability = st.columns(3)
-    points = grid.slider("Points per side", 4, 32, 16, key="points_per_side")
-    min_iou = iou.slider("Min predicted IoU", 0.0, 1.0, 0.88, 0.01, key="min_iou")
-    min_stability = stability.slider("Min stability", 0.0, 1.0, 0.95, 0.01, key="min_stability")
+    default_points, default_iou, default_stability = actions.everything_defaults(models)
+    points = grid.slider("Points per side", 4, 32, default_points, key="points_per_side")
+    min_iou = iou.slider("Min predicted IoU", 0.0, 1.0, default_iou, 0.01, key="min_iou")
+    min_stability = stability.slider("Min stability", 0.0, 1.0, default_stability, 0.01, key="min_stability")
     classes_text = st.text_input("Class names for CLIP labels (optional, comma-separated)", key="classes")
     classes = [c.strip() for c in classes_text.split(",") if c.strip()]
     if st.button("Segment everything", key="everything"):

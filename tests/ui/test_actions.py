@@ -143,3 +143,40 @@ def test_a_sam2_pipeline_refines_clicks_but_not_segment_everything(state) -> Non
     assert refined.masks.shape == result.masks.shape
     with pytest.raises(RuntimeError, match="Sam2Predictor"):
         actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
+
+
+def three_shapes() -> tuple[np.ndarray, list[np.ndarray]]:
+    """A 640 x 480 image with three obvious shapes drawn on a plain background, and their masks."""
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (640, 480), (200, 200, 190))
+    draw = ImageDraw.Draw(image)
+    shapes = [
+        ("ellipse", (60, 80, 220, 240), (220, 30, 30)),
+        ("rectangle", (280, 260, 440, 420), (30, 60, 220)),
+        ("polygon", [(500, 60), (600, 220), (400, 220)], (40, 180, 40)),
+    ]
+    masks = []
+    for kind, where, colour in shapes:
+        getattr(draw, kind)(where, fill=colour)
+        mask = Image.new("1", image.size)
+        getattr(ImageDraw.Draw(mask), kind)(where, fill=1)
+        masks.append(np.asarray(mask))
+    return np.asarray(image), masks
+
+
+def test_the_everything_tab_opens_at_the_loaded_models_settings(models) -> None:
+    from grounded_sam.demo import DEMO_EVERYTHING, build_demo_pipeline
+    from grounded_sam.evaluation import mask_ious
+
+    assert actions.everything_defaults(models) == (16, 0.88, 0.95)  # no everything stage: the reference's
+    demo = Models(build_demo_pipeline(), "demo")
+    defaults = actions.everything_defaults(demo)
+    assert defaults == (24, DEMO_EVERYTHING.pred_iou_thresh, DEMO_EVERYTHING.stability_score_thresh)
+    image, shapes = three_shapes()
+    points, min_iou, min_stability = defaults
+    found = actions.segment_everything(
+        demo, image, None, None, points_per_side=points, min_iou=min_iou, min_stability=min_stability
+    )
+    best = [mask_ious(np.broadcast_to(shape, found.masks.shape), found.masks).max() for shape in shapes]
+    assert min(best) > 0.9, best  # every shape is found
