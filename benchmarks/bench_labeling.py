@@ -7,6 +7,9 @@ the same dataset; the script checks it byte for byte.
 
     python benchmarks/bench_labeling.py [--images 48] [--size 192] [--workers 2] [--batch-size 4]
 
+The default pipeline's time per image (the demo model), against another checkout of the code, is
+``benchmarks/bench_default_pipeline.py``.
+
 With ``--scale 100,1000`` it instead measures folder scale on the local engine: images/s for each folder
 size (the cost per image must not grow with the folder: no per-image rescans of the records, the
 manifest or the dataset), then the start-up time of resuming the largest finished run (the time until
