@@ -98,7 +98,7 @@ def _slow_bfloat16_message(device: torch.device) -> str:
     where = f"this CPU ({cpu_capability()})" if device.type == "cpu" else f"{device}"
     return (
         f"precision='bfloat16' on {where}, which has no bfloat16 matrix units (AMX or AVX-512-BF16, or a GPU "
-        "with native bfloat16): the network will run several times slower than in float32 (about 6x on an "
+        "with native bfloat16): the network will run several times slower than in float32 (3.5-6x on an "
         "AVX2 CPU); use precision='auto' or 'float32'"
     )
 
