@@ -17,6 +17,11 @@ On a shared 2-core VM one run's time can be 10-20 % off, so ``--repeats N`` runs
 back to back N times per setting (the reference takes minutes a run on a CPU) and prints the median
 times and the median and range of the paired ratios; the boxes mode is timed against those medians.
 
+The small-encoder case (the demo model, a 768 x 1024 scene, 32 x 32 grid, no filters), where the
+decoder and post-processing are all the work:
+
+    python benchmarks/bench_everything.py --model demo_sam --size 1024 --height 768 --settings loose
+
     python benchmarks/bench_everything.py [--model sam_vit_b] [--size 1024] [--boxes 100]
         [--settings default loose boxes] [--repeats 1] [--skip-reference]
 """
@@ -25,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,10 +46,22 @@ REFERENCE_NAMES = {"sam_vit_b": "vit_b", "sam_vit_l": "vit_l", "sam_vit_h": "vit
 
 
 def build_models(model: str, seed: int) -> tuple[Any, Any]:
-    """Our SAM with seeded random weights, and the reference network holding the same weights."""
+    """Our SAM with seeded random weights, and the reference network holding the same weights.
+
+    ``demo_sam`` is the small-encoder case instead: the shipped demo model's trained weights (a 256-px
+    four-block ViT, where the mask decoder and the full-resolution post-processing are all the work), and
+    the reference's modules assembled to the same architecture."""
     from segment_anything import sam_model_registry
 
     from grounded_sam.sam import build_sam
+
+    if model == "demo_sam":
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' reference builder
+        from grounded_sam.sam.registry import get_spec
+        from tests.sam.builders import reference_twin
+
+        ours = build_sam(model, device="cpu").eval()
+        return ours, reference_twin(ours, get_spec(model).config)
 
     ours = build_sam(model, pretrained=False, device="cpu").eval()
     generator = torch.Generator().manual_seed(seed)
@@ -55,7 +74,12 @@ def build_models(model: str, seed: int) -> tuple[Any, Any]:
     return ours, reference
 
 
-def make_image(size: int, seed: int = 0) -> np.ndarray:
+def make_image(size: int, seed: int = 0, model: str = "", height: int | None = None) -> np.ndarray:
+    """A size x size image of random 16-px blocks; for ``demo_sam`` a (height or size) x size demo scene."""
+    if model == "demo_sam":
+        from grounded_sam.data import SceneConfig, iter_scenes
+
+        return next(iter(iter_scenes(seed, 1, SceneConfig(size=(height or size, size))))).image
     rng = np.random.default_rng(seed)
     cells = size // 16
     return np.kron(rng.integers(0, 256, (cells, cells, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))
@@ -103,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="sam_vit_b", choices=sorted(REFERENCE_NAMES))
+    parser.add_argument("--model", default="sam_vit_b", choices=[*sorted(REFERENCE_NAMES), "demo_sam"])
+    parser.add_argument("--height", type=int, help="demo_sam: image height (default: --size)")
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--boxes", type=int, default=100)
     parser.add_argument("--settings", nargs="+", default=["default", "loose", "boxes"])
@@ -121,9 +146,10 @@ def main() -> None:
 
     print(f"CPU: {cpu_capability()}; load average {os.getloadavg()}")
     ours_model, reference_model = build_models(args.model, args.seed)
-    image = make_image(args.size, args.seed)
+    image = make_image(args.size, args.seed, args.model, args.height)
     print(
-        f"{args.model}, random weights, {args.size}x{args.size} image, {torch.get_num_threads()} threads, "
+        f"{args.model}, {'trained' if args.model == 'demo_sam' else 'random'} weights, "
+        f"{image.shape[0]}x{image.shape[1]} image, {torch.get_num_threads()} threads, "
         f"{args.repeats} interleaved run(s) per implementation and setting"
     )
     reference_times: dict[str, float] = {}
