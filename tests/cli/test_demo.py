@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from PIL import Image
 from typer.testing import CliRunner
@@ -41,6 +42,10 @@ def test_eval_prints_box_and_text_metrics() -> None:
     assert f"box threshold {DEMO_BOX_THRESHOLD:g}" in result.output
     assert f"{DEMO_BOX_THRESHOLD:g} (default)" in result.output
     assert "text prompts by threshold" in result.output
+    said = " ".join(result.output.split())
+    assert "broad phrases: precision" in said and "broad phrases by threshold" in said
+    row = re.search(r"broad phrases: recall \(box threshold [0-9.]+\) │ ([0-9.]+)", said)
+    assert row is not None and 0.0 < float(row.group(1)) <= 1.0  # the demo finds broad phrases too
 
 
 def test_train_demo_hands_the_new_sam_to_the_clip_stage(tmp_path, monkeypatch) -> None:
