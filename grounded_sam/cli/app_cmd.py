@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -34,9 +35,10 @@ def streamlit_command(script: Path, port: int, host: str, max_upload_mb: float) 
         host,
         "--server.headless",
         "true",
-        # Streamlit's own limit is a whole number of MB; the app checks the exact limit itself.
+        # Streamlit's own limit is a whole number of MB (of 2**20 bytes, as the app's), said in the
+        # upload box: the app's limit rounded up, so both say "20 MB" for 20; the app checks the exact one.
         "--server.maxUploadSize",
-        str(max(1, int(max_upload_mb + 1))),
+        str(max(1, math.ceil(max_upload_mb))),
         "--browser.gatherUsageStats",
         "false",
     ]

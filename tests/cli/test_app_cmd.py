@@ -28,7 +28,7 @@ def test_app_runs_streamlit_headless_on_the_given_port(monkeypatch) -> None:
     assert command[4] == str(app_script()) and app_script().name == "streamlit_app.py"
     options = dict(zip(command[5::2], command[6::2], strict=True))
     assert options["--server.port"] == "8642" and options["--server.headless"] == "true"
-    assert options["--server.maxUploadSize"] == "6"
+    assert options["--server.maxUploadSize"] == "5"  # the box says 5 MB, as the app's label does
     assert seen["env"]["GROUNDED_SAM_APP_MAX_UPLOAD_MB"] == "5"
 
 
@@ -42,3 +42,5 @@ def test_command_line_shape() -> None:
     command = streamlit_command(app_script(), 1234, "127.0.0.1", 0.5)
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
     assert command[command.index("--server.maxUploadSize") + 1] == "1"
+    command = streamlit_command(app_script(), 1234, "127.0.0.1", 20.5)
+    assert command[command.index("--server.maxUploadSize") + 1] == "21"
