@@ -114,9 +114,9 @@ def default_mask_generator(
             f"demo_sam); the configured SAM is a {type(pipeline.predictor).__name__}"
         )
     if demo:
-        from grounded_sam.demo import DEMO_EVERYTHING
+        from grounded_sam.demo import DEMO_EVERYTHING_OUTPUT
 
-        config = DEMO_EVERYTHING
+        config = DEMO_EVERYTHING_OUTPUT
     else:
         config = EverythingConfig()
     if points_per_side is not None:

@@ -134,3 +134,23 @@ def test_classes_the_demo_model_was_never_taught_warn_and_are_never_given(tmp_pa
     assert result.exit_code == 0 and "never taught" in " ".join(result.output.split())
     labels = {inst["label"] for inst in json.loads((out / "scene.json").read_text())["instances"]}
     assert labels == {"object"}  # no shape named car, road or tree
+
+
+def test_the_demo_models_defaults_give_about_one_mask_per_object(tmp_path) -> None:
+    import numpy as np
+
+    from grounded_sam.data import SceneConfig, iter_scenes
+    from grounded_sam.evaluation import mask_ious
+    from grounded_sam.export import load_result
+
+    scene = next(iter_scenes(1000, 1, SceneConfig(min_objects=4, max_objects=4)))
+    Image.fromarray(scene.image).save(tmp_path / "scene.png")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["everything", str(tmp_path / "scene.png"), "-o", str(out), "-f", "json"])
+    assert result.exit_code == 0, result.output
+    found = load_result(out / "scene.json")
+    assert len(found) <= 12  # was 46 a 4-object scene with the proposal filters of the text stage
+    best = np.array(
+        [max(mask_ious(found.masks[[i]], scene.masks[[j]])[0] for i in range(len(found))) for j in range(4)]
+    )
+    assert (best >= 0.7).sum() >= 3, best
