@@ -89,7 +89,9 @@ def main() -> None:
         for name, tile in (("whole image", 0), (f"tiles {args.tile} / {args.overlap}", args.tile)):
             command = [sys.executable, __file__, "--mode", str(tile), "--scene", str(scene_json)]
             command += ["--overlap", str(args.overlap)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
+            done = subprocess.run(command, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise SystemExit(f"{name} failed ({done.returncode}):\n{done.stderr[-4000:]}")
             rows[name] = json.loads(done.stdout.strip().splitlines()[-1])
     print(f"{args.width}x{args.height} scene, {next(iter(rows.values()))['objects']} shapes")
     print(f"{'mode':<22} {'recall':>7} {'found':>6} {'masks':>6} {'seconds':>8} {'peak RSS MB':>12}")
