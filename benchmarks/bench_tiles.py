@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from grounded_sam.data import SceneConfig, load_scene, write_scene
@@ -42,8 +43,14 @@ def make(png: Path, height: int, width: int, seed: int) -> None:
 
 
 def run_mode(scene_json: Path, tile: int, overlap: float) -> dict[str, float]:
+    from pycocotools import mask as mask_utils
+
     from grounded_sam.api import default_pipeline
-    from grounded_sam.ops.masks import mask_ious
+    from grounded_sam.export.coco import masks_to_rles
+
+    def pairwise_iou(a, b):  # (N, H, W), (M, H, W) -> (N, M)
+        ra, rb = ([{**r, "counts": r["counts"].encode()} for r in masks_to_rles(m)] for m in (a, b))
+        return np.asarray(mask_utils.iou(ra, rb, [0] * len(rb))).reshape(len(ra), len(rb))
 
     scene = load_scene(scene_json)
     pipeline = default_pipeline()
@@ -56,7 +63,7 @@ def run_mode(scene_json: Path, tile: int, overlap: float) -> dict[str, float]:
         truth = scene.masks[[i for i, name in enumerate(scene.labels) if name == label]]
         predicted = result.filter(labels=label).masks
         if len(predicted):
-            found += int((mask_ious(predicted, truth).max(axis=0) >= 0.5).sum())
+            found += int((pairwise_iou(predicted, truth).max(axis=0) >= 0.5).sum())
     return {
         "objects": len(scene.labels),
         "found": found,
