@@ -55,7 +55,7 @@ def test_remove_writes_an_image_changed_only_near_the_found_objects(
     np.testing.assert_array_equal(edited, inpaint(SCENE.image, found.masks, dilate=3))
     changed = (edited != SCENE.image).any(axis=2)
     assert changed.any() and not changed[~dilate_mask(found.masks.any(axis=0), 3)].any()
-    assert pipeline_calls == [(None, None, "cpu")]
+    assert pipeline_calls == [(None, None, "cpu", "float32")]
 
 
 def test_nothing_found_writes_nothing(scene_file, tmp_path) -> None:
