@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,15 @@ def gray_image() -> np.ndarray:
 
 
 def test_label_color_is_stable_and_distinct() -> None:
-    assert label_color("cat") == label_color("cat")
+    # The same colour in another process with another hash seed (str hashes are salted per process).
+    code = "from grounded_sam.annotate import label_color; print(*label_color('cat'))"
+    other = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+        capture_output=True,
+        text=True,
+    )
+    assert tuple(int(v) for v in other.stdout.split()) == label_color("cat"), other.stderr
     assert label_color("cat") != label_color("dog")
     for label in ["cat", "dog", "", "a very long label with spaces"]:
         color = label_color(label)

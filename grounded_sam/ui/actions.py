@@ -144,16 +144,13 @@ def segment_everything(
     """Every mask in ``image`` from a ``points_per_side``² point grid, labelled with ``classes`` when given.
 
     ``min_iou`` and ``min_stability`` are segment-anything's ``pred_iou_thresh`` and
-    ``stability_score_thresh``. Raises RuntimeError when segment everything is not in this install or the
-    pipeline has no SAM.
+    ``stability_score_thresh``. Raises RuntimeError when the pipeline has no SAM.
     """
     reason = everything_unavailable(models)
     if reason is not None:
         raise RuntimeError(reason)
-    try:
-        from grounded_sam.sam.everything import MaskGenerator
-    except ImportError as error:
-        raise RuntimeError(f"segment everything is not available in this install ({error})") from error
+    from grounded_sam.sam.everything import MaskGenerator
+
     generator = MaskGenerator(
         models.pipeline.predictor.model,
         points_per_side=points_per_side,

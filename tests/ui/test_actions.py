@@ -79,14 +79,10 @@ def test_inpaint_removes_only_the_shown_instances(state) -> None:
 
 
 def test_everything_wraps_the_mask_generator_when_present(models) -> None:
-    pytest.importorskip("grounded_sam.sam.everything", reason="segment everything has not landed yet")
-    try:
-        strict = actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
-        found = actions.segment_everything(
-            models, SCENE.image, None, None, points_per_side=4, min_iou=0.0, min_stability=0.0
-        )
-    except RuntimeError as error:
-        pytest.skip(str(error))
+    strict = actions.segment_everything(models, SCENE.image, None, None, points_per_side=4)
+    found = actions.segment_everything(
+        models, SCENE.image, None, None, points_per_side=4, min_iou=0.0, min_stability=0.0
+    )
     assert found.image_size == (120, 160) and len(found) >= len(strict)
     assert len(found) > 0, "with both filters off, a random SAM still gives masks"
     assert all(label == "object" for label in found.labels)
