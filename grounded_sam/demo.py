@@ -36,13 +36,12 @@ from grounded_sam.text.demo_clip import (
 
 DEMO_SAM = "demo_sam"
 
-# Proposals for the demo scenes: a 24 x 24 grid with loose filters (IoU 0.3 / stability 0.4), so that a
-# proposal of box IoU >= 0.5 exists for 0.99 of the instances of 40 tuning scenes (seed 2000); the earlier
-# filters (IoU 0.5 / stability 0.6) left 0.92. The extra proposals are mostly parts and merges of
-# objects, which CLIP names "background" or the part rule of EverythingTextDetector drops. The grid is
-# decoded in four batches, which a CPU decodes side by side with one thread each (see
-# grounded_sam.sam.batch_workers): the decoder's many mid-sized ops then wait at no thread barrier, which
-# on a busy machine made one 576-point batch on two threads several times slower than on one.
+# Proposals for the demo scenes: a 24 x 24 grid with loose filters, so that almost every object has a
+# proposal (tuned on synthetic scenes of seed 2000; the measurements are in the git history). The extra
+# proposals are mostly parts and merges of objects, which CLIP names "background" or the part rule drops.
+# The grid is decoded in four batches, which a CPU decodes side by side with one thread each (see
+# grounded_sam.sam.everything.batch_workers): the decoder's many mid-sized ops then wait at no thread
+# barrier, which on a busy machine made one 576-point batch on two threads several times slower than on one.
 DEMO_EVERYTHING = EverythingConfig(
     points_per_side=24,
     points_per_batch=144,
@@ -59,19 +58,14 @@ DEMO_EVERYTHING_OUTPUT = dataclasses.replace(
     DEMO_EVERYTHING, pred_iou_thresh=0.6, stability_score_thresh=0.8, box_nms_thresh=0.5
 )
 
-# Small boxes are decoded again in a window three times their size (see grounded_sam.sam.zoom): box-prompt
-# mask mIoU 0.893 -> 0.924 on the tuning scenes (seed 2000, 40), text-prompt matched mIoU 0.935 -> 0.958.
+# Small boxes are decoded again in a window three times their size (see grounded_sam.sam.zoom).
 DEMO_ZOOM = ZoomConfig(factor=3.0, max_box_fraction=0.25)
 
 # CLIP names each proposal twice (its grid mask and SAM's mask of its box) in four quarter turns; a
 # phrase's score is the lower of the two masks' scores (each the mean over the turns), and a box that is a
-# part of a more confident box of its phrase is dropped. On 100 tuning scenes (seed 2000), precision /
-# recall by threshold: 0.926 / 0.932 at 0.25, 0.938 / 0.932 at 0.35, 0.956 / 0.896 at 0.5. The mean of the
-# two masks instead of the lower gives 0.915 / 0.926 at 0.35, one turn instead of four 0.922 / 0.905,
-# the earlier proposal filters (IoU 0.5 / stability 0.6) 0.964 / 0.882, no part rule 0.755 / 0.941.
-# The goal is recall at a precision floor (0.90), so the threshold is the highest one on the tuning
-# recall plateau: on 200 tuning scenes recall is 0.921 / 0.921 / 0.920 at 0.2 / 0.25 / 0.3 and falls
-# above (0.917 at 0.35, 0.908 at 0.4) while precision rises (0.912 / 0.928 / 0.936, 0.945 at 0.35).
+# part of a more confident box of its phrase is dropped. The box threshold is the highest one on the
+# tuning scenes' recall plateau (the goal is recall at a precision floor of 0.90); the precision / recall
+# of each setting tried are in the git history of this file.
 DEMO_CLIP_ROTATIONS = 4
 # Proposals and CLIP's naming work on the image scaled to this longer side (when larger), the final masks
 # at full resolution from the boxes found: segment everything keeps a mask per proposal, so its memory
@@ -223,8 +217,8 @@ def build_demo_pipeline(
     torch_device = resolve_device(device)
     sam = build_sam(DEMO_SAM, device=torch_device)
     predictor = ZoomPredictor(sam, precision, zoom=DEMO_ZOOM)
-    generator = MaskGenerator(sam, config=DEMO_EVERYTHING)
-    generator.predictor = predictor  # one embedding per image for proposals and box decoding
+    # One embedding per image for the proposals and the box decoding.
+    generator = MaskGenerator(sam, config=DEMO_EVERYTHING, predictor=predictor)
     labeler = demo_clip_labeler(device=torch_device, rotations=DEMO_CLIP_ROTATIONS)
     detector = EverythingTextDetector(
         generator, labeler, box_threshold, name_proposals=True, part_threshold=DEMO_PART_THRESHOLD

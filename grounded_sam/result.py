@@ -35,6 +35,13 @@ class Instance:
         """Number of mask pixels."""
         return int(self.mask.sum())
 
+    @property
+    def shown_mask_score(self) -> float:
+        """``mask_score`` as tables and overlays show it: clipped to [0, 1] (SAM's predicted IoU is a
+        regression and can come out slightly above 1; ``mask_score`` keeps the raw value, as the
+        reference implementation does)."""
+        return min(max(self.mask_score, 0.0), 1.0)
+
 
 @dataclass(eq=False, repr=False)
 class Result:
@@ -45,7 +52,8 @@ class Result:
         boxes: (N, 4) float32, XYXY in input pixels.
         labels: N strings.
         scores: (N,) float32, detector (or labeler) confidence.
-        mask_scores: (N,) float32, SAM's predicted IoU of each mask.
+        mask_scores: (N,) float32, SAM's predicted IoU of each mask, raw (it can exceed 1 slightly;
+            tables and overlays show it clipped to [0, 1], see ``Instance.shown_mask_score``).
         image_size: (H, W) of the input image.
         source: the path of that image when the pipeline was given one (``None`` for arrays); exporters
             use it to name the image (COCO ``file_name``) and to draw the overlay.

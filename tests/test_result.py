@@ -263,3 +263,10 @@ def test_the_pipeline_records_the_image_path(tmp_path: Path) -> None:
     assert pipeline.predict(tmp_path / "scene.png", SCENE.labels[0]).source == str(tmp_path / "scene.png")
     assert pipeline.predict(SCENE.image, SCENE.labels[0]).source is None
     assert pipeline.predict(str(tmp_path / "scene.png"), "zebra").source == str(tmp_path / "scene.png")
+
+
+def test_shown_mask_score_is_clipped_and_the_raw_value_kept() -> None:
+    masks = np.zeros((2, 4, 4), bool)
+    result = Result(masks, np.zeros((2, 4)), ["a", "b"], np.ones(2), np.array([1.02, -0.01]), (4, 4))
+    assert [inst.shown_mask_score for inst in result] == [1.0, 0.0]
+    np.testing.assert_allclose(result.mask_scores, [1.02, -0.01], rtol=1e-6)

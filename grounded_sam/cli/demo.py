@@ -54,7 +54,8 @@ def demo(
     table = Table("label", "score", "mask IoU (predicted)", "area", "box", title=title)
     for item in result:
         box = ", ".join(f"{v:.0f}" for v in item.box)
-        table.add_row(shown(item.label), f"{item.score:.2f}", f"{item.mask_score:.2f}", str(item.area), box)
+        iou = f"{item.shown_mask_score:.2f}"  # clipped to [0, 1]; the raw value is in result.json
+        table.add_row(shown(item.label), f"{item.score:.2f}", iou, str(item.area), box)
     console.print(table)
     console.print(f"{elapsed:.2f} s (models loaded and run); wrote {len(written)} files to {shown(out)}")
 

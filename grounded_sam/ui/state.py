@@ -101,7 +101,7 @@ def instance_table(result: Result, shown: np.ndarray | None = None) -> list[dict
             "#": i,
             "label": inst.label,
             "score": round(inst.score, 3),
-            "mask score": round(inst.mask_score, 3),
+            "mask score": round(inst.shown_mask_score, 3),
             "area (px)": int(area),
             "shown": bool(visible[i]),
         }

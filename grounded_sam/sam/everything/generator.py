@@ -145,6 +145,8 @@ class MaskGenerator:
     :class:`~grounded_sam.text.base.Labeler`) is used by :meth:`generate_result` when classes are given.
     ``precision="bfloat16"`` encodes the image in bfloat16 (see :class:`SamPredictor`): much faster on
     hardware with bfloat16 matrix units, but the masks are no longer exactly the float32 reference's.
+    ``predictor``: a predictor of ``model`` to embed images with (e.g. a ``ZoomPredictor`` whose embedding
+    the caller reuses for box prompts afterwards); by default one of its own.
 
     Example:
         >>> generator = MaskGenerator(sam, pred_iou_thresh=0.86, crop_n_layers=1)  # doctest: +SKIP
@@ -173,6 +175,7 @@ class MaskGenerator:
         config: EverythingConfig | None = None,
         labeler: Labeler | None = None,
         precision: PrecisionRequest = "float32",
+        predictor: SamPredictor | None = None,
     ) -> None:
         given = dict(locals())
         if config is None:
@@ -188,7 +191,9 @@ class MaskGenerator:
             if changed:
                 raise ValueError(f"pass either config= or individual settings, not both (got {changed})")
         self.config = config
-        self.predictor = SamPredictor(model, precision)
+        if predictor is not None and predictor.model is not model:
+            raise ValueError("predictor must wrap the generator's model")
+        self.predictor = SamPredictor(model, precision) if predictor is None else predictor
         self.labeler = labeler
         self.stats = GenerationStats()
         """Counts of the last ``generate*`` call."""
