@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 
+from grounded_sam.registry import Registry
 from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig, ViTConfig
 from grounded_sam.weights import WeightsSpec
 
@@ -95,20 +95,14 @@ _SPECS: dict[str, ModelSpec] = {
         ),
     )
 }
+_REGISTRY: Registry[ModelSpec] = Registry("SAM model", _SPECS)
 
 
 def list_models() -> list[str]:
     """Names of every registered SAM model, sorted."""
-    return sorted(_SPECS)
+    return _REGISTRY.names()
 
 
 def get_spec(name: str) -> ModelSpec:
-    """The registered spec called ``name``; unknown names are answered with the closest matches."""
-    try:
-        return _SPECS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _SPECS, n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"unknown SAM model {name!r}.{hint} Known models: {', '.join(list_models())}"
-        ) from None
+    """The registered entry called ``name``; unknown names are answered with the closest matches."""
+    return _REGISTRY.get(name)

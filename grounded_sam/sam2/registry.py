@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
 
+from grounded_sam.registry import Registry
 from grounded_sam.weights import WeightsSpec
 
 Sam2Version = Literal["2", "2.1"]
@@ -60,27 +60,21 @@ _SPECS: dict[str, Sam2Spec] = {
     spec.name: spec
     for spec in (_release(version, size, params) for version in ("2", "2.1") for size, params in _SIZES)
 }
+_REGISTRY: Registry[Sam2Spec] = Registry("SAM 2 model", _SPECS, cutoff=0.5)
 
 DEFAULT_SAM2 = "sam2.1_hiera_tiny"
 
 
 def list_sam2_models() -> list[str]:
     """Names of every registered SAM 2 / 2.1 checkpoint, sorted."""
-    return sorted(_SPECS)
+    return _REGISTRY.names()
 
 
 def is_sam2_name(name: str) -> bool:
     """Whether ``name`` is a registered SAM 2 checkpoint (lets callers route ``--sam`` values)."""
-    return name in _SPECS
+    return name in _REGISTRY
 
 
 def get_sam2_spec(name: str) -> Sam2Spec:
     """The registered entry called ``name``; unknown names are answered with the closest matches."""
-    try:
-        return _SPECS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, _SPECS, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(
-            f"unknown SAM 2 model {name!r}.{hint} Known models: {', '.join(list_sam2_models())}"
-        ) from None
+    return _REGISTRY.get(name)

@@ -6,7 +6,6 @@ under and where the checkpoint comes from (see :mod:`grounded_sam.weights`).
 
 from __future__ import annotations
 
-import difflib
 import logging
 import pickle
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import open_clip
 from torch import nn
 
+from grounded_sam.registry import Registry
 from grounded_sam.text.crops import ClipInput
 from grounded_sam.weights import WeightsSpec
 
@@ -113,7 +113,7 @@ def clip_input_of(preprocess: ClipInput | Mapping[str, Any] | Any | None, model:
 
 def unknown_model_message(name: str) -> str:
     """The error for a CLIP name that is not registered, with close names and how to load a file."""
-    close = difflib.get_close_matches(name, list(CLIP_MODELS), n=3, cutoff=0.4)
+    close = Registry("CLIP model", CLIP_MODELS).close_matches(name)
     hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
     return (
         f"{name!r} is not a registered CLIP model ({', '.join(list_clip_models())}).{hint} To load a "

@@ -6,13 +6,13 @@ text segmenter (SAM 3: phrases → masks itself, no SAM stage needed).
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from grounded_sam.devices import Device
+from grounded_sam.registry import Registry
 from grounded_sam.text.base import Labeler
 from grounded_sam.text.grounding_dino import GroundingDinoDetector, snapshot_spec
 from grounded_sam.text.sam3 import SAM3_WEIGHTS, Sam3Segmenter, resolve_sam3_weights
@@ -45,12 +45,7 @@ def _table(*specs: Any) -> dict[str, Any]:
 
 def lookup(table: Mapping[str, _Spec], name: str, kind: str) -> _Spec:
     """``table[name]``; unknown names are answered with the closest registered ones."""
-    try:
-        return table[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, list(table), n=3, cutoff=0.4)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        raise ValueError(f"unknown {kind} {name!r}.{hint} Known: {', '.join(sorted(table))}") from None
+    return Registry(kind, table).get(name)
 
 
 _DETECTORS: dict[str, DetectorSpec] = _table(
