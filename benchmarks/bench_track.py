@@ -1,6 +1,6 @@
 """Video tracking: frames per second and peak memory as the video grows (100, 200, 400 frames).
 
-A synthetic video of three bouncing shapes (``grounded_sam.video.synthetic``) is tracked by
+A synthetic video of three bouncing shapes (``tests.video.synthetic``) is tracked by
 ``VideoTracker`` with a small random SAM 2 video model (128-pixel input, the released memory settings:
 7 mask memories, 16 object pointers) and a detector that finds the shapes by colour every 30 frames.
 Random weights give meaningless masks, so the model's mask logits are replaced by the ground truth after
@@ -21,6 +21,9 @@ import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' synthetic video
 
 
 def child(frames: int, size: tuple[int, int], prune: bool) -> dict[str, float]:
@@ -29,7 +32,7 @@ def child(frames: int, size: tuple[int, int], prune: bool) -> dict[str, float]:
 
     import grounded_sam.video.tracker as tracker_module
     from grounded_sam.video import VideoTracker
-    from grounded_sam.video.synthetic import (
+    from tests.video.synthetic import (
         ColorDetector,
         OracleVideoModel,
         random_moving_shapes,

@@ -14,7 +14,7 @@ from grounded_sam import api
 from grounded_sam.cli import app
 from grounded_sam.text.base import Detections
 from grounded_sam.video import write_video
-from grounded_sam.video.synthetic import (
+from tests.video.synthetic import (
     ColorDetector,
     random_moving_shapes,
     render_moving_shapes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grounded_sam.video.synthetic import MovingShape, random_moving_shapes, tiny_sam2_video
+from tests.video.synthetic import MovingShape, random_moving_shapes, tiny_sam2_video
 
 SIZE = (128, 128)
 

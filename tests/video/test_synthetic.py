@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from grounded_sam.data import COLORS
-from grounded_sam.video.synthetic import (
+from tests.video.synthetic import (
     ColorDetector,
     MovingShape,
     random_moving_shapes,

@@ -11,8 +11,8 @@ import torch
 
 from grounded_sam.text.base import Detections
 from grounded_sam.video import FrameTracks, VideoTracker
-from grounded_sam.video.synthetic import ColorDetector, OracleVideoModel, render_moving_shapes
 from tests.video.conftest import SIZE
+from tests.video.synthetic import ColorDetector, OracleVideoModel, render_moving_shapes
 
 
 class FixedDetector:

@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 from grounded_sam.video import FrameTracks, open_frames, open_track_writers
-from grounded_sam.video.synthetic import random_moving_shapes, render_moving_shapes
+from tests.video.synthetic import random_moving_shapes, render_moving_shapes
 
 SIZE = (48, 64)
 PHRASES = ["red thing", "green thing", "blue thing"]
