@@ -131,9 +131,9 @@ def default_mask_generator(
             from grounded_sam.text.registry import build_labeler
 
             labeler = build_labeler(device=device)
-    generator = MaskGenerator(pipeline.predictor.model, config=config, labeler=labeler)
-    generator.predictor = pipeline.predictor  # one embedding per image, shared with the box stage
-    return generator
+    # One embedding per image, shared with the box stage.
+    predictor = pipeline.predictor
+    return MaskGenerator(predictor.model, config=config, labeler=labeler, predictor=predictor)
 
 
 def predict(
