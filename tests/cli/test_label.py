@@ -36,7 +36,7 @@ def test_label_to_yolo_with_split_and_contact_sheet(images, tmp_path) -> None:
     args = ["label", str(folder), "--classes", "red circle, blue square", "-o", str(out), "-f", "yolo"]
     result = runner.invoke(app, [*args, "--split", "0.5,0.5", "--contact-sheet", "--sam", "tiny"])
     assert result.exit_code == 1, result.output  # one image failed (the corrupt PNG)
-    assert built == [("tiny", None, None)]
+    assert built == [("tiny", None, None, "float32")]
     output = " ".join(result.output.split())
     assert "red circle" in output and "labelled 4 of 5 images" in output
     assert f"failed {CORRUPT}" in output
