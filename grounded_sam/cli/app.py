@@ -308,7 +308,6 @@ def configure_logging(verbose: bool) -> None:
 def _register_commands() -> None:
     # Sub-command modules register themselves on `app` when imported.
     from grounded_sam.cli import (  # noqa: F401
-        app_cmd,
         demo,
         everything,
         export_onnx,
@@ -317,6 +316,7 @@ def _register_commands() -> None:
         predict,
         review,
         serve,
+        streamlit_cmd,
         track,
     )
 

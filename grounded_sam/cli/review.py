@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from grounded_sam.cli.app import EXIT_USAGE, app, console, shown
-from grounded_sam.cli.app_cmd import app_script, streamlit_command
+from grounded_sam.cli.streamlit_cmd import app_script, streamlit_command
 
 
 @app.command()

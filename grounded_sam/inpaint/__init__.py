@@ -5,6 +5,6 @@ Example:
     >>> clean = inpaint(image, result.masks)  # doctest: +SKIP
 """
 
-from grounded_sam.inpaint.base import BACKENDS, Backend, ReplaceSettings, as_mask, dilate_mask, inpaint
+from grounded_sam.inpaint.api import BACKENDS, Backend, ReplaceSettings, as_mask, dilate_mask, inpaint
 
 __all__ = ["BACKENDS", "Backend", "ReplaceSettings", "as_mask", "dilate_mask", "inpaint"]

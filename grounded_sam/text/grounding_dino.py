@@ -2,7 +2,7 @@
 
 :class:`PromptDetector` holds what every Grounding DINO backend shares (thresholds, long-list chunking,
 phrase mapping, NMS); :class:`GroundingDinoDetector` runs the ``transformers`` model. The optional
-``groundingdino-py`` backend lives in :mod:`grounded_sam.text.gdino_py`.
+``groundingdino-py`` backend lives in :mod:`grounded_sam.text.groundingdino_py_backend`.
 """
 
 from __future__ import annotations

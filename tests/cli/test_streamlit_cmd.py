@@ -8,7 +8,7 @@ import sys
 from typer.testing import CliRunner
 
 from grounded_sam.cli import app
-from grounded_sam.cli.app_cmd import app_script, streamlit_command
+from grounded_sam.cli.streamlit_cmd import app_script, streamlit_command
 
 runner = CliRunner()
 

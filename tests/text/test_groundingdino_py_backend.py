@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.text.gdino_py import GroundingDinoPy, import_groundingdino, resize_shape
+from grounded_sam.text.groundingdino_py_backend import GroundingDinoPy, import_groundingdino, resize_shape
 from tests.text.gdino_builders import tiny_processor
 
 IMAGE = np.zeros((30, 40, 3), dtype=np.uint8)
