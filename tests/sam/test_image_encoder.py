@@ -9,7 +9,7 @@ import torch
 from segment_anything.modeling import image_encoder as reference
 from torch import nn
 
-from grounded_sam.sam import budgets
+from grounded_sam.sam import budgets, fast
 from grounded_sam.sam.modeling import image_encoder
 from grounded_sam.sam.modeling.image_encoder import ViTImageEncoder
 
@@ -69,9 +69,16 @@ def _randomise(module: nn.Module, seed: int) -> dict[str, torch.Tensor]:
     return state
 
 
-def _loaded_pair(config: dict, seed: int = 0) -> tuple[nn.Module, ViTImageEncoder]:
+@pytest.fixture(params=[True, False], ids=["accelerated", "plain"])
+def accelerated(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+def _loaded_pair(config: dict, seed: int = 0, accelerated: bool = True) -> tuple[nn.Module, ViTImageEncoder]:
     ref = _reference_encoder(config)
     ours = ViTImageEncoder(**config).eval()
+    if accelerated:
+        fast.accelerate(ours)
     state = _randomise(ref, seed)
     ref.load_state_dict(state, strict=True)
     ours.load_state_dict(state, strict=True)
@@ -86,19 +93,19 @@ def _assert_parity(ref: nn.Module, ours: nn.Module, x: torch.Tensor, tol: float 
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_matches_reference(name: str) -> None:
+def test_matches_reference(name: str, accelerated: bool) -> None:
     torch.manual_seed(0)
     config = CONFIGS[name]
-    ref, ours = _loaded_pair(config)
+    ref, ours = _loaded_pair(config, accelerated=accelerated)
     x = torch.randn(1, 3, config["img_size"], config["img_size"])
     out = _assert_parity(ref, ours, x)
     grid = config["img_size"] // config["patch_size"]
     assert out.shape == (1, config["out_chans"], grid, grid)
 
 
-def test_batch_of_two_matches_reference_and_single_images() -> None:
+def test_batch_of_two_matches_reference_and_single_images(accelerated: bool) -> None:
     torch.manual_seed(1)
-    ref, ours = _loaded_pair(CONFIGS["padding"], seed=1)
+    ref, ours = _loaded_pair(CONFIGS["padding"], seed=1, accelerated=accelerated)
     x = torch.randn(2, 3, 160, 160)
     batched = _assert_parity(ref, ours, x)
     with torch.inference_mode():
@@ -117,7 +124,7 @@ def test_chunked_computation_matches_reference(budget: int, monkeypatch: pytest.
     _assert_parity(ref, ours, torch.randn(2, 3, 160, 160))
 
 
-def test_rel_pos_tables_of_another_length_are_interpolated_like_the_reference() -> None:
+def test_rel_pos_tables_of_another_length_are_interpolated_like_the_reference(accelerated: bool) -> None:
     torch.manual_seed(3)
     config = CONFIGS["padding"]
     ref = _reference_encoder(config)
@@ -133,6 +140,8 @@ def test_rel_pos_tables_of_another_length_are_interpolated_like_the_reference() 
     ref.load_state_dict(state, strict=True)
     ours = ViTImageEncoder(**config).eval()
     ours.load_state_dict(state, strict=True)
+    if accelerated:
+        fast.accelerate(ours)
     assert ours.blocks[2].attn.rel_pos_h.shape == (31, head_dim)
     _assert_parity(ref, ours, torch.randn(1, 3, 160, 160))
 
@@ -178,19 +187,21 @@ def test_rejects_inconsistent_architecture() -> None:
 
 
 @pytest.mark.slow
-def test_vit_b_1024_matches_reference() -> None:
+def test_vit_b_1024_matches_reference(accelerated: bool) -> None:
     torch.manual_seed(5)
     config = dict(img_size=1024, embed_dim=768, depth=12, num_heads=12)
-    ref, ours = _loaded_pair(config, seed=5)
+    ref, ours = _loaded_pair(config, seed=5, accelerated=accelerated)
     out = _assert_parity(ref, ours, torch.randn(1, 3, 1024, 1024), tol=1e-4)
     assert out.shape == (1, 256, 64, 64)
 
 
-def test_relative_position_encoder_is_trainable() -> None:
+def test_relative_position_encoder_is_trainable(accelerated: bool) -> None:
     torch.manual_seed(0)
     encoder = ViTImageEncoder(
         img_size=64, embed_dim=32, depth=2, num_heads=2, out_chans=16, window_size=2, global_attn_indexes=(1,)
     )
+    if accelerated:
+        fast.accelerate(encoder)
     with torch.no_grad():
         for block in encoder.blocks:
             block.attn.rel_pos_h.normal_()

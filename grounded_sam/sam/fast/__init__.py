@@ -9,7 +9,10 @@ state-dict keys, same results up to float rounding):
 * :class:`~grounded_sam.sam.fast.transformer.FastTwoWayTransformer` (and its blocks): the image side made
   once for many prompt batches; per-prompt image tokens updated in place;
 * :class:`~grounded_sam.sam.fast.mask_decoder.FastMaskDecoder`: staged decoding (IoUs before masks) and a
-  banded upscaling into reused memory.
+  banded upscaling into reused memory;
+* :class:`~grounded_sam.sam.fast.image_encoder.FastRelPosAttention` and
+  :class:`~grounded_sam.sam.fast.image_encoder.FastEncoderBlock`: the ViT encoder's relative-position
+  bias built a chunk at a time into one buffer, q/k/v projected apart, the MLP in bands of rows.
 
 Segment everything adds :mod:`~grounded_sam.sam.fast.gated_decoding` and
 :mod:`~grounded_sam.sam.fast.iou_gate` on top of them. The builders (``build_sam``, ``load_sam``,
@@ -22,9 +25,11 @@ from __future__ import annotations
 from torch import nn
 
 from grounded_sam.sam.fast.attention import FastAttention
+from grounded_sam.sam.fast.image_encoder import FastEncoderBlock, FastRelPosAttention
 from grounded_sam.sam.fast.mask_decoder import FastMaskDecoder
 from grounded_sam.sam.fast.transformer import FastTwoWayAttentionBlock, FastTwoWayTransformer
 from grounded_sam.sam.modeling.attention import Attention
+from grounded_sam.sam.modeling.image_encoder import EncoderBlock, RelPosAttention
 from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
 from grounded_sam.sam.modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
 
@@ -33,6 +38,8 @@ _FAST: dict[type[nn.Module], type[nn.Module]] = {
     TwoWayAttentionBlock: FastTwoWayAttentionBlock,
     TwoWayTransformer: FastTwoWayTransformer,
     MaskDecoder: FastMaskDecoder,
+    RelPosAttention: FastRelPosAttention,
+    EncoderBlock: FastEncoderBlock,
 }
 
 __all__ = ["accelerate", "is_accelerated", "plain"]
