@@ -7,15 +7,20 @@ Hugging Face cache or Hub, else a :class:`~grounded_sam.weights.WeightsNotFoundE
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.hf_folders import (
+    config_model_type,
+    load_pretrained,
+    refuse_missing_weights,
+    transformers_classes,
+)
 from grounded_sam.sam2.registry import DEFAULT_SAM2, get_sam2_spec, is_sam2_name
-from grounded_sam.weights import WeightsNotFoundError, loader_errors, resolve_weights
+from grounded_sam.weights import WeightsNotFoundError, resolve_weights
 
 if TYPE_CHECKING:
     from transformers import Sam2Model, Sam2Processor, Sam2VideoModel, Sam2VideoProcessor
@@ -27,28 +32,9 @@ _SAM2_MODEL_TYPES = ("sam2", "sam2_video")
 
 
 def transformers_sam2(*names: str) -> tuple[Any, ...]:
-    """The named SAM 2 classes of ``transformers``; an ImportError saying what to install if it lacks them.
-
-    The first of ``a|b`` that exists is taken (image processors lost their ``Fast`` suffix in 5.0).
-    """
-    try:
-        import transformers
-    except ImportError as error:  # pragma: no cover - transformers is a core dependency
-        raise ImportError(f"SAM 2 needs transformers>={MIN_TRANSFORMERS}; pip install it") from error
-    found = []
-    for alternatives in names:
-        for candidate in alternatives.split("|"):
-            if hasattr(transformers, candidate):
-                found.append(getattr(transformers, candidate))
-                break
-        else:
-            version = getattr(transformers, "__version__", "unknown")
-            wanted = f"transformers>={MIN_TRANSFORMERS}"
-            raise ImportError(
-                f"the installed transformers ({version}) has no {alternatives.split('|')[0]}: SAM 2 needs "
-                f"{wanted}; upgrade with pip install -U '{wanted}'"
-            )
-    return tuple(found)
+    """The named SAM 2 classes of ``transformers`` (``"A|B"``: the first that exists); an ImportError
+    saying what to install if it lacks them."""
+    return transformers_classes("SAM 2", MIN_TRANSFORMERS, *names)
 
 
 def model_image_size(model: Any) -> int:
@@ -125,8 +111,7 @@ def build_sam2_video(
 
 def is_sam2_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a folder whose ``config.json`` describes a SAM 2 image or video model."""
-    config_path = Path(path).expanduser() / "config.json"
-    return config_path.is_file() and _model_type(config_path) in _SAM2_MODEL_TYPES
+    return config_model_type(path) in _SAM2_MODEL_TYPES
 
 
 def uses_sam2(name: str | None, checkpoint: str | os.PathLike[str] | None = None) -> bool:
@@ -134,14 +119,6 @@ def uses_sam2(name: str | None, checkpoint: str | os.PathLike[str] | None = None
     if name is not None:
         return is_sam2_name(name)
     return checkpoint is not None and is_sam2_folder(checkpoint)
-
-
-def _model_type(config_path: Path) -> str | None:
-    try:
-        config = json.loads(config_path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return config.get("model_type") if isinstance(config, dict) else None
 
 
 def _resolve_folder(name: str | None, checkpoint: str | os.PathLike[str] | None) -> tuple[str, Path]:
@@ -162,30 +139,27 @@ def _resolve_folder(name: str | None, checkpoint: str | os.PathLike[str] | None)
 
 def _load_model(model_cls: Any, folder: Path, label: str) -> Any:
     """Load ``folder`` into ``model_cls``, refusing other model types and checkpoints with missing weights."""
-    config_path = folder / "config.json"
-    if not config_path.is_file():
+    if not (folder / "config.json").is_file():
         raise WeightsNotFoundError(
             f"{folder} has no config.json, so it is not a complete SAM 2 folder for {label!r}: it needs the "
             "model's config.json and weights, as in the Hugging Face repository or written by save_pretrained"
         )
-    model_type = _model_type(config_path)
+    model_type = config_model_type(folder)
     if model_type not in _SAM2_MODEL_TYPES:
         raise ValueError(
             f"{folder} holds a {model_type!r} model, not SAM 2 ({' or '.join(_SAM2_MODEL_TYPES)}); "
             "for SAM 1 use grounded_sam.sam.build_sam"
         )
-    try:
-        with loader_errors(folder, "SAM 2"):
-            model, info = model_cls.from_pretrained(folder, local_files_only=True, output_loading_info=True)
-    except OSError as error:
-        raise WeightsNotFoundError(f"{folder} has a config.json but no readable weights ({error})") from error
-    missing = sorted(info.get("missing_keys", ())) + sorted(info.get("mismatched_keys", ()))
-    if missing:
-        raise ValueError(
-            f"{folder} lacks weights {model_cls.__name__} needs ({len(missing)} missing or of another "
-            f"shape, e.g. {missing[:3]}); a folder saved from the image-only Sam2Model cannot "
-            "drive the video tracker: use a released SAM 2 repository"
-        )
+    ((model, info),) = load_pretrained(
+        folder, "SAM 2", "has a config.json but no readable weights", model_cls, output_loading_info=True
+    )
+    refuse_missing_weights(
+        info,
+        folder,
+        model_cls,
+        "a folder saved from the image-only Sam2Model cannot drive the video tracker: use a released SAM 2 "
+        "repository",
+    )
     return model
 
 

@@ -12,13 +12,13 @@ import logging
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.hf_folders import folder_or_repo, load_pretrained, transformers_classes
 from grounded_sam.io import as_rgb_array
 from grounded_sam.text.base import Detections, check_fraction
 from grounded_sam.text.phrase_mapping import (
@@ -31,13 +31,14 @@ from grounded_sam.text.phrase_mapping import (
     suppress,
 )
 from grounded_sam.text.prompts import check_phrases, model_text
-from grounded_sam.weights import WeightsNotFoundError, WeightsSpec, loader_errors, resolve_weights
+from grounded_sam.weights import WeightsSpec, resolve_weights
 
 if TYPE_CHECKING:
     from PIL import Image
     from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
 
 logger = logging.getLogger(__name__)
+MIN_TRANSFORMERS = "4.56"  # the project's floor (pyproject.toml); GroundingDino* arrived in 4.40
 
 
 def snapshot_spec(repo_id: str) -> WeightsSpec:
@@ -235,27 +236,24 @@ class GroundingDinoDetector(PromptDetector):
         Raises:
             WeightsNotFoundError: no such folder, or it lacks the model or processor files.
         """
-        from transformers import GroundingDinoForObjectDetection, GroundingDinoProcessor
-
-        folder = Path(path_or_name).expanduser()
-        if not folder.exists():
-            name = str(path_or_name)
-            if name.count("/") != 1:
-                raise WeightsNotFoundError(
-                    f"{name!r} is neither a folder nor a Hugging Face repo id like "
-                    "'IDEA-Research/grounding-dino-tiny'; registered names go through build_detector()"
-                )
-            folder = resolve_weights(name, snapshot_spec(name))
-        try:
-            with loader_errors(folder, "Grounding DINO"):
-                processor = GroundingDinoProcessor.from_pretrained(folder, local_files_only=True)
-                model = GroundingDinoForObjectDetection.from_pretrained(folder, local_files_only=True)
-        except OSError as error:
-            raise WeightsNotFoundError(
-                f"{folder} is not a complete Grounding DINO folder: it needs the model (config.json and "
-                "weights), the tokenizer and the image processor files, as saved by save_pretrained or "
-                f"found in the Hugging Face repository ({error})"
-            ) from error
+        processor_cls, model_cls = transformers_classes(
+            "Grounding DINO", MIN_TRANSFORMERS, "GroundingDinoProcessor", "GroundingDinoForObjectDetection"
+        )
+        folder = folder_or_repo(
+            path_or_name,
+            "IDEA-Research/grounding-dino-tiny",
+            "registered names go through build_detector()",
+            lambda name: resolve_weights(name, snapshot_spec(name)),
+        )
+        processor, model = load_pretrained(
+            folder,
+            "Grounding DINO",
+            "is not a complete Grounding DINO folder: it needs the model (config.json and weights), the "
+            "tokenizer and the image processor files, as saved by save_pretrained or found in the Hugging "
+            "Face repository",
+            processor_cls,
+            model_cls,
+        )
         return cls(model, processor, resolve_device(device), **options)
 
     def tokenize(self, text: str) -> list[int]:

@@ -10,7 +10,6 @@ Weights: the Hugging Face repository ``facebook/sam3`` (gated), kept as a folder
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Sequence
@@ -22,11 +21,12 @@ import torch
 from torchvision.ops import batched_nms
 
 from grounded_sam.devices import Device, resolve_device
+from grounded_sam.hf_folders import config_model_type, folder_or_repo, load_pretrained, transformers_classes
 from grounded_sam.io import as_rgb_array
 from grounded_sam.text.base import Detections, Segments, check_fraction
 from grounded_sam.text.grounding_dino import snapshot_spec
 from grounded_sam.text.prompts import check_phrases
-from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, loader_errors, resolve_weights
+from grounded_sam.weights import HOME_ENV, WeightsNotFoundError, WeightsSpec, resolve_weights
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -52,17 +52,7 @@ def sam3_classes() -> tuple[Any, Any]:
     Raises:
         ImportError: the installed ``transformers`` predates SAM 3; the message names the version needed.
     """
-    import transformers
-
-    model_cls = getattr(transformers, "Sam3Model", None)
-    processor_cls = getattr(transformers, "Sam3Processor", None)
-    if model_cls is None or processor_cls is None:
-        raise ImportError(
-            f"SAM 3 needs transformers >= {MIN_TRANSFORMERS} (Sam3Model, Sam3Processor); this environment "
-            f"has transformers {transformers.__version__}. Upgrade with: "
-            f"pip install -U 'transformers>={MIN_TRANSFORMERS}'"
-        )
-    return model_cls, processor_cls
+    return transformers_classes("SAM 3", MIN_TRANSFORMERS, "Sam3Model", "Sam3Processor")
 
 
 def resolve_sam3_weights(
@@ -81,12 +71,7 @@ def resolve_sam3_weights(
 
 def is_sam3_folder(path: str | os.PathLike[str]) -> bool:
     """Whether ``path`` is a saved SAM 3 model: its ``config.json`` names a SAM 3 model type."""
-    config = Path(path).expanduser() / "config.json"
-    try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError, AttributeError):
-        return False
-    return model_type in _SAM3_MODEL_TYPES
+    return config_model_type(path) in _SAM3_MODEL_TYPES
 
 
 class Sam3Objects(NamedTuple):
@@ -169,25 +154,21 @@ class Sam3Segmenter:
             WeightsNotFoundError: no such folder, or it lacks the model or processor files.
         """
         model_cls, processor_cls = sam3_classes()
-        folder = Path(path_or_name).expanduser()
-        if not folder.exists():
-            name = str(path_or_name)
-            if name.count("/") != 1:
-                raise WeightsNotFoundError(
-                    f"{name!r} is neither a folder nor a Hugging Face repo id like {SAM3_REPO!r}; "
-                    "the registered name goes through build_detector('sam3')"
-                )
-            folder = resolve_sam3_weights(name, spec=snapshot_spec(name))
-        try:
-            with loader_errors(folder, "SAM 3"):
-                processor = processor_cls.from_pretrained(folder, local_files_only=True)
-                model = model_cls.from_pretrained(folder, local_files_only=True)
-        except OSError as error:
-            raise WeightsNotFoundError(
-                f"{folder} is not a complete SAM 3 folder: it needs the model (config.json and weights), the "
-                f"tokenizer and the image processor files of the Hugging Face repository {SAM3_REPO!r} "
-                f"({error}). {GATED_NOTE}"
-            ) from error
+        folder = folder_or_repo(
+            path_or_name,
+            SAM3_REPO,
+            "the registered name goes through build_detector('sam3')",
+            lambda name: resolve_sam3_weights(name, spec=snapshot_spec(name)),
+        )
+        processor, model = load_pretrained(
+            folder,
+            "SAM 3",
+            "is not a complete SAM 3 folder: it needs the model (config.json and weights), the tokenizer and "
+            f"the image processor files of the Hugging Face repository {SAM3_REPO!r}",
+            processor_cls,
+            model_cls,
+            note=f". {GATED_NOTE}",
+        )
         return cls(model, processor, resolve_device(device), **options)
 
     def segment(
