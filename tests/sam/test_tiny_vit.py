@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from grounded_sam.sam import fast
+from grounded_sam.sam.fast.tiny_vit import FastWindowAttention
 from grounded_sam.sam.modeling.tiny_vit import (
     UNUSED_CHECKPOINT_KEYS,
     TinyViTBlock,
@@ -31,6 +33,15 @@ TINY = dict(
     window_sizes=(3, 3, 3),
     out_chans=32,
 )
+
+
+@pytest.fixture(params=[True, False], ids=["accelerated", "plain"])
+def accelerated(request: pytest.FixtureRequest) -> bool:
+    return request.param
+
+
+def _variant(model: nn.Module, accelerated: bool) -> nn.Module:
+    return fast.accelerate(model) if accelerated else fast.plain(model)
 
 
 def read_mobile_sam_keys() -> dict[str, tuple[int, ...]]:
@@ -178,9 +189,12 @@ def test_gathered_bias_equals_loop_over_offsets() -> None:
     [(7, 7, 7), (5, 6, 7), (8, 8, 4), (10, 9, 4), (3, 11, 4)],
     ids=["one-window", "one-padded-window", "exact-tiling", "padded-tiling", "thin-padded"],
 )
-def test_windowed_attention_matches_naive(height: int, width: int, window_size: int) -> None:
+def test_windowed_attention_matches_naive(
+    height: int, width: int, window_size: int, accelerated: bool
+) -> None:
     torch.manual_seed(0)
     block = TinyViTBlock(dim=12, num_heads=3, window_size=window_size, mlp_ratio=4.0, local_conv_size=3)
+    _variant(block, accelerated)
     randomize_(block)
     block.eval()
     x = torch.randn(2, height, width, 12)
@@ -195,7 +209,8 @@ def test_windowed_attention_matches_naive(height: int, width: int, window_size: 
 
 def test_bias_cache_is_reused_and_invalidated() -> None:
     torch.manual_seed(0)
-    attn = WindowAttention(dim=8, num_heads=2, window_size=3).eval()
+    attn = fast.accelerate(WindowAttention(dim=8, num_heads=2, window_size=3).eval())
+    assert isinstance(attn, FastWindowAttention)
     with torch.no_grad():
         first = attn.gathered_bias()
         assert attn.gathered_bias() is first
@@ -208,12 +223,15 @@ def test_bias_cache_is_reused_and_invalidated() -> None:
     assert attn.gathered_bias().requires_grad
     attn.train()
     assert attn._bias_cache is None
+    fast.plain(attn).eval()
+    with torch.no_grad():
+        assert attn.gathered_bias() is not attn.gathered_bias()  # the plain module gathers every time
 
 
-def test_matches_timm_tinyvit_with_mobile_sam_strides() -> None:
+def test_matches_timm_tinyvit_with_mobile_sam_strides(accelerated: bool) -> None:
     timm_tiny_vit = pytest.importorskip("timm.models.tiny_vit")
     torch.manual_seed(0)
-    ours = TinyViTEncoder()
+    ours = _variant(TinyViTEncoder(), accelerated)
     randomize_(ours)
     ours.eval()
     reference = timm_tiny_vit.TinyVit(
@@ -254,9 +272,9 @@ def test_matches_timm_tinyvit_with_mobile_sam_strides() -> None:
 
 
 @pytest.mark.parametrize("mode", ["train", "eval"])
-def test_gradients_reach_every_parameter(mode: str) -> None:
+def test_gradients_reach_every_parameter(mode: str, accelerated: bool) -> None:
     torch.manual_seed(0)
-    encoder = TinyViTEncoder(**TINY)
+    encoder = _variant(TinyViTEncoder(**TINY), accelerated)
     randomize_(encoder)
     with torch.no_grad():  # undo the zero-initialised MBConv output norms so every path carries signal
         for block in encoder.layers[0].blocks:

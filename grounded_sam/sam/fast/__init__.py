@@ -12,7 +12,8 @@ state-dict keys, same results up to float rounding):
   banded upscaling into reused memory;
 * :class:`~grounded_sam.sam.fast.image_encoder.FastRelPosAttention` and
   :class:`~grounded_sam.sam.fast.image_encoder.FastEncoderBlock`: the ViT encoder's relative-position
-  bias built a chunk at a time into one buffer, q/k/v projected apart, the MLP in bands of rows.
+  bias built a chunk at a time into one buffer, q/k/v projected apart, the MLP in bands of rows;
+* :class:`~grounded_sam.sam.fast.tiny_vit.FastWindowAttention`: TinyViT's offset bias gathered once.
 
 Segment everything adds :mod:`~grounded_sam.sam.fast.gated_decoding` and
 :mod:`~grounded_sam.sam.fast.iou_gate` on top of them. The builders (``build_sam``, ``load_sam``,
@@ -27,10 +28,12 @@ from torch import nn
 from grounded_sam.sam.fast.attention import FastAttention
 from grounded_sam.sam.fast.image_encoder import FastEncoderBlock, FastRelPosAttention
 from grounded_sam.sam.fast.mask_decoder import FastMaskDecoder
+from grounded_sam.sam.fast.tiny_vit import FastWindowAttention
 from grounded_sam.sam.fast.transformer import FastTwoWayAttentionBlock, FastTwoWayTransformer
 from grounded_sam.sam.modeling.attention import Attention
 from grounded_sam.sam.modeling.image_encoder import EncoderBlock, RelPosAttention
 from grounded_sam.sam.modeling.mask_decoder import MaskDecoder
+from grounded_sam.sam.modeling.tiny_vit import WindowAttention
 from grounded_sam.sam.modeling.transformer import TwoWayAttentionBlock, TwoWayTransformer
 
 _FAST: dict[type[nn.Module], type[nn.Module]] = {
@@ -40,6 +43,7 @@ _FAST: dict[type[nn.Module], type[nn.Module]] = {
     MaskDecoder: FastMaskDecoder,
     RelPosAttention: FastRelPosAttention,
     EncoderBlock: FastEncoderBlock,
+    WindowAttention: FastWindowAttention,
 }
 
 __all__ = ["accelerate", "is_accelerated", "plain"]

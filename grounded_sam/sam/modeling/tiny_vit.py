@@ -127,8 +127,7 @@ class WindowAttention(nn.Module):
     """Pre-norm multi-head self-attention over the tokens of one window, with a learned offset bias.
 
     Each head has one learned scalar per (|Δrow|, |Δcol|) offset, added to the attention logits.
-    In eval mode, when no gradient is needed, the gathered (heads, N, N) bias is cached; the cache is
-    keyed on the table's storage and version so loads and in-place edits invalidate it.
+    (:class:`grounded_sam.sam.fast.tiny_vit.FastWindowAttention` caches the gathered bias.)
     """
 
     def __init__(self, dim: int, num_heads: int, window_size: int) -> None:
@@ -142,26 +141,14 @@ class WindowAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, window_size * window_size))
         self.register_buffer("attention_bias_idxs", relative_offset_index(window_size), persistent=False)
-        self._bias_cache: tuple[tuple[Any, ...], torch.Tensor] | None = None
 
     def gathered_bias(self) -> torch.Tensor:
         """The (heads, N, N) additive attention bias for the window's N tokens."""
-        table = self.attention_biases
-        if self.training or (torch.is_grad_enabled() and table.requires_grad):
-            return table[:, self.attention_bias_idxs]
-        key = (table.data_ptr(), table._version, table.dtype, table.device)
-        if self._bias_cache is None or self._bias_cache[0] != key:
-            self._bias_cache = (key, table.detach()[:, self.attention_bias_idxs])
-        return self._bias_cache[1]
-
-    def train(self, mode: bool = True) -> WindowAttention:
-        self._bias_cache = None
-        return super().train(mode)
+        return self.attention_biases[:, self.attention_bias_idxs]
 
     def _load_from_state_dict(
         self, state_dict: dict[str, Any], prefix: str, *args: Any, **kwargs: Any
     ) -> None:
-        self._bias_cache = None
         # Original TinyViT checkpoints store the index buffer; it is derived, so accept and drop it.
         state_dict.pop(prefix + "attention_bias_idxs", None)
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
