@@ -22,6 +22,7 @@ from grounded_sam.result import Result
 
 if TYPE_CHECKING:
     from grounded_sam.sam.everything import MaskGenerator
+    from grounded_sam.text.base import Labeler
 
 SAM_ENV = "GROUNDED_SAM_SAM_MODEL"
 DETECTOR_ENV = "GROUNDED_SAM_DETECTOR"
@@ -90,13 +91,12 @@ def default_mask_generator(
     sam: str | None = None,
     device: str | None = None,
     *,
-    labelled: bool = False,
     points_per_side: int | None = None,
 ) -> MaskGenerator:
     """The segment-everything generator on :func:`default_pipeline`'s SAM (sharing its predictor).
 
-    The demo model gets its tuned settings and CLIP labeler; other models the defaults and the
-    registry's labeler. ``labelled`` adds the labeler (needed to name masks with classes).
+    The demo model gets its tuned settings, other models the defaults. The labeler that names its masks
+    with classes is :func:`default_everything_labeler`'s.
 
     Raises:
         ValueError: when the configured SAM is not one of this package's (e.g. SAM 2).
@@ -106,7 +106,7 @@ def default_mask_generator(
     from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
     from grounded_sam.sam.predictor import SamPredictor
 
-    demo = (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
+    demo = _is_demo(sam)
     pipeline = default_pipeline(sam, None, device)
     if not isinstance(pipeline.predictor, SamPredictor):
         raise ValueError(
@@ -121,19 +121,26 @@ def default_mask_generator(
         config = EverythingConfig()
     if points_per_side is not None:
         config = dataclasses.replace(config, points_per_side=points_per_side)
-    labeler = None
-    if labelled:
-        if demo:
-            from grounded_sam.text.demo_clip import demo_clip_labeler
-
-            labeler = demo_clip_labeler(device=device)
-        else:
-            from grounded_sam.text.registry import build_labeler
-
-            labeler = build_labeler(device=device)
     # One embedding per image, shared with the box stage.
     predictor = pipeline.predictor
-    return MaskGenerator(predictor.model, config=config, labeler=labeler, predictor=predictor)
+    return MaskGenerator(predictor.model, config=config, predictor=predictor)
+
+
+def default_everything_labeler(sam: str | None = None, device: str | None = None) -> Labeler:
+    """The CLIP labeler that names :func:`default_mask_generator`'s masks: the embedded demo CLIP for the
+    demo model, the registry's default labeler otherwise."""
+    if _is_demo(sam):
+        from grounded_sam.text.demo_clip import demo_clip_labeler
+
+        return demo_clip_labeler(device=device)
+    from grounded_sam.text.registry import build_labeler
+
+    return build_labeler(device=device)
+
+
+def _is_demo(sam: str | None) -> bool:
+    """Whether ``sam`` (or the ``SAM_ENV`` default) is the embedded demo model."""
+    return (sam or os.environ.get(SAM_ENV) or DEMO) in (DEMO, DEMO_SAM)
 
 
 def predict(

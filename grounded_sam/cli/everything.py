@@ -43,6 +43,8 @@ def everything(
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Segment everything in each image and write the masks to OUT."""
+    from grounded_sam.everything_labels import everything_result
+
     configure_logging(verbose)
     check_precision_option(precision)
     if mode not in ("grid", "boxes"):
@@ -53,14 +55,16 @@ def everything(
     class_list = [name.strip() for name in classes.split(",") if name.strip()] if classes else None
     if class_list and _demo_model(sam):
         class_list = _taught(class_list)
-    generator, pipeline = _models(sam, device, points_per_side, class_list is not None)
+    generator, labeler, pipeline = _models(sam, device, points_per_side, class_list is not None)
     generator.predictor.precision = precision  # the predictor is shared with the pipeline's box stage
     detector = pipeline.detector if mode == "boxes" else None
     phrases = tuple(class_list or ["object"])
     run_per_image(
         inputs,
         "everything",
-        lambda pixels: generator.generate_result(pixels, class_list, detector=detector, phrases=phrases),
+        lambda pixels: everything_result(
+            generator, pixels, class_list, labeler=labeler, detector=detector, phrases=phrases
+        ),
         out,
         format,
         classes=[*class_list, "no label"] if class_list else ["object"],
@@ -87,13 +91,15 @@ def _taught(classes: list[str]) -> list[str] | None:
 
 
 def _models(sam: str | None, device: str | None, points_per_side: int | None, labelled: bool):
-    """The mask generator (with a labeler when classes are asked for) and the text pipeline for boxes."""
-    from grounded_sam.api import default_mask_generator
+    """The mask generator, the labeler naming its masks (when classes are asked for) and the text
+    pipeline for boxes."""
+    from grounded_sam.api import default_everything_labeler, default_mask_generator
 
     pipeline = pipeline_or_exit(sam, None, device)
     try:
-        generator = default_mask_generator(sam, device, labelled=labelled, points_per_side=points_per_side)
+        generator = default_mask_generator(sam, device, points_per_side=points_per_side)
     except ValueError as error:
         console.print(f"[red]{shown(error)}[/red]")
         raise typer.Exit(EXIT_USAGE) from None
-    return generator, pipeline
+    labeler = default_everything_labeler(sam, device) if labelled else None
+    return generator, labeler, pipeline

@@ -24,6 +24,7 @@ from grounded_sam.serve.limits import ModelWorker
 if TYPE_CHECKING:
     from grounded_sam.pipeline import GroundedSAM
     from grounded_sam.sam.everything import MaskGenerator
+    from grounded_sam.text.base import Labeler
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ModelRegistry:
         self.name = name
         self.worker = ModelWorker(name, config.max_queue)
         self.cache = EmbeddingCache(config.cache_images)
-        self._generators: dict[bool, MaskGenerator] = {}
+        self._generators: dict[bool, tuple[MaskGenerator, Labeler | None]] = {}
         self._generator_lock = threading.Lock()
         self._prompt_predictor = self._make_prompt_predictor(pipeline)
 
@@ -166,19 +167,24 @@ class ModelRegistry:
 
     def everything(self, pixels: np.ndarray, classes: list[str] | None) -> Result:
         """Segment everything; with ``classes``, each mask named by the labeler (or ``"no label"``)."""
-        return self._generator(classes is not None).generate_result(pixels, classes)
+        from grounded_sam.everything_labels import everything_result
 
-    def _generator(self, labelled: bool) -> MaskGenerator:
-        from grounded_sam.api import default_mask_generator
+        generator, labeler = self._generator(classes is not None)
+        return everything_result(generator, pixels, classes, labeler=labeler)
+
+    def _generator(self, labelled: bool) -> tuple[MaskGenerator, Labeler | None]:
+        """The mask generator, with the labeler that names its masks when ``labelled``."""
+        from grounded_sam.api import default_everything_labeler, default_mask_generator
 
         with self._generator_lock:
             if labelled not in self._generators:
                 try:
-                    self._generators[labelled] = default_mask_generator(
-                        self.config.sam, self.config.device, labelled=labelled
-                    )
+                    generator = default_mask_generator(self.config.sam, self.config.device)
                 except ValueError as error:
                     raise ApiError(409, "not_available", str(error)) from None
+                config = self.config
+                labeler = default_everything_labeler(config.sam, config.device) if labelled else None
+                self._generators[labelled] = (generator, labeler)
             return self._generators[labelled]
 
     def close(self) -> None:

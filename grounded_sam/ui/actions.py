@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from grounded_sam.everything_labels import everything_result
 from grounded_sam.result import Result
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Labeler
@@ -158,7 +159,7 @@ def segment_everything(
         stability_score_thresh=min_stability,
     )
     with models.lock:
-        return generator.generate_result(image, list(classes) if classes else None, labeler=labeler)
+        return everything_result(generator, image, list(classes) if classes else None, labeler=labeler)
 
 
 def everything_labeler(models: Models) -> tuple[Labeler | None, str]:

@@ -12,6 +12,7 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything import SamPredictor as ReferencePredictor
 
+from grounded_sam.everything_labels import everything_result
 from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
@@ -208,14 +209,18 @@ class FakeLabeler:
 
 def test_generate_result_with_labels(models, image: np.ndarray) -> None:
     generator = MaskGenerator(models[0], **LOOSE, points_per_side=6, box_nms_thresh=0.95)
-    result = generator.generate_result(image, classes=["big"], labeler=FakeLabeler())
+    result = everything_result(generator, image, ["big"], labeler=FakeLabeler())
     areas = result.areas
     assert len(result) >= 3
     assert result.labels == ["big" if a > np.median(areas) else "no label" for a in areas]
     assert {"big", "no label"} <= set(result.labels)
     np.testing.assert_allclose(result.scores, areas / areas.max(), rtol=1e-6)
+    unnamed = generator.generate_result(image)
+    assert unnamed.labels == ["object"] * len(result)
+    np.testing.assert_array_equal(unnamed.masks, result.masks)
+    np.testing.assert_array_equal(unnamed.mask_scores, result.mask_scores)
     with pytest.raises(ValueError, match="labeler"):
-        generator.generate_result(image, classes=["big"])
+        everything_result(generator, image, ["big"])
 
 
 def test_nothing_found_gives_empty_outputs(models, image: np.ndarray) -> None:

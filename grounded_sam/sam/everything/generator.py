@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,9 +46,6 @@ from grounded_sam.sam.everything.mask_ops import CompactMask
 from grounded_sam.sam.everything.object_aware import BoxSource, DetectorLike, prompt_boxes
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
-
-if TYPE_CHECKING:
-    from grounded_sam.text.base import Labeler
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +138,8 @@ class MaskGenerator:
 
     Pass the reference's parameters by name or position (plus ``max_box_prompts`` for
     :meth:`generate_from_boxes`), or a whole :class:`EverythingConfig` as ``config=`` (then leave the
-    others at their defaults). Bad settings raise ``ValueError``. ``labeler`` (a CLIP
-    :class:`~grounded_sam.text.base.Labeler`) is used by :meth:`generate_result` when classes are given.
+    others at their defaults). Bad settings raise ``ValueError``. Naming the masks with classes is the
+    pipeline's step after this one (:func:`grounded_sam.everything_labels.everything_result`).
     ``precision="bfloat16"`` encodes the image in bfloat16 (see :class:`SamPredictor`): much faster on
     hardware with bfloat16 matrix units, but the masks are no longer exactly the float32 reference's.
     ``predictor``: a predictor of ``model`` to embed images with (e.g. a ``ZoomPredictor`` whose embedding
@@ -173,7 +170,6 @@ class MaskGenerator:
         *,
         max_box_prompts: int = 320,
         config: EverythingConfig | None = None,
-        labeler: Labeler | None = None,
         precision: PrecisionRequest = "float32",
         predictor: SamPredictor | None = None,
     ) -> None:
@@ -194,7 +190,6 @@ class MaskGenerator:
         if predictor is not None and predictor.model is not model:
             raise ValueError("predictor must wrap the generator's model")
         self.predictor = SamPredictor(model, precision) if predictor is None else predictor
-        self.labeler = labeler
         self.stats = GenerationStats()
         """Counts of the last ``generate*`` call."""
 
@@ -237,9 +232,7 @@ class MaskGenerator:
     def generate_result(
         self,
         image: ImageInput,
-        classes: Sequence[str] | None = None,
         *,
-        labeler: Labeler | None = None,
         boxes: BoxSource = None,
         detector: DetectorLike | None = None,
         phrases: Sequence[str] = ("object",),
@@ -247,16 +240,12 @@ class MaskGenerator:
         """The masks of :meth:`generate` (or, with ``boxes``/``detector``, :meth:`generate_from_boxes`)
         as a :class:`~grounded_sam.result.Result`, in the same order.
 
-        Without ``classes`` every label is ``"object"`` and ``scores`` is the predicted IoU. With
-        ``classes``, the labeler (``labeler`` or the generator's) names each mask: ``labels`` is a
-        class or ``"no label"``, ``scores`` the labeler's probability. ``mask_scores`` is always SAM's
-        predicted IoU (the stability score is in the records of :meth:`generate`). Boxes are XYXY
-        with the far edge exclusive, as everywhere in ``Result``.
+        Every label is ``"object"``; ``scores`` and ``mask_scores`` are SAM's predicted IoU (the
+        stability score is in the records of :meth:`generate`). Boxes are XYXY with the far edge
+        exclusive, as everywhere in ``Result``. Naming the masks with classes:
+        :func:`grounded_sam.everything_labels.everything_result`.
         """
         pixels = load_image(image)
-        labeler = labeler or self.labeler
-        if classes is not None and labeler is None:
-            raise ValueError("classes were given but no labeler: pass labeler= (e.g. a ClipLabeler)")
         if boxes is None and detector is None:
             found = self._everything(pixels)
         else:
@@ -267,9 +256,6 @@ class MaskGenerator:
             return Result.empty((height, width))
         masks = np.stack([m.to_mask() for m in found.masks])
         labels, scores = ["object"] * len(found), found.iou
-        if classes is not None and labeler is not None:
-            named = labeler.label(pixels, masks, list(classes))
-            labels, scores = named.names, np.asarray(named.scores, dtype=np.float32)
         areas = np.array([m.area for m in found.masks])
         exclusive = found.boxes.astype(np.float32) + np.where(areas[:, None] > 0, [0, 0, 1, 1], 0)
         return Result(masks, exclusive, labels, scores, found.iou.copy(), (height, width))
