@@ -8,6 +8,9 @@
   8 hex digits of the sha256 of its original bytes, so two different names stay different.
 * Inputs that still meet on one stem (``x.png`` beside ``x.jpg``, or two files given directly from
   different folders) get the hash of their whole path appended, again ``~`` + 8 hex digits.
+  `output_stems` hashes every input of a meeting (one-shot commands); `claim_stems` leaves the first
+  in sorted order plain and keeps the stems an earlier run gave (resumable datasets; `copy_name` then
+  names the image copy so that it shares the stem of its label files).
 
 The original path is kept, readable, in the JSON written beside the outputs (`printable`).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import PurePosixPath
 
 MAX_STEM_BYTES = 160
@@ -85,3 +88,35 @@ def output_stems(
         stem if counts[stem] == 1 and stem not in reserved else f"{stem}~{short_hash(key)}"
         for stem, key in zip(stems, keys, strict=True)
     ]
+
+
+def claim_stems(rels: Collection[str], known: Mapping[str, str] | None = None) -> dict[str, str]:
+    """One distinct output stem per input at relative path `rel`, stable while inputs come and go.
+
+    The stems in `known` (given by an earlier run) are kept first; every other input, in sorted order,
+    takes its `safe_stem` if no input holds it yet, else that stem with ``~`` and the hash of its path
+    (so of ``x.jpg`` and ``x.png`` the later one becomes ``x~<8 hex>``).
+    """
+    known = known or {}
+    stems: dict[str, str] = {}
+    taken: set[str] = set()
+    first = sorted(rel for rel in rels if rel in known)
+    for rel in [*first, *sorted(rel for rel in rels if rel not in known)]:
+        stem = known.get(rel) or safe_stem(rel)
+        salt = 0
+        while stem in taken:  # a second (pathological) meeting gets a hash of the path and a counter
+            base = safe_stem(rel)
+            stem = f"{base}~{short_hash(rel if salt == 0 else f'{rel}#{salt}')}"
+            salt += 1
+        stems[rel] = stem
+        taken.add(stem)
+    return stems
+
+
+def copy_name(rel: str, stem: str) -> str:
+    """The path of a copy of the input at `rel` given the output stem `stem`: `safe_relative(rel)` when
+    `stem` is its own `safe_stem`, else `stem` with the copy's suffix (image and label share a stem)."""
+    own = safe_relative(rel)
+    if stem == safe_stem(rel):
+        return own
+    return stem + PurePosixPath(own).suffix

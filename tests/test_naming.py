@@ -7,7 +7,16 @@ from pathlib import Path
 import pytest
 
 from grounded_sam.atomic import atomic_write_bytes, temp_name
-from grounded_sam.naming import MAX_STEM_BYTES, output_stems, printable, safe_relative, safe_stem
+from grounded_sam.naming import (
+    MAX_STEM_BYTES,
+    claim_stems,
+    copy_name,
+    output_stems,
+    printable,
+    safe_relative,
+    safe_stem,
+    short_hash,
+)
 
 LONG = "中" * 84 + ".png"  # 256 bytes: longer than a file name may be once a suffix is added
 NAMES = [
@@ -71,3 +80,17 @@ def test_placing_the_same_hard_link_again_leaves_no_temp_file(tmp_path: Path) ->
     with atomic_path(target) as tmp:
         os.link(source, tmp)  # rename() of two names of one file does nothing
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "out.png"]
+
+
+def test_claim_stems_gives_later_meetings_a_hash_and_keeps_known_stems() -> None:
+    rels = ["a/x.png", "a/x.jpg", "x.png"]
+    first = claim_stems(rels)
+    assert first == {"a/x.jpg": "a/x", "a/x.png": f"a/x~{short_hash('a/x.png')}", "x.png": "x"}
+    # a new image sorting first does not take a stem already given
+    again = claim_stems([*rels, "a/x.bmp"], known=first)
+    assert {rel: again[rel] for rel in rels} == first and again["a/x.bmp"] == f"a/x~{short_hash('a/x.bmp')}"
+    # a stem given twice (a damaged state) is still made distinct
+    clash = claim_stems(["p.png", "q.png"], known={"p.png": "s", "q.png": "s"})
+    assert len(set(clash.values())) == 2
+    assert copy_name("a/x.png", first["a/x.png"]) == f"a/x~{short_hash('a/x.png')}.png"
+    assert copy_name("a/x.jpg", "a/x") == "a/x.jpg"

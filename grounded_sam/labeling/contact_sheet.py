@@ -95,7 +95,7 @@ def dataset_contact_sheet(
     items = []
     for task in picked:
         result = result_from_record(records[task.rel])
-        image = layout.path(layout.image_file(task.rel, task.split))
+        image = layout.path(layout.image_file(task.rel, task.split, task.stem))
         items.append((f"{task.rel} ({len(result)})", image, result))
     sheet = contact_sheet(items, thumb_size=thumb_size)
     target = layout.path("contact_sheet.png")

@@ -146,8 +146,10 @@ def label_dataset(
     layout = DatasetLayout(out, settings)
     with dataset_lock(out), translated_faults(out):  # the states of labeling.state
         manifest = prepare_output(images_root, layout, overwrite)
-        scan = scan_images(images_root, settings.splits, exclude=out)
-        records = _forget_vanished(layout, manifest, scan)
+        records = manifest.read_records()
+        known = manifest.known_stems(records)  # a resumed run keeps every image's name
+        scan = scan_images(images_root, settings.splits, exclude=out, known=known)
+        records = _forget_vanished(layout, manifest, scan, records, known)
         pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
         resumed = len(scan.tasks) - len(pending)
         logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
@@ -183,7 +185,7 @@ def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) ->
         if overwrite:
             old = manifest.stored_settings()
             logger.info("overwrite: removing the dataset in %s", out)
-            clear_dataset(DatasetLayout(out, old), manifest.planned())
+            clear_dataset(DatasetLayout(out, old), manifest.known_stems(manifest.read_records()))
         else:
             manifest.check_settings(layout.settings)
             remove_atomic_temps(out)
@@ -199,15 +201,21 @@ def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) ->
 
 
 def _forget_vanished(
-    layout: DatasetLayout, manifest: Manifest, scan: ScanResult
+    layout: DatasetLayout,
+    manifest: Manifest,
+    scan: ScanResult,
+    records: dict[str, dict[str, Any]],
+    known: dict[str, str],
 ) -> dict[str, dict[str, Any]]:
-    """Remove the outputs and records of images no longer in the folder, plan the current ones, and
-    return the records of the current images."""
-    current = {t.rel for t in scan.tasks}
-    records = manifest.read_records()
-    for rel in (set(manifest.planned()) | set(records)) - current:
+    """Remove the outputs and records of images no longer in the folder (`known`: rel -> stem of every
+    image named before), plan the current ones, and return the records of the current images."""
+    current = {t.rel: t.stem for t in scan.tasks}
+    holders = {t.stem: t for t in scan.tasks}
+    for rel in sorted(set(known) - set(current)):
         logger.info("%s is no longer in the image folder; removing its labels", rel)
-        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits))
+        holder = holders.get(known[rel])  # a current image that took over the stem keeps its files
+        keep = layout.outputs(holder.rel, holder.split, holder.stem) if holder else []
+        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits), known[rel], keep=keep)
         manifest.remove_record(rel)
         records.pop(rel, None)
     manifest.write_plan(current)
@@ -303,9 +311,7 @@ def label_batch(
         task, pixels = task_and_load
         outcome = predicted.get(task.rel, pixels)  # the Result, or the loading / prediction error
         if isinstance(outcome, str):
-            manifest.write_record(
-                {"rel": task.rel, "split": task.split, "status": "failed", "reason": outcome}
-            )
+            manifest.write_record(_failed_record(task, outcome))
             logger.warning("failed to label %s: %s", task.rel, outcome)
             return ImageOutcome(task.rel, "failed", reason=outcome)
         kept, candidates = apply_rules(outcome, layout.settings.ontology, layout.settings.rules, base)
@@ -314,9 +320,7 @@ def label_batch(
         except (ValueError, OSError) as e:  # an unsafe output path, the image gone, ...
             if is_output_fault(e):  # ... but a full or read-only disk stops the run
                 raise
-            manifest.write_record(
-                {"rel": task.rel, "split": task.split, "status": "failed", "reason": str(e)}
-            )
+            manifest.write_record(_failed_record(task, str(e)))
             return ImageOutcome(task.rel, "failed", reason=str(e))
         line = manifest_line(task.rel, task.split, outcome.image_size, candidates)
         append_line(layout.path(MANIFEST_FILE), line)  # before the record, which marks the image done
@@ -325,6 +329,10 @@ def label_batch(
         return ImageOutcome(task.rel, "done", instances=len(record["instances"]))
 
     return list(map_fn(write, zip(tasks, loaded, strict=True)))
+
+
+def _failed_record(task: ImageTask, reason: str) -> dict[str, Any]:
+    return {"rel": task.rel, "stem": task.stem, "split": task.split, "status": "failed", "reason": reason}
 
 
 def _load(task: ImageTask) -> np.ndarray | str:

@@ -3,10 +3,17 @@
 State lives in ``<out>/.labeling/``:
 
 * ``settings.json``: the settings and their fingerprint; a later run with other settings is refused.
-* ``plan.json``: the image paths (relative, POSIX) of the current run, so that ``overwrite`` and later
-  runs find the files of images interrupted before their record was written, or since removed.
+* ``plan.json``: the image paths (relative, POSIX) of the current run and their dataset stems, so that
+  ``overwrite`` and later runs find the files of images interrupted before their record was written, or
+  since removed, and give every image the name it had before (``{rel: stem}``; a plain list of paths,
+  written by older versions, means every stem is the path's own `safe_stem`).
 * ``records/<relative image path>.json``: one small file per image, written atomically after all of
   the image's outputs. Its presence with ``"status": "done"`` is what makes a resumed run skip it.
+  It holds the original path (``rel``) and the image's dataset stem (``stem``; missing in records of
+  older versions: the path's `safe_stem`).
+
+Every image gets a dataset stem no other image has (`grounded_sam.naming.claim_stems`): ``x.png``
+beside ``x.jpg`` gives ``x`` and ``x~<8 hex>``, and a resumed run keeps the stems already given.
 
 Split assignment hashes the relative image path, so it does not depend on the order, the number of
 other images or the machine: resumed, re-run and distributed runs agree.
@@ -19,7 +26,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
@@ -29,7 +36,7 @@ from grounded_sam.io import IMAGE_SUFFIXES
 from grounded_sam.labeling.ontology import Ontology
 from grounded_sam.labeling.rules import QualityRules
 from grounded_sam.labeling.state import ATOMIC_TEMP, STATE_DIR
-from grounded_sam.naming import safe_relative
+from grounded_sam.naming import claim_stems, safe_relative, safe_stem
 
 logger = logging.getLogger(__name__)
 
@@ -189,13 +196,19 @@ def inside(root: Path, rel: str) -> Path:
 
 @dataclass(frozen=True)
 class ImageTask:
-    """One image to label: POSIX path relative to the image folder, absolute source path, split, and the
-    1-based COCO image id (its position in the sorted list of all images found)."""
+    """One image to label: POSIX path relative to the image folder, absolute source path, split, the
+    1-based COCO image id (its position in the sorted list of all images found) and the dataset stem
+    of its outputs (default: `safe_stem` of `rel`; see `grounded_sam.naming.claim_stems`)."""
 
     rel: str
     source: str
     split: str
     image_id: int
+    stem: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stem:
+            object.__setattr__(self, "stem", safe_stem(self.rel))
 
 
 @dataclass(frozen=True)
@@ -213,12 +226,15 @@ class ScanResult:
 
 
 def scan_images(
-    images_dir: Path, splits: Sequence[tuple[str, float]], exclude: Path | None = None
+    images_dir: Path,
+    splits: Sequence[tuple[str, float]],
+    exclude: Path | None = None,
+    known: Mapping[str, str] | None = None,
 ) -> ScanResult:
     """Walk `images_dir` (nested folders, hidden names ignored, `exclude` left out) into sorted tasks.
 
-    Non-images, symbolic links that leave the folder, linked folders and images whose path differs from
-    an earlier one only by the suffix (their labels would share a name) are reported as skipped.
+    Non-images, symbolic links that leave the folder and linked folders are reported as skipped. Every
+    image gets a distinct dataset stem, the one in `known` (rel -> stem, from an earlier run) if any.
     """
     root = images_dir.resolve()
     excluded = exclude.resolve() if exclude is not None else None
@@ -245,17 +261,11 @@ def scan_images(
                 )
             else:
                 images.append(rel)
-    tasks: list[ImageTask] = []
-    stems: dict[str, str] = {}
-    for image_id, rel in enumerate(sorted(images), start=1):
-        stem = str(PurePosixPath(rel).with_suffix(""))
-        if stem in stems:
-            skipped.append(
-                SkippedFile(rel, f"same name as {stems[stem]} apart from the suffix; labels would clash")
-            )
-            continue
-        stems[stem] = rel
-        tasks.append(ImageTask(check_relative(rel), str(root / rel), split_of(rel, splits), image_id))
+    stems = claim_stems([check_relative(rel) for rel in images], known)
+    tasks = [
+        ImageTask(rel, str(root / rel), split_of(rel, splits), image_id, stems[rel])
+        for image_id, rel in enumerate(sorted(images), start=1)
+    ]
     return ScanResult(tasks, sorted(skipped, key=lambda s: s.path))
 
 
@@ -312,12 +322,23 @@ class Manifest:
             "to resume, pass --overwrite (overwrite=True) to replace it, or choose another output folder."
         )
 
-    def planned(self) -> list[str]:
+    def planned(self) -> dict[str, str]:
+        """The images of the last run and their dataset stems (rel -> stem)."""
         path = self.state / "plan.json"
-        return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+        plan = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        if isinstance(plan, list):  # written by an older version: every stem is the path's own
+            return {rel: safe_stem(rel) for rel in plan}
+        return {str(rel): str(stem) for rel, stem in plan.items()}
 
-    def write_plan(self, rels: Iterable[str]) -> None:
-        atomic_write_text(self.state / "plan.json", json.dumps(sorted(rels)))
+    def write_plan(self, stems: Mapping[str, str]) -> None:
+        atomic_write_text(self.state / "plan.json", json.dumps(dict(stems), sort_keys=True))
+
+    def known_stems(self, records: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+        """The dataset stem of every image this folder has named already: the plan's, then the records'."""
+        stems = self.planned()
+        for rel, record in records.items():
+            stems[rel] = str(record.get("stem") or safe_stem(rel))
+        return stems
 
     def record_path(self, rel: str) -> Path:
         return inside(self.records_dir, f"{safe_relative(check_relative(rel))}.json")

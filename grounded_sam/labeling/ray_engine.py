@@ -31,9 +31,9 @@ class LabelWorker:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         tasks = [
-            ImageTask(str(rel), str(source), str(split), int(image_id))
-            for rel, source, split, image_id in zip(
-                batch["rel"], batch["source"], batch["split"], batch["image_id"], strict=True
+            ImageTask(str(rel), str(source), str(split), int(image_id), str(stem))
+            for rel, source, split, image_id, stem in zip(
+                batch["rel"], batch["source"], batch["split"], batch["image_id"], batch["stem"], strict=True
             )
         ]
         outcomes = label_batch(self.pipeline, self.layout, tasks)

@@ -90,7 +90,8 @@ class ReviewSession:
 
     def image_path(self, rel: str) -> Path:
         layout = DatasetLayout(self.root, self.settings)
-        return layout.path(layout.image_file(rel, self.records[rel]["split"]))
+        record = self.records[rel]
+        return layout.path(layout.image_file(rel, record["split"], record.get("stem")))
 
     def result(self, rel: str, *, statuses: Sequence[Status] = ("unreviewed", "approved")) -> Result:
         """The instances of `rel` with one of `statuses` as a `Result` (labels: class names)."""
@@ -165,7 +166,8 @@ class ReviewSession:
         statuses: tuple[Status, ...] = ("approved", "unreviewed") if include_unreviewed else ("approved",)
         tasks, records = [], {}
         for image_id, rel in enumerate(sorted(self.records), start=1):
-            task = ImageTask(rel, str(self.image_path(rel)), self.records[rel]["split"], image_id)
+            split, stem = self.records[rel]["split"], self.records[rel].get("stem", "")
+            task = ImageTask(rel, str(self.image_path(rel)), split, image_id, stem)
             kept = self.result(rel, statuses=statuses)
             as_prompts = Result(
                 kept.masks,

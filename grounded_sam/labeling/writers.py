@@ -2,7 +2,9 @@
 assembled from the per-image records at the end of a run.
 
 Layout under the output folder (``<split>`` is e.g. ``train``; ``<rel>`` the image's path relative to
-the image folder, nested folders kept; ``<stem>`` that path without its suffix)::
+the image folder, nested folders kept, each part made safe; ``<stem>`` that path without its suffix. An
+image whose stem another image already has, as ``x.jpg`` beside ``x.png``, gets ``<stem>~<8 hex>`` as
+its stem and ``<stem>~<8 hex>.<suffix>`` as its copy; see `grounded_sam.naming.claim_stems`)::
 
     images/<split>/<rel>                     every format: the image, hard-linked (copied across devices)
     annotations/instances_<split>.json       coco: one COCO instances file per split
@@ -45,7 +47,7 @@ from grounded_sam.export.png import index_png_bytes, label_index_map
 from grounded_sam.export.yolo import result_to_yolo_lines
 from grounded_sam.labeling.manifest import ImageTask, LabelingSettings, inside, split_of
 from grounded_sam.labeling.state import LOCK_FILE, STATE_DIR, remove_atomic_temps
-from grounded_sam.naming import safe_relative, safe_stem
+from grounded_sam.naming import copy_name, safe_stem
 from grounded_sam.ops.rle import masks_to_rles
 from grounded_sam.result import Result
 
@@ -61,20 +63,21 @@ class DatasetLayout:
     root: Path
     settings: LabelingSettings
 
-    def image_file(self, rel: str, split: str) -> str:
-        """The dataset copy of the image at `rel`: the same path, made safe (`grounded_sam.naming`)."""
-        return f"images/{split}/{safe_relative(rel)}"
+    def image_file(self, rel: str, split: str, stem: str | None = None) -> str:
+        """The dataset copy of the image at `rel` with dataset stem `stem` (default: its `safe_stem`): the
+        same path, made safe (`grounded_sam.naming.copy_name`)."""
+        return f"images/{split}/{copy_name(rel, stem or safe_stem(rel))}"
 
-    def stem(self, rel: str, split: str, folder: str) -> str:
-        return f"{folder}/{split}/{safe_stem(rel)}"
+    def stem(self, rel: str, split: str, folder: str, stem: str | None = None) -> str:
+        return f"{folder}/{split}/{stem or safe_stem(rel)}"
 
-    def outputs(self, rel: str, split: str) -> list[str]:
+    def outputs(self, rel: str, split: str, stem: str | None = None) -> list[str]:
         """Relative paths of every file written for one image in this format."""
-        files = [self.image_file(rel, split)]
+        files = [self.image_file(rel, split, stem)]
         if self.settings.format == "yolo":
-            files.append(self.stem(rel, split, "labels") + ".txt")
+            files.append(self.stem(rel, split, "labels", stem) + ".txt")
         elif self.settings.format == "masks":
-            stem = self.stem(rel, split, "masks")
+            stem = self.stem(rel, split, "masks", stem)
             files += [f"{stem}.png", f"{stem}.instances.png", f"{stem}.json"]
         return files
 
@@ -115,9 +118,10 @@ def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) 
     classed, prompts = class_result(result, settings)
     class_ids = {name: settings.ontology.class_id(name) for name in settings.ontology.class_names}
     instances = instance_records(classed, prompts, class_ids)
-    _place_image(task.source, layout.path(layout.image_file(task.rel, task.split)))
+    _place_image(task.source, layout.path(layout.image_file(task.rel, task.split, task.stem)))
     record: dict[str, Any] = {
         "rel": task.rel,
+        "stem": task.stem,
         "split": task.split,
         "status": "done",
         "height": classed.image_size[0],
@@ -138,7 +142,7 @@ def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) 
     elif settings.format == "yolo":
         lines = result_to_yolo_lines(classed, class_ids)
         text = "".join(line + "\n" for line in lines)
-        atomic_write_text(layout.path(layout.stem(task.rel, task.split, "labels") + ".txt"), text)
+        atomic_write_text(layout.path(layout.stem(task.rel, task.split, "labels", task.stem) + ".txt"), text)
     else:
         _write_masks(layout, task, classed, instances, class_ids)
     return record
@@ -174,12 +178,12 @@ def _write_masks(
     instances: list[dict[str, Any]],
     class_ids: Mapping[str, int],
 ) -> None:
-    stem = layout.stem(task.rel, task.split, "masks")
+    stem = layout.stem(task.rel, task.split, "masks", task.stem)
     class_map = label_index_map(classed, {name: cid + 1 for name, cid in class_ids.items()})
     atomic_write_bytes(layout.path(f"{stem}.png"), index_png_bytes(class_map))
     atomic_write_bytes(layout.path(f"{stem}.instances.png"), index_png_bytes(classed.instance_map() + 1))
     meta = {
-        "image": layout.image_file(task.rel, task.split),
+        "image": layout.image_file(task.rel, task.split, task.stem),
         "height": classed.image_size[0],
         "width": classed.image_size[1],
         "instances": [{"id": i, **inst} for i, inst in enumerate(instances, start=1)],
@@ -231,7 +235,7 @@ def write_dataset_files(
         dataset["images"].append(
             {
                 "id": task.image_id,
-                "file_name": safe_relative(task.rel),  # the image's path under images/<split>/
+                "file_name": copy_name(task.rel, task.stem),  # the image's path under images/<split>/
                 "height": record["height"],
                 "width": record["width"],
             }
@@ -256,12 +260,12 @@ def _write_tool_files(
     names = settings.ontology.class_names
     if settings.format == "cvat":
         images = [
-            (f"{t.split}/{safe_relative(t.rel)}", (r["height"], r["width"]), r["cvat"]) for t, r in done
+            (f"{t.split}/{copy_name(t.rel, t.stem)}", (r["height"], r["width"]), r["cvat"]) for t, r in done
         ]
         return [atomic_write_text(layout.path("annotations.xml"), cvat_xml(images, names))]
     items = [
         label_studio_task(
-            f"/data/local-files/?d={layout.image_file(t.rel, t.split)}",
+            f"/data/local-files/?d={layout.image_file(t.rel, t.split, t.stem)}",
             r["label_studio"],
             [inst["score"] for inst in r["instances"]],
             f"grounded_sam ({settings.model})",
@@ -305,18 +309,22 @@ def yolo_data_yaml(splits: Sequence[str], names: Sequence[str]) -> str:
     return "".join(lines)
 
 
-def remove_image_outputs(layout: DatasetLayout, rel: str, split: str) -> None:
-    """Delete the files written for one image (missing ones are fine)."""
-    for file in layout.outputs(rel, split):
-        _unlink_inside(layout, file)
+def remove_image_outputs(
+    layout: DatasetLayout, rel: str, split: str, stem: str | None = None, keep: Sequence[str] = ()
+) -> None:
+    """Delete the files written for one image (missing ones are fine), except those in `keep`."""
+    for file in layout.outputs(rel, split, stem):
+        if file not in keep:
+            _unlink_inside(layout, file)
 
 
-def clear_dataset(layout: DatasetLayout, rels: Sequence[str]) -> None:
-    """Delete what this tool wrote for `layout`: the outputs of `rels`, the dataset files, the state
-    folder, temporary files, then the folders left empty. Anything else in the folder stays."""
+def clear_dataset(layout: DatasetLayout, stems: Mapping[str, str]) -> None:
+    """Delete what this tool wrote for `layout`: the outputs of the images `stems` names (rel -> dataset
+    stem), the dataset files, the state folder, temporary files, then the folders left empty. Anything
+    else in the folder stays."""
     remove_atomic_temps(layout.root)
-    for rel in rels:
-        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits))
+    for rel, stem in stems.items():
+        remove_image_outputs(layout, rel, split_of(rel, layout.settings.splits), stem)
     for file in layout.dataset_files():
         _unlink_inside(layout, file)
     state = layout.root / STATE_DIR

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from grounded_sam import api
 from grounded_sam.cli import app
-from grounded_sam.naming import printable
+from grounded_sam.naming import printable, short_hash
 from tests.pipelines import SCENE, scripted_pipeline
 
 runner = CliRunner()
@@ -92,14 +92,17 @@ def test_label_gives_every_good_image_its_own_files(hostile, tmp_path) -> None:
     result = runner.invoke(app, ["label", str(hostile), "-c", PROMPT.replace(".", ","), "-o", str(out)])
     assert result.exit_code == 1, result.output
     text = said(result)
-    # nested/dup.png and nested/dup.jpg would need one YOLO label file: the second is skipped, with why
-    labelled = len(GOOD) - 1
+    # nested/dup.png beside nested/dup.jpg: both labelled, the later one as nested/dup~<hash of its path>
+    labelled = len(GOOD)
     assert f"labelled {labelled} of {labelled + 1} images" in text and "failed bad.png" in text
-    assert "nested/dup.png: same name as nested/dup.jpg apart from the suffix" in text
+    assert "same name" not in text
     assert "escape.png: symbolic link to a file outside the image folder; not followed" in text
     coco = json.loads((out / "annotations" / "instances_train.json").read_text())
     names = [image["file_name"] for image in coco["images"]]
-    assert len(set(names)) == labelled
+    assert len(set(names)) == labelled and {
+        "nested/dup.jpg",
+        f"nested/dup~{short_hash('nested/dup.png')}.png",
+    } <= set(names)
     for name in names:
         assert (out / "images" / "train" / name).is_file()
         assert all(len(os.fsencode(part)) <= 255 for part in name.split("/"))

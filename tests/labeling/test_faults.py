@@ -51,14 +51,16 @@ def count_renames(folder: Path, out: Path, fmt: str, monkeypatch) -> int:
     return len(calls)
 
 
-def killed_run(folder: Path, out: Path, fmt: str, *, rename: int = 0, manifest_line: int = 0) -> int:
-    """Fork a run that SIGKILLs itself just before its `rename`-th rename (or half-way through writing
-    its `manifest_line`-th manifest line); return the wait status."""
+def killed_run(
+    folder: Path, out: Path, fmt: str, *, rename: int = 0, manifest_line: int = 0, **options
+) -> int:
+    """Fork a run (`options` go to `run`) that SIGKILLs itself just before its `rename`-th rename (or
+    half-way through writing its `manifest_line`-th manifest line); return the wait status."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
         try:
             _arm(rename, manifest_line)
-            run(folder, out, fmt)
+            run(folder, out, fmt, **options)
         finally:
             os._exit(0)
     return os.waitpid(pid, 0)[1]

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from grounded_sam.labeling import LabelingSettings, Ontology, SettingsMismatchError, parse_splits, split_of
 from grounded_sam.labeling.manifest import Manifest, check_relative, inside, scan_images
+from grounded_sam.naming import short_hash
 
 
 def test_parse_splits() -> None:
@@ -87,14 +89,26 @@ def test_scan_sorts_nested_images_and_reports_what_it_skips(tmp_path) -> None:
     (images / "dataset").mkdir()
     (images / "dataset" / "copy.png").write_bytes(b"x")
     scan = scan_images(images, parse_splits("1"), exclude=images / "dataset")
-    assert [(t.rel, t.image_id) for t in scan.tasks] == [
-        ("b/a.JPG", 1),
-        ("b/alias.png", 3),
-        ("b/c/a.jpg", 4),
-        ("z.png", 5),
+    assert [(t.rel, t.image_id, t.stem) for t in scan.tasks] == [
+        ("b/a.JPG", 1, "b/a"),
+        ("b/a.png", 2, f"b/a~{short_hash('b/a.png')}"),  # same stem as b/a.JPG: both kept, distinct
+        ("b/alias.png", 3, "b/alias"),
+        ("b/c/a.jpg", 4, "b/c/a"),
+        ("z.png", 5, "z"),
     ]
     assert all(t.source == str(images.resolve() / t.rel) and t.split == "train" for t in scan.tasks)
     notes = {s.path: s.note for s in scan.skipped}
-    assert set(notes) == {"b/a.png", "leak.png", "linked_dir", "readme.md"}
-    assert "apart from the suffix" in notes["b/a.png"] and "outside" in notes["leak.png"]
+    assert set(notes) == {"leak.png", "linked_dir", "readme.md"}
+    assert "outside" in notes["leak.png"]
     assert "folder" in notes["linked_dir"] and "not an image" in notes["readme.md"]
+
+
+def test_plans_and_records_of_older_versions_read_as_their_paths_own_stems(tmp_path) -> None:
+    manifest = Manifest(tmp_path)
+    (tmp_path / ".labeling").mkdir()
+    (tmp_path / ".labeling" / "plan.json").write_text(json.dumps(["a/x.png", "y.jpg"]))  # a plain list
+    assert manifest.planned() == {"a/x.png": "a/x", "y.jpg": "y"}
+    stems = manifest.known_stems({"z.png": {"rel": "z.png", "status": "done"}, "y.jpg": {"stem": "y~1"}})
+    assert stems == {"a/x.png": "a/x", "y.jpg": "y~1", "z.png": "z"}
+    manifest.write_plan({"b.png": "b~2", "a.png": "a"})
+    assert manifest.planned() == {"a.png": "a", "b.png": "b~2"}
