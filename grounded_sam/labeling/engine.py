@@ -15,7 +15,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,6 +23,7 @@ import numpy as np
 from grounded_sam.atomic import atomic_write_text
 from grounded_sam.io import load_image
 from grounded_sam.labeling.candidates import MANIFEST_FILE, append_line, compact_manifest, manifest_line
+from grounded_sam.labeling.factory import PipelineFactory, describe_model, resolve_factory
 from grounded_sam.labeling.manifest import (
     DatasetFormat,
     ImageTask,
@@ -63,7 +63,6 @@ from grounded_sam.tiles import Tiling, as_tiling
 logger = logging.getLogger(__name__)
 
 Engine = Literal["local", "ray"]
-PipelineFactory = Callable[[], GroundedSAM]
 
 
 def label_dataset(
@@ -131,7 +130,7 @@ def label_dataset(
         raise ValueError(f"workers and batch_size must be >= 1; got {workers} and {batch_size}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray'; got {engine!r}")
-    factory = _resolve_factory(pipeline, pipeline_factory, engine)
+    factory = resolve_factory(pipeline, pipeline_factory)
     settings = LabelingSettings(
         ontology=as_ontology(classes_or_ontology),
         format=format,
@@ -366,43 +365,3 @@ def _base_threshold(pipeline: GroundedSAM, settings: LabelingSettings) -> float 
         return settings.box_threshold
     default = getattr(pipeline.detector, "box_threshold", None)
     return float(default) if isinstance(default, (int, float)) else None
-
-
-def describe_model(pipeline: GroundedSAM | None, factory: PipelineFactory | None) -> str:
-    """A stable name for the model part of the settings fingerprint (no memory addresses)."""
-    if pipeline is not None:
-        sam = type(getattr(pipeline.predictor, "model", pipeline.predictor)).__name__
-        return f"{type(pipeline.detector).__module__}.{type(pipeline.detector).__qualname__}+{sam}"
-    if factory is not None:
-        func = getattr(factory, "func", factory)  # functools.partial
-        args = [repr(a) for a in getattr(factory, "args", ())]
-        name = getattr(func, "__qualname__", type(func).__name__)
-        return f"{getattr(func, '__module__', '')}.{name}({', '.join(args)})"
-    from grounded_sam.api import DETECTOR_ENV, SAM_ENV
-
-    sam, detector = os.environ.get(SAM_ENV, "demo"), os.environ.get(DETECTOR_ENV, "demo")
-    return f"default_pipeline(sam={sam}, detector={detector})"
-
-
-def _resolve_factory(
-    pipeline: GroundedSAM | None, factory: PipelineFactory | None, engine: Engine
-) -> PipelineFactory:
-    if pipeline is not None and factory is not None:
-        raise ValueError("pass either pipeline= or pipeline_factory=, not both")
-    if factory is not None:
-        return factory
-    if pipeline is not None:
-        return _Given(pipeline)
-    from grounded_sam.api import default_pipeline
-
-    return default_pipeline
-
-
-@dataclass(frozen=True)
-class _Given:
-    """A picklable factory returning a pipeline built by the caller."""
-
-    pipeline: GroundedSAM
-
-    def __call__(self) -> GroundedSAM:
-        return self.pipeline

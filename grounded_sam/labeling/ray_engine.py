@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from grounded_sam.labeling.engine import ImageOutcome, PipelineFactory, label_batch
+from grounded_sam.labeling.engine import ImageOutcome, label_batch
+from grounded_sam.labeling.factory import PipelineFactory
 from grounded_sam.labeling.manifest import ImageTask
 from grounded_sam.labeling.writers import DatasetLayout
 
