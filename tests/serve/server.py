@@ -59,20 +59,22 @@ def running_server(log: Path, *args: str, env: dict[str, str] | None = None) -> 
             process.wait()
 
 
-def wait_healthy(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + STARTUP_SECONDS
+def wait_healthy(
+    url: str, process: subprocess.Popen, log: Path, seconds: float = STARTUP_SECONDS, name: str = "the server"
+) -> None:
+    """Wait until ``url/health`` answers 200; raise with the tail of ``log`` if ``process`` exits first or
+    ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"{name} exited with {process.returncode}:\n{log.read_text()[-4000:]}")
         try:
             if httpx.get(f"{url}/health", timeout=5).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(
-        f"the server did not answer /health in {STARTUP_SECONDS} s:\n{log.read_text()[-3000:]}"
-    )
+    raise RuntimeError(f"{name} did not answer /health in {seconds:.0f} s:\n{log.read_text()[-4000:]}")
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

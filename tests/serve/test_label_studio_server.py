@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,7 +14,7 @@ import pytest
 from label_studio_sdk.converter import brush
 
 from tests.serve.conftest import SCENE, SCENE_PNG
-from tests.serve.server import free_port, running_server
+from tests.serve.server import free_port, running_server, wait_healthy
 from tests.tool_venvs import tool_python
 
 pytestmark = pytest.mark.slow
@@ -70,7 +68,7 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url, process, log)
+        wait_healthy(url, process, log, seconds=600, name="label-studio")
         yield url
     finally:
         process.terminate()
@@ -78,20 +76,6 @@ def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
-
-
-def _wait(url: str, process: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 600
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"label-studio exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-        try:
-            if httpx.get(f"{url}/health", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise RuntimeError(f"label-studio did not start in 600 s:\n{log.read_text()[-4000:]}")
 
 
 def test_label_studio_gets_labelled_brush_predictions(label_studio, tmp_path) -> None:
