@@ -5,6 +5,7 @@ has bfloat16 matrix units."""
 from __future__ import annotations
 
 import os
+import platform
 import warnings
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -14,9 +15,9 @@ import torch
 
 Device = str | torch.device | None
 
-Precision = Literal["float32", "bfloat16"]
-PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
-PrecisionRequest = Literal["auto", "float32", "bfloat16"]
+Precision = Literal["float32", "bfloat16", "int8"]
+PRECISIONS: tuple[str, ...] = ("float32", "bfloat16", "int8")
+PrecisionRequest = Literal["auto", "float32", "bfloat16", "int8"]
 PRECISION_REQUESTS: tuple[str, ...] = ("auto", *PRECISIONS)
 
 # oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) under which its bfloat16 kernels have matrix units to run on.
@@ -81,17 +82,37 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     """The precision to run in for a request of :data:`PRECISION_REQUESTS` on ``device``.
 
     ``"auto"`` is bfloat16 where the device has bfloat16 matrix units (:func:`has_bfloat16_units`) and
-    float32 elsewhere. An explicit ``"bfloat16"`` on a device without them is kept, with a UserWarning
-    (once per process) that it will be slower than float32. Anything else raises ValueError.
+    float32 elsewhere; it never picks ``"int8"``, which changes the results more. An explicit
+    ``"bfloat16"`` on a device without them is kept, with a UserWarning (once per process) that it will be
+    slower than float32. ``"int8"`` (the image encoder's linear layers in int8) exists only on x86 CPUs:
+    elsewhere ValueError (:func:`check_int8_device`). Anything else raises ValueError.
     """
     if precision not in PRECISION_REQUESTS:
         raise ValueError(f"precision must be one of {', '.join(PRECISION_REQUESTS)}, got {precision!r}")
+    if precision == "int8":
+        check_int8_device(device)
     if precision == "auto":
         return "bfloat16" if has_bfloat16_units(device) else "float32"
     if precision == "bfloat16" and not has_bfloat16_units(device):
         # Issued from this one line, so Python's default filter shows it once per process.
         warnings.warn(_slow_bfloat16_message(device), UserWarning, stacklevel=1)
     return precision  # type: ignore[return-value]
+
+
+def check_int8_device(device: torch.device) -> None:
+    """ValueError unless ``device`` can run the int8 image encoder: a CPU with x86 int8 kernels (fbgemm).
+
+    The int8 encoder (:mod:`grounded_sam.sam.fast.int8`) runs on fbgemm's x86 kernels; a GPU, or a CPU of
+    another architecture (ARM), is told to use float32 or bfloat16 instead.
+    """
+    machine = platform.machine().lower()
+    x86 = machine in ("x86_64", "amd64", "i686", "x86")
+    if device.type != "cpu" or not x86 or "fbgemm" not in torch.backends.quantized.supported_engines:
+        where = f"this {machine} CPU" if device.type == "cpu" else f"device {device}"
+        raise ValueError(
+            f"precision='int8' runs only on x86 CPUs (fbgemm int8 kernels), not on {where}; "
+            "use precision='float32', or 'bfloat16' / 'auto' on a GPU"
+        )
 
 
 def _slow_bfloat16_message(device: torch.device) -> str:
@@ -106,7 +127,7 @@ def _slow_bfloat16_message(device: torch.device) -> str:
 def precision_context(precision: Precision, device: torch.device) -> AbstractContextManager[object]:
     """Autocast for ``precision`` on ``device``: "bfloat16" runs matrix products and attention in bfloat16
     (fast on GPUs and on CPUs with bfloat16 matrix units such as Intel AMX; LayerNorms stay float32),
-    "float32" changes nothing."""
+    "float32" and "int8" change nothing (int8 is a different image encoder, not a context)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=check_precision(precision) == "bfloat16")
 
 

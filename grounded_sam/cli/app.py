@@ -59,8 +59,9 @@ def shown(text: object) -> str:
 PrecisionOption = Annotated[
     str,
     typer.Option(
-        help="SAM's precision: float32 (exact), bfloat16 (faster only on GPUs and CPUs with AMX), or auto "
-        "(bfloat16 where the device has bfloat16 matrix units, else float32)."
+        help="SAM's precision: float32 (exact), bfloat16 (faster only on GPUs and CPUs with AMX), auto "
+        "(bfloat16 where the device has bfloat16 matrix units, else float32), or int8 (x86 CPUs: the image "
+        "encoder's linear layers in int8; close to float32, not exact)."
     ),
 ]
 

@@ -46,10 +46,10 @@ def test_everything_box_mode_and_bad_options(tmp_path) -> None:
     assert runner.invoke(app, ["everything", str(tmp_path), "--mode", "stars"]).exit_code != 0
 
 
-def test_everything_in_bfloat16_finds_what_float32_finds(tmp_path) -> None:
+def test_everything_in_bfloat16_and_int8_finds_what_float32_finds(tmp_path) -> None:
     Image.fromarray(make_scene(83).image).save(tmp_path / "scene.png")
     counts = {}
-    for precision in ("float32", "bfloat16"):
+    for precision in ("float32", "bfloat16", "int8"):
         out = tmp_path / precision
         args = [
             "everything",
@@ -64,9 +64,9 @@ def test_everything_in_bfloat16_finds_what_float32_finds(tmp_path) -> None:
         result = runner.invoke(app, args)
         assert result.exit_code == 0, result.output
         counts[precision] = len(json.loads((out / "scene.json").read_text())["instances"])
-    assert counts["float32"] >= 2 and abs(counts["bfloat16"] - counts["float32"]) <= max(
-        1, counts["float32"] // 10
-    )
+    assert counts["float32"] >= 2
+    for precision in ("bfloat16", "int8"):
+        assert abs(counts[precision] - counts["float32"]) <= max(1, counts["float32"] // 10), counts
     result = runner.invoke(app, ["everything", str(tmp_path), "--precision", "half"])
     assert result.exit_code != 0 and "half" in result.output
 

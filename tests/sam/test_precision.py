@@ -25,13 +25,13 @@ def scenes():
 
 
 def test_unknown_precision_is_refused(model) -> None:
-    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16"):
+    with pytest.raises(ValueError, match="precision must be one of auto, float32, bfloat16, int8"):
         SamPredictor(model, precision="float16")
     with pytest.raises(ValueError, match="precision"):
         MaskGenerator(model, precision="half")
     predictor = SamPredictor(model)
     with pytest.raises(ValueError, match="precision"):
-        predictor.precision = "int8"
+        predictor.precision = "int4"
     predictor.precision = "bfloat16"
     assert predictor.precision == check_precision("bfloat16") == "bfloat16"
 

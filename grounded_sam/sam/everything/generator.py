@@ -140,8 +140,9 @@ class MaskGenerator:
     :meth:`generate_from_boxes`), or a whole :class:`EverythingConfig` as ``config=`` (then leave the
     others at their defaults). Bad settings raise ``ValueError``. Naming the masks with classes is the
     pipeline's step after this one (:func:`grounded_sam.everything_labels.everything_result`).
-    ``precision="bfloat16"`` encodes the image in bfloat16 (see :class:`SamPredictor`): much faster on
-    hardware with bfloat16 matrix units, but the masks are no longer exactly the float32 reference's.
+    ``precision="bfloat16"`` (or ``"int8"`` on x86 CPUs) encodes the image in bfloat16 (int8 linear
+    layers; see :class:`SamPredictor`): much faster on hardware with bfloat16 (int8) matrix units, but the
+    masks are no longer exactly the float32 reference's.
     ``predictor``: a predictor of ``model`` to embed images with (e.g. a ``ZoomPredictor`` whose embedding
     the caller reuses for box prompts afterwards); by default one of its own.
 

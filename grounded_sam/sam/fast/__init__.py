@@ -15,6 +15,9 @@ state-dict keys, same results up to float rounding):
   bias built a chunk at a time into one buffer, q/k/v projected apart, the MLP in bands of rows;
 * :class:`~grounded_sam.sam.fast.tiny_vit.FastWindowAttention`: TinyViT's offset bias gathered once.
 
+``precision="int8"`` encodes through :func:`~grounded_sam.sam.fast.int8.int8_encoder`: a cached copy of the
+image encoder with int8 linear layers (x86 CPUs), made beside the float network rather than swapped into it.
+
 Segment everything adds :mod:`~grounded_sam.sam.fast.gated_decoding` and
 :mod:`~grounded_sam.sam.fast.iou_gate` on top of them. The builders (``build_sam``, ``load_sam``,
 ``build_sam_from_config``) accelerate by default; ``accelerate=False`` keeps the plain network. The memory

@@ -31,13 +31,11 @@ class FastRelPosAttention(RelPosAttention):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, H, W, C) -> (B, H, W, C); tokens attend within `window_size` windows, or globally if 0."""
         h, w, dim = x.shape[1:]
-        weight, bias = self.qkv.weight, self.qkv.bias
         projections = []
         # q, k and v are projected one at a time: each (B, H, W, C) result of ViT-B then stays below glibc's
         # 32 MiB mmap threshold, so its memory is recycled instead of page-faulted in anew at every block.
-        for part in (slice(0, dim), slice(dim, 2 * dim), slice(2 * dim, 3 * dim)):
-            part_bias = None if bias is None else bias[part]
-            projected = F.linear(x, weight[part], part_bias)
+        for index in range(3):
+            projected, part_bias = self.project_part(x, index)
             if self.window_size > 0:
                 # The plain network pads the normalised tokens with zeros before projecting them, so padding
                 # tokens project to the bias: projecting only the real tokens and padding with the bias
@@ -55,6 +53,14 @@ class FastRelPosAttention(RelPosAttention):
         if self.window_size > 0:
             out = window_unpartition(out, (h, w))
         return self.proj(out)
+
+    def project_part(self, x: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, H, W, C) tokens through the q (``index`` 0), k (1) or v (2) rows of ``qkv`` → (B, H, W, C),
+        and those rows' bias (C,) or None. (The int8 encoder answers this from its own layers.)"""
+        dim = x.shape[-1]
+        part = slice(index * dim, (index + 1) * dim)
+        bias = None if self.qkv.bias is None else self.qkv.bias[part]
+        return F.linear(x, self.qkv.weight[part], bias), bias
 
     def _attend_with_rel_pos(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, h: int, w: int
