@@ -14,6 +14,7 @@ import numpy as np
 
 from grounded_sam.devices import Device, PrecisionRequest
 from grounded_sam.io import ImageInput, load_image
+from grounded_sam.ops.mask_crops import MaskCrops
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
@@ -210,7 +211,8 @@ class GroundedSAM:
         labels = detections.labels
         scores = detections.scores
         if self.labeler is not None:
-            relabelled = self.labeler.label(pixels, masks, phrases)
+            dense = masks.dense() if isinstance(masks, MaskCrops) else masks
+            relabelled = self.labeler.label(pixels, dense, phrases)
             labels, scores = relabelled.names, relabelled.scores
         return Result(
             masks=masks,

@@ -13,6 +13,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from grounded_sam.ops.mask_crops import MaskCrops
+from grounded_sam.result_checks import check_floats, check_image_size, check_labels, check_masks
+
 if TYPE_CHECKING:
     from PIL import Image
 
@@ -48,7 +51,10 @@ class Result:
     """Instances found in one image.
 
     Attributes:
-        masks: (N, H, W) bool.
+        masks: (N, H, W) bool. A result may be built from a compact `MaskCrops` instead (tiled
+            prediction of large images does): then ``masks`` is materialised on first access only, and
+            iteration, indexing, ``areas``, ``mask_boxes``, ``rles``, ``instance_map`` and the exporters
+            work from the crops, one full-size mask at a time at most.
         boxes: (N, 4) float32, XYXY in input pixels.
         labels: N strings.
         scores: (N,) float32, detector (or labeler) confidence.
@@ -67,7 +73,7 @@ class Result:
         result.filter(min_score=0.5).overlay(image).save("overlay.png")
     """
 
-    masks: np.ndarray
+    masks: np.ndarray  # a property below: dense, or materialised from `MaskCrops`
     boxes: np.ndarray
     labels: list[str]
     scores: np.ndarray
@@ -76,19 +82,24 @@ class Result:
     source: str | None = None
 
     def __post_init__(self) -> None:
-        self.image_size = _check_image_size(self.image_size)
+        self.image_size = check_image_size(self.image_size)
         self.source = None if self.source is None else os.fspath(self.source)
-        self.masks = _check_masks(self.masks, self.image_size)
-        n = self.masks.shape[0]
-        self.boxes = _check_floats(self.boxes, "boxes", (n, 4))
-        self.scores = _check_floats(self.scores, "scores", (n,))
-        self.mask_scores = _check_floats(self.mask_scores, "mask_scores", (n,))
-        self.labels = _check_labels(self.labels, n)
+        if self._crops is None:
+            self._dense = check_masks(self._dense, self.image_size)
+        elif self._crops.image_size != self.image_size:
+            raise ValueError(
+                f"mask crops are of a {self._crops.image_size} image; image_size is {self.image_size}"
+            )
+        n = len(self)
+        self.boxes = check_floats(self.boxes, "boxes", (n, 4))
+        self.scores = check_floats(self.scores, "scores", (n,))
+        self.mask_scores = check_floats(self.mask_scores, "mask_scores", (n,))
+        self.labels = check_labels(self.labels, n)
 
     @classmethod
     def empty(cls, image_size: tuple[int, int], source: str | None = None) -> Result:
         """A result with no instances (N = 0) for an image of (H, W) = `image_size`."""
-        h, w = _check_image_size(image_size)
+        h, w = check_image_size(image_size)
         return cls(
             masks=np.zeros((0, h, w), dtype=bool),
             boxes=np.zeros((0, 4), dtype=np.float32),
@@ -107,8 +118,11 @@ class Result:
         sizes = {r.image_size for r in results}
         if len(sizes) > 1:
             raise ValueError(f"cannot concat results of different image sizes: {sorted(sizes)}")
+        compact = all(r.compact for r in results)
         return cls(
-            masks=np.concatenate([r.masks for r in results]),
+            masks=MaskCrops.concat([r.mask_crops() for r in results])
+            if compact
+            else np.concatenate([r.masks for r in results]),
             boxes=np.concatenate([r.boxes for r in results]),
             labels=[label for r in results for label in r.labels],
             scores=np.concatenate([r.scores for r in results]),
@@ -118,13 +132,45 @@ class Result:
         )
 
     def __len__(self) -> int:
-        return self.masks.shape[0]
+        return len(self._crops) if self._crops is not None else self._dense.shape[0]
 
     def __iter__(self) -> Iterator[Instance]:
         for i, label in enumerate(self.labels):
             yield Instance(
-                self.masks[i], self.boxes[i], label, float(self.scores[i]), float(self.mask_scores[i])
+                self.mask(i), self.boxes[i], label, float(self.scores[i]), float(self.mask_scores[i])
             )
+
+    def _get_masks(self) -> np.ndarray:
+        if self._dense is None:
+            self._dense = self._crops.dense()
+        return self._dense
+
+    def _set_masks(self, masks: np.ndarray | MaskCrops) -> None:
+        compact = isinstance(masks, MaskCrops)
+        self._crops: MaskCrops | None = masks if compact else None
+        self._dense: np.ndarray | None = None if compact else masks
+
+    @property
+    def compact(self) -> bool:
+        """True while the masks are held as crops only (``masks`` not materialised)."""
+        return self._dense is None
+
+    def mask(self, i: int) -> np.ndarray:
+        """(H, W) bool mask of instance i (from the crops when the result is compact)."""
+        return self._crops.mask(i) if self._dense is None else self._dense[i]
+
+    def mask_crops(self) -> MaskCrops:
+        """The masks as `MaskCrops` (cut from the dense stack when the result holds one)."""
+        return self._crops if self._dense is None else MaskCrops.from_dense(self._dense)
+
+    def rles(self) -> list[dict[str, Any]]:
+        """COCO compressed RLE dict of each mask (see `grounded_sam.ops.rle`); from the crops when the
+        result is compact, without a full-size mask."""
+        from grounded_sam.ops.rle import counts_to_rle, masks_to_rles
+
+        if self._dense is not None:
+            return masks_to_rles(self._dense)
+        return [counts_to_rle(self._crops.counts(i), self.image_size) for i in range(len(self))]
 
     def __getitem__(self, key: int | slice | Sequence[int] | np.ndarray) -> Result:
         """Select instances by int (a 1-instance Result), slice, boolean mask of length N or int array."""
@@ -140,7 +186,7 @@ class Result:
         except IndexError as e:
             raise IndexError(f"invalid index {key!r} for a Result with {n} instances: {e}") from e
         return Result(
-            masks=self.masks[idx],
+            masks=self._crops.select(idx) if self._dense is None else self._dense[idx],
             boxes=self.boxes[idx],
             labels=[self.labels[i] for i in idx],
             scores=self.scores[idx],
@@ -149,12 +195,21 @@ class Result:
             source=self.source,
         )
 
+    def with_labels(self, labels: Sequence[str], scores: np.ndarray | None = None) -> Result:
+        """The same instances (masks kept as they are held, dense or compact) with other labels (and
+        scores)."""
+        masks = self._crops if self._dense is None else self._dense
+        scores = self.scores if scores is None else scores
+        return Result(masks, self.boxes, list(labels), scores, self.mask_scores, self.image_size, self.source)
+
     def __repr__(self) -> str:
         return f"Result(n={len(self)}, image_size={self.image_size}, labels={self.labels})"
 
     @property
     def areas(self) -> np.ndarray:
         """(N,) int64 number of pixels of each mask."""
+        if self._dense is None:
+            return self._crops.areas()
         return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def mask_boxes(self) -> np.ndarray:
@@ -166,8 +221,13 @@ class Result:
         """
         from grounded_sam.ops.boxes import masks_to_boxes
 
-        empty = ~self.masks.any(axis=(1, 2))
-        return np.where(empty[:, None], self.boxes, masks_to_boxes(self.masks)).astype(np.float32)
+        if self._dense is None:
+            empty = self.areas == 0
+            tight = self._crops.boxes()
+        else:
+            empty = ~self._dense.any(axis=(1, 2))
+            tight = masks_to_boxes(self._dense)
+        return np.where(empty[:, None], self.boxes, tight).astype(np.float32)
 
     def filter(
         self,
@@ -200,7 +260,10 @@ class Result:
         # Paint large masks first so that smaller ones overwrite them; one pass per instance keeps
         # memory at O(H * W) instead of copying the (N, H, W) stack.
         for i in np.argsort(-self.areas, kind="stable"):
-            np.putmask(owner, self.masks[i], np.int32(i))
+            if self._dense is None:
+                self._crops.paste(int(i), owner, np.int32(i))
+            else:
+                np.putmask(owner, self._dense[i], np.int32(i))
         return owner
 
     def overlay(
@@ -273,58 +336,8 @@ class Result:
         return to_supervision(self, class_ids)
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor, possibly on an accelerator
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
-def _check_image_size(size: Any) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"image_size must be (H, W), two positive ints; got {size!r}") from e
-    if h <= 0 or w <= 0:
-        raise ValueError(f"image_size must be (H, W), two positive ints; got {size!r}")
-    return h, w
-
-
-def _check_masks(masks: Any, image_size: tuple[int, int]) -> np.ndarray:
-    arr = _to_numpy(masks)
-    if arr.ndim != 3 or arr.shape[1:] != image_size:
-        raise ValueError(f"masks must have shape (N, {image_size[0]}, {image_size[1]}); got {arr.shape}")
-    if arr.dtype == bool:
-        return arr
-    if arr.dtype.kind not in "iuf" or not np.isin(arr, (0, 1)).all():
-        raise TypeError(
-            f"masks must be boolean (or 0/1 numbers); got dtype {arr.dtype} with other values, "
-            "threshold them first (e.g. logits > 0)"
-        )
-    return arr.astype(bool)
-
-
-def _check_floats(values: Any, name: str, shape: tuple[int, ...]) -> np.ndarray:
-    arr = _to_numpy(values)
-    if arr.size == 0 and shape[0] == 0:
-        arr = arr.reshape(shape)  # accept [] or np.zeros(0) for an empty result
-    if arr.shape != shape:
-        expected = "(N, 4)" if len(shape) == 2 else "(N,)"
-        raise ValueError(f"{name} must have shape {expected} = {shape} to match the masks; got {arr.shape}")
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"{name} must be real numbers; got dtype {arr.dtype}")
-    arr = arr.astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return arr
-
-
-def _check_labels(labels: Any, n: int) -> list[str]:
-    if isinstance(labels, str):
-        raise TypeError(f"labels must be a list of N strings, not one string ({labels!r}); wrap it in a list")
-    out = list(labels)
-    if len(out) != n:
-        raise ValueError(f"labels must have length N = {n} to match the masks; got {len(out)}")
-    for label in out:
-        if not isinstance(label, str):
-            raise TypeError(f"labels must be strings; got {type(label).__name__} {label!r}")
-    return [str(label) for label in out]
+# `masks` is a property (dense stack or crops behind it); the dataclass's __init__ assigns it through the
+# setter, and dataclasses.replace reads it through the getter.
+Result.masks = property(  # type: ignore[assignment]
+    Result._get_masks, Result._set_masks, doc="(N, H, W) bool masks (materialised from crops if compact)."
+)

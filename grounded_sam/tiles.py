@@ -7,8 +7,9 @@ image coordinates and merged per phrase (`merge_tile_boxes`): boxes of one objec
 overlapping another box of its phrase, become one box — the best whole (uncut) box of the group, or the
 union of the pieces when every view was cut. SAM then draws each box's mask inside the most central tile
 that contains the box (one embedding per tile, at tile resolution), or on the whole image for boxes larger
-than a tile. Detector and SAM inputs are bounded by the tile size; only the final (N, H, W) masks of the
-`Result` are image-sized.
+than a tile. Detector and SAM inputs are bounded by the tile size, and each mask is kept cut to its own
+box (`MaskCrops`): the `Result` holds no (N, H, W) stack unless someone asks for ``result.masks``. Memory
+is the image itself, one tile's model inputs and outputs, and the masks' boxes.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from grounded_sam.ops.mask_crops import MaskCrops
 from grounded_sam.text.base import Detections
 
 DUPLICATE_IOU = 0.5  # two views of one object
@@ -142,11 +144,12 @@ def merge_tile_boxes(
 
 def masks_in_tiles(
     predictor: Any, pixels: np.ndarray, boxes: np.ndarray, tiling: Tiling
-) -> tuple[np.ndarray, np.ndarray]:
-    """(N, H, W) bool masks and (N,) scores for image-coordinate boxes, each decoded in the most central
-    tile that contains it (one embedding per tile), or in the whole image when no tile does."""
+) -> tuple[MaskCrops, np.ndarray]:
+    """N masks (as `MaskCrops`) and (N,) scores for image-coordinate boxes, each decoded in the most
+    central tile that contains it (one embedding per tile), or in the whole image when no tile does."""
     h, w = pixels.shape[:2]
-    masks = np.zeros((len(boxes), h, w), dtype=bool)
+    crops = [np.zeros((0, 0), dtype=bool)] * len(boxes)  # every box gets a window below
+    offsets = np.zeros((len(boxes), 2), dtype=np.int64)
     mask_scores = np.zeros(len(boxes), dtype=np.float32)
     windows = tile_windows(h, w, tiling.size, tiling.overlap)
     home: dict[tuple[int, int, int, int], list[int]] = {}
@@ -156,9 +159,11 @@ def masks_in_tiles(
         predictor.set_image(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
         local = boxes[rows] - np.array([x0, y0, x0, y0], dtype=np.float32)
         found, found_scores, _ = predictor.predict_boxes(local, multimask_output=False)
-        masks[rows, y0:y1, x0:x1] = found[:, 0]
+        cut = MaskCrops.from_windows(found[:, 0], (x0, y0, x1, y1), (h, w))
+        for k, row in enumerate(rows):
+            crops[row], offsets[row] = cut.crops[k], cut.offsets[k]
         mask_scores[rows] = found_scores[:, 0]
-    return masks, mask_scores
+    return MaskCrops(tuple(crops), offsets, (h, w)), mask_scores
 
 
 def _best_window(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -242,7 +243,7 @@ def test_a_result_that_knows_its_image_saves_an_overlay_and_names_it_in_coco(tmp
     photo = tmp_path / "photos" / "street.png"
     photo.parent.mkdir()
     Image.fromarray(np.full((H, W, 3), 200, dtype=np.uint8)).save(photo)
-    r = Result(**{**vars(sample()), "source": photo})
+    r = dataclasses.replace(sample(), source=photo)
     assert r.source == str(photo) and r[[0, 2]].source == str(photo) and r.filter(min_score=0.5).source
     assert Result.concat([r, r]).source == str(photo) and Result.concat([r, sample()]).source is None
     (drawn,) = r.save(tmp_path / "out", "overlay")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import tracemalloc
 
 import cv2
 import numpy as np
@@ -180,3 +181,37 @@ def test_label_and_predict_commands_take_tiles(tmp_path, monkeypatch) -> None:
     assert done.exit_code == 0, done.output
     bad = runner.invoke(app, ["predict", str(folder / "a.png"), "-p", "red", "--tile", "8"])
     assert bad.exit_code == 2 and "at least 64" in " ".join(bad.output.split())
+
+
+def tiled_peak_bytes(scale: int, full_pass: bool) -> tuple[int, int]:
+    """(instances, peak bytes allocated by a tiled prediction) on a (600 scale) x (900 scale) image with
+    40 small squares; the image itself is allocated before tracing starts."""
+    image = canvas(600 * scale, 900 * scale)
+    for k in range(40):
+        y, x = 60 + 120 * (k // 8) * scale, 50 + 100 * (k % 8) * scale
+        image[y : y + 16, x : x + 16] = COLOURS["red"]
+    pipeline = GroundedSAM(ComponentDetector(min_fraction=0.0), ColourPredictor())
+    tracemalloc.start()
+    try:
+        result = pipeline.predict(image, "red", tiles=Tiling(256, 0.2, full_pass=full_pass))
+        areas = result.areas
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert result.compact and (areas == 256).all()
+    return len(result), peak
+
+
+def test_tiled_memory_is_bounded_by_the_tile_not_the_image() -> None:
+    found_1, tiles_only_1 = tiled_peak_bytes(1, full_pass=False)
+    found_4, tiles_only_4 = tiled_peak_bytes(2, full_pass=False)  # 4x the pixels
+    assert found_1 == found_4 == 40
+    # Tiles only: what is held is one tile's data and the masks' crops, whatever the image size (dense
+    # (N, H, W) masks were 40 x 2.2 MB at 4x). Detection on the whole image (the full pass) costs a few
+    # image-sized arrays, never one per instance.
+    assert tiles_only_4 < 1.3 * tiles_only_1 and tiles_only_4 < 4 * 256 * 256 * 3, (
+        tiles_only_1,
+        tiles_only_4,
+    )
+    found_full, full = tiled_peak_bytes(2, full_pass=True)
+    assert found_full == 40 and full < 2.5 * (1200 * 1800 * 3), full

@@ -107,8 +107,6 @@ def _image_name(path: str | os.PathLike[str] | None) -> str | None:
 
 def result_to_dict(result: Result) -> dict[str, Any]:
     """A JSON-ready dict holding everything in `result` (masks as compressed COCO RLE)."""
-    from grounded_sam.ops.rle import masks_to_rles
-
     instances = [
         {
             "label": inst.label,
@@ -118,7 +116,7 @@ def result_to_dict(result: Result) -> dict[str, Any]:
             "area": int(area),
             "mask": rle,
         }
-        for inst, area, rle in zip(result, result.areas, masks_to_rles(result.masks), strict=True)
+        for inst, area, rle in zip(result, result.areas, result.rles(), strict=True)
     ]
     data = {"version": JSON_FORMAT_VERSION, "image_size": list(result.image_size), "instances": instances}
     return data if result.source is None else {**data, "source": result.source}

@@ -17,7 +17,7 @@ from pycocotools import mask as mask_utils
 from grounded_sam.export.class_ids import class_id_map, resolve_class_ids
 from grounded_sam.ops.boxes import xyxy_to_xywh
 from grounded_sam.ops.polygons import mask_to_polygons
-from grounded_sam.ops.rle import masks_to_rles, rle_for_pycocotools
+from grounded_sam.ops.rle import rle_for_pycocotools
 from grounded_sam.result import Result
 
 
@@ -44,7 +44,7 @@ def result_to_coco_annotations(
         raise ValueError(f"segmentation must be 'rle' or 'polygon'; got {segmentation!r}")
     ids = resolve_class_ids(result, category_ids, start=1)
     h, w = result.image_size
-    rles = masks_to_rles(result.masks)
+    rles = result.rles()
     detector_xywh = xyxy_to_xywh(result.boxes.astype(np.float64))
     annotations = []
     for i, inst in enumerate(result):

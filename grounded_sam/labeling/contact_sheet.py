@@ -113,7 +113,10 @@ def _fit_into(image: np.ndarray, result: Result, side: int) -> tuple[np.ndarray,
     scaled = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR))
     masks = (
         np.stack(
-            [np.asarray(Image.fromarray(m).resize(size, Image.Resampling.NEAREST)) for m in result.masks]
+            [
+                np.asarray(Image.fromarray(result.mask(i)).resize(size, Image.Resampling.NEAREST))
+                for i in range(len(result))
+            ]
         )
         if len(result)
         else np.zeros((0, size[1], size[0]), dtype=bool)

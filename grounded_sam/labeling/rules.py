@@ -30,7 +30,6 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from grounded_sam.labeling.ontology import Ontology
-from grounded_sam.ops.rle import masks_to_rles
 from grounded_sam.result import Result
 from grounded_sam.text.prompts import parse_prompt
 
@@ -176,7 +175,7 @@ def apply_rules(
         elif name is None:
             verdicts.drop(i, "not_in_ontology")
     _thresholds_and_areas(result, classes, ontology, rules, box_threshold, verdicts)
-    iou = _mask_ious(result.masks)
+    iou = _mask_ious(result)
     negative_ids = [i for i, label in enumerate(result.labels) if label in negatives]
     for i in verdicts.alive():
         beaten = [j for j in negative_ids if iou[i, j] > rules.negative_iou and _beats(result, j, i)]
@@ -269,10 +268,10 @@ def _beats(result: Result, j: int, i: int) -> bool:
     return (float(result.scores[j]), -j) > (float(result.scores[i]), -i)
 
 
-def _mask_ious(masks: np.ndarray) -> np.ndarray:
-    """(N, H, W) bool -> (N, N) float64 mask IoU (pycocotools on RLEs)."""
-    n = masks.shape[0]
+def _mask_ious(result: Result) -> np.ndarray:
+    """(N, N) float64 IoU of the result's masks (pycocotools on RLEs)."""
+    n = len(result)
     if n == 0:
         return np.zeros((0, 0))
-    rles = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in masks_to_rles(masks)]
+    rles = [{"size": r["size"], "counts": r["counts"].encode("ascii")} for r in result.rles()]
     return np.asarray(mask_utils.iou(rles, rles, [0] * n), dtype=np.float64).reshape(n, n)

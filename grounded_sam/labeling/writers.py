@@ -48,7 +48,6 @@ from grounded_sam.export.yolo import result_to_yolo_lines
 from grounded_sam.labeling.manifest import ImageTask, LabelingSettings, inside, split_of
 from grounded_sam.labeling.state import LOCK_FILE, STATE_DIR, remove_atomic_temps
 from grounded_sam.naming import copy_name, safe_stem
-from grounded_sam.ops.rle import masks_to_rles
 from grounded_sam.result import Result
 
 logger = logging.getLogger(__name__)
@@ -106,7 +105,7 @@ def class_result(result: Result, settings: LabelingSettings) -> tuple[Result, li
         )
     kept = result[keep]
     names = [name for name in classes if name is not None]
-    return Result(kept.masks, kept.boxes, names, kept.scores, kept.mask_scores, kept.image_size), kept.labels
+    return kept.with_labels(names), kept.labels
 
 
 def write_image_outputs(layout: DatasetLayout, task: ImageTask, result: Result) -> dict[str, Any]:
@@ -166,7 +165,7 @@ def instance_records(
             "mask": rle,
         }
         for inst, prompt, box, area, rle in zip(
-            result, prompts, result.mask_boxes(), result.areas, masks_to_rles(result.masks), strict=True
+            result, prompts, result.mask_boxes(), result.areas, result.rles(), strict=True
         )
     ]
 
