@@ -5,8 +5,10 @@ Decisions go to ``<dataset>/review.jsonl``, one line per decision appended atomi
 (`labeling.candidates.append_line`), so a crash loses at most the decision in flight; reopening replays
 the file (the last decision on an instance wins) and starts at the first image with undecided instances.
 A line is ``{"rel", "index", "action", "class"}`` with action ``approve``, ``reject``, ``relabel`` (a new
-class, which also approves) or ``add`` (a new instance from a phrase or a click, approved, with its
-``mask`` RLE, ``box``, ``score`` and ``via``). Instance indices are the record's order; added ones follow.
+class, which also approves), ``add`` (a new instance from a phrase or a click, approved, with its
+``mask`` RLE, ``box``, ``score`` and ``via``) or ``refine`` (instance ``index`` re-drawn by SAM from the
+clicks on it, approved, with its new ``mask`` RLE, ``box``, ``mask_score`` and every click so far in
+``points``: ``[x, y, 1 adds / 0 removes]``). Instance indices are the record's order; added ones follow.
 
 Doubt of an image (lower = reviewed first): the lowest detector score among its labels, or, when a
 candidate the rules dropped scored higher than every label was sure, 1 - that candidate's score (a
@@ -30,11 +32,12 @@ import numpy as np
 from grounded_sam.labeling.candidates import MANIFEST_FILE, append_line, iter_lines, read_manifest
 from grounded_sam.labeling.manifest import DatasetFormat, ImageTask, LabelingSettings, Manifest
 from grounded_sam.labeling.writers import DatasetLayout, write_dataset_files, write_image_outputs
+from grounded_sam.ops.boxes import masks_to_boxes
 from grounded_sam.ops.rle import mask_to_rle, rle_to_mask
 from grounded_sam.result import Result
 
 REVIEW_FILE = "review.jsonl"
-Action = Literal["approve", "reject", "relabel", "add"]
+Action = Literal["approve", "reject", "relabel", "add", "refine"]
 Status = Literal["unreviewed", "approved", "rejected"]
 EXPORT_FORMATS: tuple[str, ...] = ("coco", "yolo", "masks")
 _IGNORED_DROPS = ("negative_phrase", "not_in_ontology")  # never labels, so never close calls
@@ -52,6 +55,7 @@ class ReviewInstance:
     mask: dict[str, Any]
     status: Status = "unreviewed"
     origin: str = "label"
+    points: tuple[tuple[float, float, int], ...] = ()  # clicks that refined it: (x, y, 1 add / 0 remove)
 
 
 class ReviewSession:
@@ -143,6 +147,18 @@ class ReviewSession:
             added.append(index)
         return added
 
+    def refine(
+        self, rel: str, index: int, mask: np.ndarray, mask_score: float, points: Sequence[Sequence[float]]
+    ) -> None:
+        """Replace the mask of instance `index` of image `rel` by `mask` ((H, W) bool, SAM's decode of
+        the clicks `points` = (x, y, 1 add / 0 remove) on it), its box by the mask's; approves it."""
+        current = self._instance(rel, index)
+        box = masks_to_boxes(mask[None])[0] if mask.any() else np.asarray(current.box)
+        clicks = [[float(x), float(y), int(label)] for x, y, label in points]
+        line = {"rel": rel, "index": index, "action": "refine", "class": current.class_name}
+        line |= {"mask": mask_to_rle(mask), "box": [float(v) for v in box], "mask_score": float(mask_score)}
+        self._save({**line, "points": clicks})
+
     def export(
         self,
         out: str | os.PathLike[str],
@@ -169,14 +185,7 @@ class ReviewSession:
             split, stem = self.records[rel]["split"], self.records[rel].get("stem", "")
             task = ImageTask(rel, str(self.image_path(rel)), split, image_id, stem)
             kept = self.result(rel, statuses=statuses)
-            as_prompts = Result(
-                kept.masks,
-                kept.boxes,
-                [prompt_of[n] for n in kept.labels],
-                kept.scores,
-                kept.mask_scores,
-                kept.image_size,
-            )
+            as_prompts = kept.with_labels([prompt_of[n] for n in kept.labels])
             records[rel] = write_image_outputs(layout, task, as_prompts)
             tasks.append(task)
         return write_dataset_files(layout, tasks, records)
@@ -202,6 +211,15 @@ class ReviewSession:
                     status="approved",
                     origin=str(line.get("via", "added")),
                 )
+            )
+        elif action == "refine" and 0 <= index < len(found):
+            found[index] = dataclasses.replace(
+                found[index],
+                mask=line["mask"],
+                box=tuple(float(v) for v in line["box"]),
+                mask_score=float(line["mask_score"]),
+                points=tuple((float(x), float(y), int(label)) for x, y, label in line["points"]),
+                status="approved",
             )
         elif action in ("approve", "relabel", "reject") and 0 <= index < len(found):
             status: Status = "rejected" if action == "reject" else "approved"

@@ -1,6 +1,10 @@
 """The Review page: go through a labelled dataset most doubtful image first; approve, reject or relabel
 each instance, add missed objects with a phrase or a click, export the reviewed dataset.
 
+A click on the image refines the instance under it (its mask, else its box): SAM re-draws that instance
+from its box and every click on it so far ("Clicks remove" makes the next clicks negative); a click on
+the background adds a new object of the chosen class.
+
 Keyboard: ``a`` approves the selected instance, ``x`` rejects it, ``n`` / ``p`` go to the next / previous
 image. Every decision is saved to ``review.jsonl`` when it is made (see
 :mod:`grounded_sam.labeling.review`); reopening the page continues at the first undecided image.
@@ -18,7 +22,9 @@ from grounded_sam.ui.models import Models
 from grounded_sam.ui.review import (
     REVIEW_ENV,
     STATUS_MARK,
+    instance_at,
     load_review_image,
+    refine_click,
     reprompt_click,
     reprompt_phrase,
     review_picture,
@@ -138,8 +144,16 @@ def _reprompt(models: Models, session: ReviewSession, rel: str, pixels) -> None:
     left, right = st.columns(2)
     x = left.number_input("click x", 0.0, float(w - 1), float(w // 2), key="review_x")
     y = right.number_input("click y", 0.0, float(h - 1), float(h // 2), key="review_y")
-    if st.button("Add at point", key="review_point"):
+    st.checkbox("Clicks remove (the point is not part of the object)", key="review_negative")
+    add, refine = st.columns(2)
+    if add.button("Add at point", key="review_point"):
         _click(models, session, rel, pixels, class_name, x, y)
+    refine.button(
+        "Refine at point",
+        key="review_refine_point",
+        on_click=_click_on_image,
+        args=(models, session, rel, pixels, x, y),
+    )
     if st.session_state.get("review_message"):
         st.caption(st.session_state["review_message"])
 
@@ -150,6 +164,28 @@ def _click(
     try:
         added = reprompt_click(models, session, rel, pixels, x, y, class_name)
         st.session_state["review_message"] = f"Added {len(added)} instance(s) at ({x:.0f}, {y:.0f})."
+    except ValueError as error:
+        st.session_state["review_message"] = str(error)
+
+
+def _click_on_image(models: Models, session: ReviewSession, rel: str, pixels, x: float, y: float) -> None:
+    """Refine the instance under (x, y) (the one refined last when the click is near it) and select it;
+    on the background add a new object of the chosen class. Runs as a callback, before the widgets."""
+    editing = f"review_editing-{rel}"
+    index = instance_at(session, rel, x, y, prefer=st.session_state.get(editing))
+    positive = not st.session_state.get("review_negative", False)
+    if index is None and not positive:
+        st.session_state["review_message"] = f"No instance at ({x:.0f}, {y:.0f}) to remove it from."
+        return
+    if index is None:
+        class_name = st.session_state.get("review_add_class", session.class_names[0])
+        _click(models, session, rel, pixels, class_name, x, y)
+        return
+    try:
+        refine_click(models, session, rel, pixels, index, x, y, positive=positive)
+        st.session_state[editing] = st.session_state[f"review_pick-{rel}"] = index
+        verb = "added to" if positive else "removed from"
+        st.session_state["review_message"] = f"Refined #{index}: ({x:.0f}, {y:.0f}) {verb} it."
     except ValueError as error:
         st.session_state["review_message"] = str(error)
 
@@ -174,8 +210,7 @@ def _on_click(models: Models, session: ReviewSession, rel: str, pixels, key: str
     if not value:
         return
     scale = pixels.shape[1] / width
-    class_name = st.session_state.get("review_add_class", session.class_names[0])
-    _click(models, session, rel, pixels, class_name, value["x"] * scale, value["y"] * scale)
+    _click_on_image(models, session, rel, pixels, value["x"] * scale, value["y"] * scale)
 
 
 def _export(session: ReviewSession) -> None:

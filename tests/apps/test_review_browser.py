@@ -1,6 +1,7 @@
 """The Review page in a real browser: `grounded-sam review DATASET` on a free localhost port, driven by
-Debian's chromium through Playwright. Approve, reject and relabel with the mouse and the keyboard, then
-export from the page and check the exported COCO dataset; a screenshot goes to test-artifacts/."""
+Debian's chromium through Playwright. Approve, reject and relabel with the mouse and the keyboard, refine
+an instance with a click on the image, then export from the page and check the exported COCO dataset; a
+screenshot goes to test-artifacts/."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 
+import numpy as np
 import pytest
 
 from grounded_sam.labeling.review import ReviewSession
@@ -17,6 +19,7 @@ from tests.apps.test_browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    COMPONENT,
     ROOT,
     _free_port,
     _settled,
@@ -89,6 +92,13 @@ def test_approve_reject_relabel_and_export_in_chromium(served, tmp_path) -> None
         page.get_by_role("button", name="Change class").click()
         page.get_by_text("3 of", exact=False).wait_for()
         _settled(page)
+        # a click on the picture, on a pixel of one instance only, refines that instance with SAM
+        k, (x, y) = _pixel_of_one_instance(dataset, first)
+        picture = page.frame_locator(COMPONENT).locator("#image")
+        scale = picture.bounding_box()["width"] / SCENE.image.shape[1]
+        picture.click(position={"x": scale * (x + 0.5), "y": scale * (y + 0.5)})
+        page.get_by_text(f"Refined #{k}: (", exact=False).wait_for()
+        _settled(page)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "app_review.png"), full_page=True)
 
@@ -106,8 +116,24 @@ def test_approve_reject_relabel_and_export_in_chromium(served, tmp_path) -> None
         (first, 0, "approve"),
         (first, 1, "reject"),
         (first, 2, "relabel"),
+        (first, k, "refine"),
     ]
+    (clicked,) = decisions(dataset)[-1]["points"]  # the page's pixel of the click: within a pixel
+    assert abs(clicked[0] - x - 0.5) <= 1 and abs(clicked[1] - y - 0.5) <= 1 and clicked[2] == 1
     coco = COCO(str(target / "annotations" / "instances_train.json"))
     names = {c["id"]: c["name"] for c in coco.loadCats(coco.getCatIds())}
     anns = coco.loadAnns(coco.getAnnIds())
-    assert sorted(names[a["category_id"]] for a in anns) == sorted([SCENE.labels[0], other])
+    expected = [SCENE.labels[0], other] + ([SCENE.labels[k]] if k not in (0, 2) else [])
+    assert sorted(names[a["category_id"]] for a in anns) == sorted(expected)
+
+
+def _pixel_of_one_instance(dataset, rel: str) -> tuple[int, tuple[int, int]]:
+    """(index, (x, y)) of a pixel that lies in the mask of one live (not rejected) instance only."""
+    from grounded_sam.ops.rle import rle_to_mask
+
+    live = [inst for inst in ReviewSession(dataset).instances(rel) if inst.status != "rejected"]
+    masks = np.stack([rle_to_mask(inst.mask) for inst in live])
+    alone = masks & (masks.sum(axis=0) == 1)
+    j = int(np.flatnonzero(alone.any(axis=(1, 2)))[0])
+    ys, xs = np.nonzero(alone[j])
+    return live[j].index, (int(xs[len(xs) // 2]), int(ys[len(ys) // 2]))

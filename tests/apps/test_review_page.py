@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pycocotools.coco import COCO
 from streamlit.testing.v1 import AppTest
@@ -153,3 +154,62 @@ def test_review_command_exports_with_the_documented_flag(dataset, tmp_path) -> N
     assert len(coco.getAnnIds()) == 2 * len(SCENE.labels)
     missing = runner.invoke(app, ["review", str(tmp_path / "nothing"), "--export", str(tmp_path / "z")])
     assert missing.exit_code == 2 and "holds no dataset" in " ".join(missing.output.split())
+
+
+def test_a_click_on_an_instance_refines_it_with_sam(monkeypatch, dataset) -> None:
+    from grounded_sam.io import load_image
+    from grounded_sam.ops.rle import rle_to_mask
+
+    at = open_app(monkeypatch, dataset)
+    rel = current(at)
+    session = ReviewSession(dataset)
+    before = session.instances(rel)
+    masks = np.stack([rle_to_mask(inst.mask) for inst in before])
+    alone = masks & (masks.sum(axis=0) == 1)  # pixels of one instance only
+    k = int(np.flatnonzero(alone.any(axis=(1, 2)))[0])
+    ys, xs = np.nonzero(alone[k])
+    x, y = float(xs[len(xs) // 2]), float(ys[len(ys) // 2])
+    at.number_input(key="review_x").set_value(x)
+    at.number_input(key="review_y").set_value(y).run()
+    at.button(key="review_refine_point").click().run()
+    assert not at.exception, at.exception
+    assert any(f"Refined #{k}: ({x:.0f}, {y:.0f}) added to it" in c.value for c in at.caption)
+    (line,) = decisions(dataset)
+    assert (line["index"], line["action"], line["points"]) == (k, "refine", [[x, y, 1]])
+    assert at.radio(key=f"review_pick-{rel}").value == k  # the refined instance is selected
+    # what SAM draws from the instance's box and the click, decoded on its own
+    sam = scripted_pipeline().predictor
+    sam.set_image(load_image(session.image_path(rel)))
+    expected, score, _ = sam.predict(
+        point_coords=np.array([[x, y]], np.float32),
+        point_labels=np.array([1]),
+        box=np.array(before[k].box, np.float32),
+        multimask_output=False,
+    )
+    refined = ReviewSession(dataset).instances(rel)[k]
+    np.testing.assert_array_equal(rle_to_mask(refined.mask), expected[0])
+    assert refined.status == "approved" and refined.mask_score == pytest.approx(float(score[0]), abs=1e-5)
+    # a second, negative click on the same instance: both clicks are SAM's prompt
+    at.checkbox(key="review_negative").check().run()
+    at.button(key="review_refine_point").click().run()
+    assert decisions(dataset)[-1]["points"] == [[x, y, 1], [x, y, 0]]
+    assert any("removed from it" in c.value for c in at.caption)
+    # on the background: a negative click says so, a positive one adds a new object
+    outside = np.argwhere(~masks.any(axis=0) & ~boxes_cover(before, masks.shape[1:]))
+    by, bx = (float(v) for v in outside[len(outside) // 2])
+    at.number_input(key="review_x").set_value(bx)
+    at.number_input(key="review_y").set_value(by).run()
+    at.button(key="review_refine_point").click().run()
+    assert any("No instance at" in c.value for c in at.caption) and len(decisions(dataset)) == 2
+    at.checkbox(key="review_negative").uncheck().run()
+    at.button(key="review_refine_point").click().run()
+    assert not at.exception, at.exception
+    assert decisions(dataset)[-1]["action"] == "add" and decisions(dataset)[-1]["index"] == len(before)
+
+
+def boxes_cover(instances, size) -> np.ndarray:
+    covered = np.zeros(size, dtype=bool)
+    for inst in instances:
+        x0, y0, x1, y1 = (round(v) for v in inst.box)
+        covered[y0:y1, x0:x1] = True
+    return covered

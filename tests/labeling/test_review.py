@@ -89,6 +89,34 @@ def test_export_writes_approved_edited_and_added_labels_only(dataset, tmp_path) 
         session.export(tmp_path / "all", "yolo")
 
 
+def test_a_refined_instance_gets_its_new_mask_and_box_and_is_replayed_and_exported(dataset, tmp_path) -> None:
+    out, truth = dataset
+    session = ReviewSession(out)
+    rel = session.images[0]
+    h, w = truth[rel].masks.shape[1:]
+    mask = np.zeros((h, w), dtype=bool)
+    mask[5:9, 10:20] = True
+    session.refine(rel, 0, mask, 0.61, [(12.0, 6.0, 1), (30.5, 7.0, 0)])
+    line = json.loads((out / REVIEW_FILE).read_text().splitlines()[-1])
+    assert (line["index"], line["action"], line["points"]) == (0, "refine", [[12.0, 6.0, 1], [30.5, 7.0, 0]])
+    for state in (session, ReviewSession(out)):  # in memory and replayed from the file
+        inst = state.instances(rel)[0]
+        assert inst.status == "approved" and inst.mask_score == pytest.approx(0.61)
+        assert inst.box == (10.0, 5.0, 20.0, 9.0) and inst.points[-1] == (30.5, 7.0, 0)
+        np.testing.assert_array_equal(state.result(rel).masks[0], mask)
+    session.export(tmp_path / "coco", "coco")
+    exported = [
+        ann
+        for name in ("train", "val")
+        for ann in COCO(str(tmp_path / "coco" / "annotations" / f"instances_{name}.json")).dataset[
+            "annotations"
+        ]
+    ]
+    assert len(exported) == 1 and exported[0]["bbox"] == [10.0, 5.0, 10.0, 4.0] and exported[0]["area"] == 40
+    with pytest.raises(IndexError):
+        session.refine(rel, 99, mask, 0.5, [(1.0, 1.0, 1)])
+
+
 def test_close_calls_count_as_doubt() -> None:
     line = {
         "candidates": [
