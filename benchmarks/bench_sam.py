@@ -3,7 +3,15 @@
 Each implementation runs in its own subprocess (so peak RSS is its own), on the same random ViT-B
 weights and the same image, and reports: ``set_image`` time (image encoder + pre-processing), decoding
 time for 1 box and for 20 boxes (masks at the original resolution), and peak RSS. ``ours_bf16`` is ours
-with ``precision="bfloat16"`` (fast on CPUs with bfloat16 matrix units such as Intel AMX; not exact).
+with ``precision="bfloat16"`` (fast on CPUs with bfloat16 matrix units such as Intel AMX; not exact);
+``ours_int8`` is ours with ``precision="int8"`` (the encoder's linear layers in int8, x86 CPUs), which
+also reports the box-mask mIoU of its masks against float32's on the same model and image: at logit 0,
+and at float32's median logit per box (random decoders give near-empty or near-full masks whatever the
+box, so the masks at 0 agree trivially), and for ``demo_sam`` (its shipped weights) on its scenes.
+
+``--model mobile_sam`` (random TinyViT) and ``demo_sam`` run only our rows (the references are ViT-only).
+``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` runs as a plain AVX2 CPU; fbgemm (int8) is then
+capped too (``FBGEMM_ENABLE_INSTRUCTIONS=AVX2``, set here unless given).
 
     python benchmarks/bench_sam.py [--model sam_vit_b] [--repeats 2] [--threads 2]
 """
@@ -25,20 +33,29 @@ from typing import Any
 import numpy as np
 import torch
 
-IMPLEMENTATIONS = ("ours", "ours_bf16", "reference", "transformers")
-OURS = ("ours", "ours_bf16")
+IMPLEMENTATIONS = ("ours", "ours_bf16", "ours_int8", "reference", "transformers")
+OURS = ("ours", "ours_bf16", "ours_int8", "ours_int8_static")
+DEMO_MODEL = "demo_sam"
+SCENES = 8  # demo scenes the int8 row's mIoU is measured on
+CALIBRATION_SCENES = 16  # other scenes (seed 2000) that ours_int8_static's input ranges come from
 
 
 def make_weights(folder: Path, model: str, seed: int = 0) -> Path:
-    """Random weights for ``model`` in the official layout (every parameter randomised, seeded)."""
+    """Random weights for ``model`` in the official layout (every parameter randomised, seeded); the
+    shipped weights for the demo model."""
     from grounded_sam.sam import build_sam
+    from grounded_sam.weights import bundled_path
 
+    if model == DEMO_MODEL:
+        return bundled_path("demo_sam.safetensors")
     sam = build_sam(model, pretrained=False, device="cpu")
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for tensor in sam.state_dict().values():
+        for name, tensor in sam.state_dict().items():
             if tensor.is_floating_point():
-                tensor.copy_(torch.randn(tensor.shape, generator=generator) * 0.02)
+                values = torch.randn(tensor.shape, generator=generator) * 0.02
+                # TinyViT's batch-norm variances must stay positive (ViT models have none).
+                tensor.copy_(values.abs() + 0.5 if name.endswith("running_var") else values)
     path = folder / f"{model}_random.pth"
     torch.save(sam.state_dict(), path)
     return path
@@ -66,11 +83,23 @@ def timed(function: Any, repeats: int) -> float:
 
 
 def run_ours(
-    weights: Path, image: np.ndarray, boxes: np.ndarray, repeats: int, precision: str = "float32"
+    weights: Path,
+    image: np.ndarray,
+    boxes: np.ndarray,
+    repeats: int,
+    precision: str = "float32",
+    calibrate: bool = False,
 ) -> dict[str, float]:
+    from grounded_sam.data import iter_scenes
     from grounded_sam.sam import SamPredictor, build_sam
+    from grounded_sam.sam.fast.int8 import calibrating, int8_encoder
 
     predictor = SamPredictor(build_sam(checkpoint=weights, device="cpu"), precision=precision)
+    if calibrate:  # static int8 input ranges from the scene generator's images, not from this image
+        with calibrating(int8_encoder(predictor.model.image_encoder)):
+            for scene in iter_scenes(2000, CALIBRATION_SCENES):
+                predictor.reset_image()
+                predictor.set_image(scene.image)
 
     def encode_afresh() -> None:
         predictor.reset_image()  # set_image keeps the embedding of identical pixels: measure real work
@@ -79,13 +108,54 @@ def run_ours(
     encode = timed(encode_afresh, repeats)
     one = timed(lambda: predictor.predict(box=boxes[0], multimask_output=False), repeats * 3)
     many = timed(lambda: predictor.predict_boxes(boxes, multimask_output=False), repeats * 3)
-    return {"set_image": encode, "decode_1": one, f"decode_{len(boxes)}": many}
+    results = {
+        "set_image": encode,
+        "decode_1": one,
+        f"decode_{len(boxes)}": many,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+    if precision == "int8":  # after the peak RSS: this builds a float32 predictor beside the int8 one
+        results.update(int8_agreement(predictor, [image], [boxes]))
+        if "demo" in weights.name:
+            scenes = list(iter_scenes(1000, SCENES))
+            agreement = int8_agreement(predictor, [s.image for s in scenes], [s.boxes for s in scenes])
+            results.update({f"scenes_{key}": value for key, value in agreement.items()})
+    return results
+
+
+def int8_agreement(int8: Any, images: list[np.ndarray], boxes: list[np.ndarray]) -> dict[str, float]:
+    """Mean IoU of an int8 predictor's box masks against float32's (same model): at logit 0, and at
+    float32's median logit per box; plus the mean fraction of the image float32's masks cover."""
+    from grounded_sam.ops.masks import mask_ious
+    from grounded_sam.sam import SamPredictor
+
+    exact = SamPredictor(int8.model)
+    at_zero, at_median, fill = [], [], []
+    for image, image_boxes in zip(images, boxes, strict=True):
+        logits = []
+        for predictor in (exact, int8):
+            predictor.reset_image()
+            predictor.set_image(image)
+            logits.append(
+                predictor.predict_boxes(image_boxes, multimask_output=False, return_logits=True)[0][:, 0]
+            )
+        reference, quantized = logits
+        median = np.median(reference, axis=(1, 2), keepdims=True)
+        at_zero.extend(mask_ious(quantized > 0, reference > 0))
+        at_median.extend(mask_ious(quantized > median, reference > median))
+        fill.extend((reference > 0).mean(axis=(1, 2)))
+    return {
+        "miou_at_0": float(np.mean(at_zero)),
+        "miou_at_median": float(np.mean(at_median)),
+        "fill": float(np.mean(fill)),
+    }
 
 
 def run_reference(weights: Path, image: np.ndarray, boxes: np.ndarray, repeats: int) -> dict[str, float]:
     from segment_anything import SamPredictor, sam_model_registry
 
-    predictor = SamPredictor(sam_model_registry["vit_b"](checkpoint=str(weights)).eval())
+    kind = weights.name.removeprefix("sam_").split("_random")[0]  # vit_b, vit_l or vit_h
+    predictor = SamPredictor(sam_model_registry[kind](checkpoint=str(weights)).eval())
     encode = timed(lambda: predictor.set_image(image), repeats)
     one = timed(lambda: predictor.predict(box=boxes[0], multimask_output=False), repeats * 3)
 
@@ -141,12 +211,18 @@ def worker(name: str, weights: Path, repeats: int, threads: int, box_count: int)
     runners = {
         "ours": run_ours,
         "ours_bf16": functools.partial(run_ours, precision="bfloat16"),
+        "ours_int8": functools.partial(run_ours, precision="int8"),
+        "ours_int8_static": functools.partial(run_ours, precision="int8", calibrate=True),
         "reference": run_reference,
         "transformers": run_transformers,
     }
     results = runners[name](weights, image, boxes, repeats)
-    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    results.setdefault("peak_rss_mb", peak_rss_mb())
     print(json.dumps(results))
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
@@ -157,20 +233,27 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--boxes", type=int, default=20)
-    parser.add_argument("--only", nargs="*", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS))
-    parser.add_argument("--worker", choices=IMPLEMENTATIONS, help=argparse.SUPPRESS)
+    choices = (*IMPLEMENTATIONS, "ours_int8_static")  # int8 with calibrated input ranges: on request
+    parser.add_argument("--only", nargs="*", choices=choices, default=list(IMPLEMENTATIONS))
+    parser.add_argument("--worker", choices=choices, help=argparse.SUPPRESS)
     parser.add_argument("--weights", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker(args.worker, args.weights, args.repeats, args.threads, args.boxes)
         return
+    if os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2":
+        os.environ.setdefault("FBGEMM_ENABLE_INSTRUCTIONS", "AVX2")  # the workers inherit it
     from grounded_sam.devices import cpu_capability
 
-    print(f"CPU: {cpu_capability()}; load average {os.getloadavg()}")
+    fbgemm = os.environ.get("FBGEMM_ENABLE_INSTRUCTIONS", "native")
+    print(f"CPU: {cpu_capability()}, fbgemm {fbgemm}; load average {os.getloadavg()}")
+    names = args.only
+    if not args.model.startswith("sam_vit"):
+        names = [name for name in names if name in OURS]  # the references are ViT-only
     with tempfile.TemporaryDirectory() as folder:
         weights = make_weights(Path(folder), args.model)
         results = {}
-        for name in args.only:
+        for name in names:
             command = [sys.executable, __file__, "--worker", name, "--weights", str(weights)]
             command += [
                 "--repeats",
@@ -191,9 +274,21 @@ def report(results: dict[str, dict[str, float]], box_count: int) -> None:
     for name, values in results.items():
         print(f"{name:22}" + "".join(f"{values[m]:>16.3f}" for m in metrics))
     for ours in (n for n in OURS if n in results):
-        for other in (n for n in results if n not in OURS):
+        others = [n for n in results if n not in OURS] + (
+            ["ours"] if ours != "ours" and "ours" in results else []
+        )
+        for other in others:
             ratios = "".join(f"{results[ours][m] / results[other][m]:>16.3f}" for m in metrics)
             print(f"{ours + '/' + other:22}" + ratios)
+    for name, int8 in results.items():
+        for prefix, where in (("", "the bench image"), ("scenes_", f"{SCENES} demo scenes")):
+            if prefix + "miou_at_0" not in int8:
+                continue
+            print(
+                f"{name} box masks vs float32 on {where}: mIoU {int8[prefix + 'miou_at_0']:.4f} at logit 0 "
+                f"(float32's masks cover {int8[prefix + 'fill']:.1%} of the image), "
+                f"{int8[prefix + 'miou_at_median']:.4f} at float32's median logit per box"
+            )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import itertools
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -29,7 +31,7 @@ from torch import nn
 from grounded_sam.sam.fast.image_encoder import FastRelPosAttention
 from grounded_sam.sam.modeling.image_encoder import RelPosAttention
 
-__all__ = ["Int8Linear", "Int8RelPosAttention", "int8_encoder", "quantize_linears"]
+__all__ = ["Int8Linear", "Int8RelPosAttention", "calibrating", "int8_encoder", "quantize_linears"]
 
 # Where the int8 copy of an encoder is kept: an instance attribute, so not a submodule and not in the
 # state dict.
@@ -47,6 +49,9 @@ class Int8Linear(nn.Module):
         self.out_features, self.in_features = weight.shape
         self.bias = None if bias is None else bias.detach()
         self._packed = _pack(weight.detach().float(), None if bias is None else self.bias.float())
+        # Calibrated (static) input quantization: (scale, zero point), or None for dynamic (the default).
+        self.input_qparams: tuple[float, int] | None = None
+        self.observed: tuple[float, float] | None = None  # (min, max) seen while calibrating
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> Int8Linear:
@@ -54,7 +59,28 @@ class Int8Linear(nn.Module):
         return cls(linear.weight, linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.ops.quantized.linear_dynamic(x.float(), self._packed, True)
+        x = x.float()
+        if self.input_qparams is not None:
+            scale, zero_point = self.input_qparams
+            return torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(
+                x, scale, zero_point, self._packed
+            )
+        return torch.ops.quantized.linear_dynamic(x, self._packed, True)
+
+    def observe(self, x: torch.Tensor) -> None:
+        """Widen the calibration range (:attr:`observed`) to cover ``x``."""
+        low, high = x.min().item(), x.max().item()
+        if self.observed is not None:
+            low, high = min(low, self.observed[0]), max(high, self.observed[1])
+        self.observed = (low, high)
+
+    def freeze_range(self) -> None:
+        """Quantize inputs statically with the observed range (7 bits, as the dynamic path) from now on."""
+        if self.observed is None:
+            raise RuntimeError("this layer saw no input while calibrating")
+        low, high = min(self.observed[0], 0.0), max(self.observed[1], 0.0)
+        scale = max(high - low, 1e-8) / 127
+        self.input_qparams = (scale, round(-low / scale))
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8"
@@ -120,6 +146,24 @@ def int8_encoder(encoder: nn.Module) -> nn.Module:
     quantized = quantize_linears(encoder)
     encoder.__dict__[_CACHE] = _Int8Copy(key, quantized)
     return quantized
+
+
+@contextmanager
+def calibrating(quantized: nn.Module) -> Iterator[None]:
+    """Calibrate the inputs of an int8 encoder (an :func:`int8_encoder` result) on what runs inside: every
+    :class:`Int8Linear` records the range of its inputs, and at the end switches from dynamic (per call)
+    to static input quantization with that range. An experiment for ``benchmarks/bench_sam.py``: static
+    ranges clip on images unlike the calibration set and save little time, so the predictor stays dynamic.
+    """
+    layers = [m for m in quantized.modules() if isinstance(m, Int8Linear)]
+    hooks = [layer.register_forward_pre_hook(lambda m, args: m.observe(args[0])) for layer in layers]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for layer in layers:
+        layer.freeze_range()
 
 
 def _weights_key(encoder: nn.Module) -> tuple[Any, ...]:
