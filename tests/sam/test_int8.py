@@ -15,7 +15,13 @@ from grounded_sam.devices import resolve_precision
 from grounded_sam.ops.masks import mask_ious
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.everything import MaskGenerator
-from grounded_sam.sam.fast.int8 import Int8Linear, Int8RelPosAttention, int8_encoder
+from grounded_sam.sam.fast.int8 import (
+    Int8Linear,
+    Int8RelPosAttention,
+    calibrating,
+    int8_encoder,
+    quantize_linears,
+)
 from grounded_sam.sam.modeling.config import SamConfig, TinyViTConfig
 from grounded_sam.sam.predictor import SamPredictor
 from tests.sam.builders import TINY_VIT_SAM, random_sam
@@ -152,3 +158,26 @@ def test_auto_never_picks_int8(monkeypatch) -> None:
     for amx in (False, True):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx)
         assert resolve_precision("auto", CPU) in ("float32", "bfloat16")
+
+
+@x86
+def test_calibrated_input_ranges_stay_close_to_float32() -> None:
+    model = build_sam("demo_sam")
+    exact, fast = SamPredictor(model), SamPredictor(model, precision="int8")
+    quantized = int8_encoder(model.image_encoder)
+    with calibrating(quantized):
+        for scene in iter_scenes(2000, 2):
+            fast.set_image(scene.image)
+    layers = [m for m in quantized.modules() if isinstance(m, Int8Linear)]
+    assert layers and all(layer.input_qparams is not None for layer in layers)
+    image = next(iter_scenes(1000, 1)).image
+    exact.set_image(image)
+    fast.reset_image()
+    fast.set_image(image)
+    relative = ((fast.features - exact.features).norm() / exact.features.norm()).item()
+    assert 1e-4 < relative < 0.05, relative
+    with (
+        pytest.raises(RuntimeError, match="saw no input"),
+        calibrating(quantize_linears(model.image_encoder)),
+    ):
+        pass
