@@ -9,7 +9,8 @@ union of the pieces when every view was cut. SAM then draws each box's mask insi
 that contains the box (one embedding per tile, at tile resolution), or on the whole image for boxes larger
 than a tile. Detector and SAM inputs are bounded by the tile size, and each mask is kept cut to its own
 box (`MaskCrops`): the `Result` holds no (N, H, W) stack unless someone asks for ``result.masks``. Memory
-is the image itself, one tile's model inputs and outputs, and the masks' boxes.
+is the image itself, one tile's model inputs and outputs, and the masks' boxes; boxes larger than a tile
+are decoded on the whole image a few at a time (`DECODE_PIXELS`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from grounded_sam.ops.mask_crops import MaskCrops
 from grounded_sam.text.base import Detections
 
 DUPLICATE_IOU = 0.5  # two views of one object
+DECODE_PIXELS = 2**26  # mask pixels decoded per SAM call: 64 boxes of a 1024 tile, 2 of a 24 MP image
 PIECE_OVERLAP = 0.15  # intersection / smaller box above which a cut piece joins a box of its phrase
 
 
@@ -157,12 +159,15 @@ def masks_in_tiles(
         home.setdefault(_best_window(box, windows, (w, h)), []).append(i)
     for (x0, y0, x1, y1), rows in home.items():
         predictor.set_image(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
-        local = boxes[rows] - np.array([x0, y0, x0, y0], dtype=np.float32)
-        found, found_scores, _ = predictor.predict_boxes(local, multimask_output=False)
-        cut = MaskCrops.from_windows(found[:, 0], (x0, y0, x1, y1), (h, w))
-        for k, row in enumerate(rows):
-            crops[row], offsets[row] = cut.crops[k], cut.offsets[k]
-        mask_scores[rows] = found_scores[:, 0]
+        per_call = max(1, DECODE_PIXELS // ((x1 - x0) * (y1 - y0)))
+        for start in range(0, len(rows), per_call):
+            part = rows[start : start + per_call]
+            local = boxes[part] - np.array([x0, y0, x0, y0], dtype=np.float32)
+            found, found_scores, _ = predictor.predict_boxes(local, multimask_output=False)
+            cut = MaskCrops.from_windows(found[:, 0], (x0, y0, x1, y1), (h, w))
+            for k, row in enumerate(part):
+                crops[row], offsets[row] = cut.crops[k], cut.offsets[k]
+            mask_scores[part] = found_scores[:, 0]
     return MaskCrops(tuple(crops), offsets, (h, w)), mask_scores
 
 

@@ -215,3 +215,24 @@ def test_tiled_memory_is_bounded_by_the_tile_not_the_image() -> None:
     )
     found_full, full = tiled_peak_bytes(2, full_pass=True)
     assert found_full == 40 and full < 2.5 * (1200 * 1800 * 3), full
+
+
+def test_boxes_are_decoded_a_few_at_a_time_with_the_same_masks(monkeypatch) -> None:
+    import grounded_sam.tiles as tiles
+
+    image = canvas(300, 300)
+    image[200:290, 150:290] = COLOURS["blue"]  # larger than a tile: decoded on the whole image
+    for k in range(3):
+        image[20 + 40 * k : 40 + 40 * k, 20:40] = COLOURS["red"]
+    pipeline = GroundedSAM(ComponentDetector(min_fraction=0.0), ColourPredictor())
+    whole = pipeline.predict(image, "red. blue", tiles=Tiling(128, 0.25))
+    monkeypatch.setattr(tiles, "DECODE_PIXELS", 1)  # one box per SAM call
+    calls: list[int] = []
+    original = ColourPredictor.predict_boxes
+    monkeypatch.setattr(
+        ColourPredictor, "predict_boxes", lambda self, b, **k: calls.append(len(b)) or original(self, b, **k)
+    )
+    one_by_one = pipeline.predict(image, "red. blue", tiles=Tiling(128, 0.25))
+    assert set(calls) == {1} and len(calls) == len(whole) == 4
+    assert one_by_one.labels == whole.labels and (one_by_one.areas == whole.areas).all()
+    np.testing.assert_array_equal(one_by_one.masks, whole.masks)
