@@ -26,6 +26,7 @@ from grounded_sam.sam.everything import mask_ops
 from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
 from grounded_sam.sam.everything.full_resolution import Upsampler
 from grounded_sam.sam.everything.mask_ops import CompactMask
+from grounded_sam.sam.everything.tiled_mask import TiledMask
 from grounded_sam.sam.fast import is_accelerated
 from grounded_sam.sam.fast.gated_decoding import decode_gated
 from grounded_sam.sam.fast.mask_decoder import Workspace
@@ -78,7 +79,7 @@ class MaskSet:
         crop_boxes: (N, 4) int64 XYXY (far edge exclusive) crop each mask was predicted in.
     """
 
-    masks: tuple[CompactMask, ...]
+    masks: tuple[CompactMask | TiledMask, ...]
     boxes: np.ndarray
     iou: np.ndarray
     stability: np.ndarray
@@ -258,12 +259,11 @@ def _filter(
     row_of[rows] = np.arange(len(rows))
     selected = (torch.from_numpy(row_of[prompt_ids]), torch.from_numpy(token_ids))
     picked, stabilities, masks, boxes = [], [], [], []
-    for index, stability, binary in upsampler.stable_masks(low_res, selected):
-        box = mask_ops.mask_box(binary)
+    for index, stability, mask in upsampler.stable_masks(low_res, selected):
         picked.append(index)
         stabilities.append(stability)
-        masks.append(CompactMask.from_mask(binary, box))
-        boxes.append(box or (0, 0, 0, 0))
+        masks.append(mask)
+        boxes.append(mask.box)
     box_array = np.array(boxes, dtype=np.int64).reshape(-1, 4)
     inside = np.flatnonzero(~mask_ops.box_near_crop_edge(box_array, crop, image_box))
     index = np.array(picked, dtype=np.int64)[inside]

@@ -1,17 +1,14 @@
 """Segment everything: masks for a whole image from a grid of point prompts (or from box prompts).
 
-:class:`MaskGenerator` gives exactly the output of ``segment_anything.SamAutomaticMaskGenerator`` (same
-masks, same order, same scores up to the network's float noise) with the same parameters, but without
-its needless work:
+:class:`MaskGenerator` gives the output of ``segment_anything.SamAutomaticMaskGenerator`` with the same
+parameters (the same masks in the same order, identical up to pixels whose logit is within float rounding
+of 0; the same scores up to the network's float noise), but without its needless work:
 
 * the predicted-IoU filter runs before anything is upsampled, and the mask decoder's upscaling branch
   only runs for prompts that have a mask above the IoU threshold (the IoU head does not depend on it);
-* survivors are upsampled a few at a time into one reused buffer; stability scores count only the
-  pixels the low-res logits leave in doubt (see
-  :mod:`~grounded_sam.sam.everything.stability_counts`), and kept masks are stored bit-packed inside
-  their box;
-* the second resize of ``postprocess_masks`` is skipped when it is an identity (see
-  :func:`~grounded_sam.sam.everything.mask_ops.upsample_logits`);
+* full-resolution logits are computed only in the tiles a mask's contours (at the mask threshold and
+  the stability cuts) cross; the low-res logits settle every other tile (see
+  :mod:`~grounded_sam.sam.everything.tiled_logits`), and candidates stay tiled until suppression;
 * RLE counts are computed from the mask's box only, with numpy.
 
 Example:

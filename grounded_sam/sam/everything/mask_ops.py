@@ -75,50 +75,19 @@ def upsample_logits(
     square: int,
     input_size: tuple[int, int],
     original_size: tuple[int, int],
-    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(N, C, 4h, 4w) low-res logits → (N, C, H, W) at ``original_size``, as ``Sam.postprocess_masks``.
 
     Bilinear to the encoder's ``square`` input, drop the padding beyond ``input_size``, bilinear to the
     original size. When ``input_size == original_size`` the second resize is skipped: at scale 1 the
-    bilinear weights are exactly (1, 0), so it would return its input bit for bit.
-
-    ``out`` (N, C, square, square), if given, receives the first resize (the result may be a view of it):
-    reusing one buffer spares the allocator fresh pages for every batch.
+    bilinear weights are exactly (1, 0), so it would return its input bit for bit. Segment everything
+    computes only the parts of it it needs (:class:`~grounded_sam.sam.everything.tiled_logits.TileGrid`).
     """
-    size = [square, square]
-    if out is None:
-        logits = F.interpolate(low_res, size, mode="bilinear", align_corners=False)
-    else:  # the kernel F.interpolate calls, writing into ``out`` (same arithmetic, tested bit for bit)
-        logits = torch.ops.aten.upsample_bilinear2d.out(low_res, size, False, out=out)
+    logits = F.interpolate(low_res, [square, square], mode="bilinear", align_corners=False)
     logits = logits[..., : input_size[0], : input_size[1]]
     if tuple(input_size) == tuple(original_size):
         return logits
     return F.interpolate(logits, original_size, mode="bilinear", align_corners=False)
-
-
-def upsample_rows(low_res: torch.Tensor, square: int, rows: tuple[int, int], out: torch.Tensor) -> None:
-    """Write rows [start, stop) of the first resize of :func:`upsample_logits` into ``out``.
-
-    ``low_res`` (h, w) are one mask's logits and ``out`` (square, square) its buffer; other rows of ``out``
-    may be overwritten. Needs ``square`` to be a power-of-two multiple of h (:func:`rows_exact`).
-    The kernel runs on the low-res rows the band reads, plus one on each side: at such a scale its source
-    indices and weights for a row are those of the full resize shifted by whole rows, so the band is
-    bit for bit the same (tested).
-    """
-    factor = square // low_res.shape[-2]
-    first = max(rows[0] // factor - 1, 0)
-    last = min((rows[1] - 1) // factor + 2, low_res.shape[-2])
-    window = low_res[None, None, first:last]
-    band = out[None, None, factor * first : factor * last]
-    torch.ops.aten.upsample_bilinear2d.out(window, [band.shape[-2], square], False, out=band)
-
-
-def rows_exact(low_rows: int, square: int) -> bool:
-    """Whether :func:`upsample_rows` is exact for ``low_rows`` rows of low-res logits: the vertical scale
-    is a power of two, so shifting a row's source index by whole rows is exact in floating point."""
-    factor = square // low_rows if low_rows > 0 and square % low_rows == 0 else 0
-    return factor > 0 and factor & (factor - 1) == 0
 
 
 def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:

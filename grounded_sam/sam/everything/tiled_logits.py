@@ -1,0 +1,324 @@
+"""Full-resolution mask logits computed only where a threshold cuts them: upsampling by tiles.
+
+:func:`~grounded_sam.sam.everything.mask_ops.upsample_logits` (one or two bilinear resizes) is a separable
+linear map, ``out = My @ low @ Mx.T``, whose rows are convex combinations of a few neighbouring low-res
+logits. :class:`TileGrid` cuts the output into tiles of about one low-res cell each and keeps, per tile, the
+window of low-res logits its pixels draw on and the weights (``My`` and ``Mx`` restricted to it). A tile
+whose window lies clearly above a threshold is above it at every pixel, and likewise below; only the tiles
+left in doubt, along a mask's contours, are computed (``Wy @ window @ Wx.T``), so a mask costs its contour's
+length rather than its image's area.
+
+The tiles' values equal ``upsample_logits``'s up to float rounding (one product of precomputed weights
+instead of two rounded resizes), so a pixel may land on the other side of a threshold only where its logit
+is within float rounding of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grounded_sam.sam.everything.mask_ops import upsample_logits
+from grounded_sam.sam.everything.tiled_mask import TiledMask
+
+ROUNDING_MARGIN = 1e-5
+"""A tile is settled when its window's extremes clear the threshold by this fraction of their magnitude (a
+convex combination strays from the hull of its terms by a few float32 ulps at most)."""
+
+MAX_KERNEL_GROUPS = 64
+"""Tiles are computed with one matrix product per pair of row and column weight patterns when the pairs
+present are at most this many (whole-number scales have a handful), else with two small products per tile."""
+
+
+@dataclass(frozen=True)
+class AxisTiles:
+    """One axis of :class:`TileGrid`: output indices in tiles of ``tile``, each with its low-res window.
+
+    Attributes:
+        starts: (G,) int64 first low-res index of each tile's window.
+        pattern: (G,) int64 each tile's weights in :attr:`patterns` (tiles at the same phase share them).
+        patterns: (P, tile, width) float32 weights of a window for each output index of a tile (NaN rows
+            past the end of the axis, so padded pixels are never above any threshold).
+        sizes: (G,) int64 output indices each tile really covers (``tile`` but for the last).
+        tile: output indices per tile.
+    """
+
+    starts: np.ndarray
+    pattern: np.ndarray
+    patterns: torch.Tensor
+    sizes: np.ndarray
+    tile: int
+
+    @classmethod
+    def of(cls, low: int, square: int, used: int, final: int) -> AxisTiles:
+        """The axis of ``upsample_logits``: ``low`` cells resized to ``square``, cut to the first ``used``,
+        then resized to ``final`` (not at all when ``final == used``)."""
+        matrix = resize_matrix(low, square, used, final)
+        tile = max(1, int(final * square / (low * used)))  # output indices per low-res cell
+        count = -(-final // tile)
+        taps = matrix != 0
+        groups = np.arange(final) // tile
+        lo, hi = np.full(count, low, np.int64), np.zeros(count, np.int64)
+        np.minimum.at(lo, groups, np.argmax(taps, axis=1))
+        np.maximum.at(hi, groups, low - 1 - np.argmax(taps[:, ::-1], axis=1))
+        width = int((hi - lo).max()) + 1
+        starts = np.minimum(lo, low - width)
+        padded = np.full((count * tile, low), np.nan)
+        padded[:final] = matrix
+        windows = np.repeat((starts[:, None] + np.arange(width))[:, None], tile, axis=1)  # (G, T, width)
+        weights = np.take_along_axis(padded.reshape(count, tile, low), windows, axis=2).astype(np.float32)
+        keys = np.nan_to_num(weights, nan=np.inf).reshape(count, -1)
+        _, first, pattern = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+        sizes = np.minimum(tile, final - np.arange(count) * tile)
+        patterns = torch.from_numpy(np.ascontiguousarray(weights[first]))
+        return cls(starts, pattern.reshape(-1).astype(np.int64), patterns, sizes, tile)
+
+    @property
+    def width(self) -> int:
+        """Low-res indices per window."""
+        return int(self.patterns.shape[-1])
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def resize_matrix(low: int, square: int, used: int, final: int) -> np.ndarray:
+    """(final, low) float64 matrix of one axis of ``upsample_logits``, made by resizing an identity with the
+    same kernel (so its taps and weights are torch's)."""
+    identity = torch.eye(low, dtype=torch.float64)[None, :, :, None]  # channel c: the unit vector e_c
+    first = F.interpolate(identity, size=(square, 1), mode="bilinear", align_corners=False)[:, :, :used]
+    if final != used:
+        first = F.interpolate(first, size=(final, 1), mode="bilinear", align_corners=False)
+    return first[0, :, :, 0].T.numpy()
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """The tiles of ``upsample_logits(low_res, square, input_size, original_size)``'s output (H, W)."""
+
+    rows: AxisTiles
+    cols: AxisTiles
+    size: tuple[int, int]
+    square: int
+    input_size: tuple[int, int]
+
+    @classmethod
+    def of(
+        cls,
+        low_size: tuple[int, int],
+        square: int,
+        input_size: tuple[int, int],
+        original_size: tuple[int, int],
+    ) -> TileGrid:
+        rows = AxisTiles.of(low_size[0], square, input_size[0], original_size[0])
+        cols = AxisTiles.of(low_size[1], square, input_size[1], original_size[1])
+        size = (int(original_size[0]), int(original_size[1]))
+        return cls(rows, cols, size, square, (int(input_size[0]), int(input_size[1])))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(Gy, Gx) tiles."""
+        return len(self.rows), len(self.cols)
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        """(Ty, Tx) pixels per tile."""
+        return self.rows.tile, self.cols.tile
+
+    def window_extremes(self, low_res: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, Gy, Gx) minimum and maximum of each tile's window of (N, h, w) low-res logits (NaN
+        propagates)."""
+        rows, cols = self.rows, self.cols
+        used = low_res[:, : int(rows.starts.max()) + rows.width, : int(cols.starts.max()) + cols.width]
+        low = _sliding(_sliding(used, rows, 1, torch.minimum), cols, 2, torch.minimum)
+        high = _sliding(_sliding(used, rows, 1, torch.maximum), cols, 2, torch.maximum)
+        return low, high
+
+    def values(self, low_res: torch.Tensor, tiles: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """(n, Ty * Tx) full-resolution logits (row-major in each tile) of the tiles ``(mask, tile row,
+        tile column)`` (each (n,) int64) of (N, h, w) low-res logits; pixels outside the image are NaN.
+
+        Masks with a non-finite low-res logit are upsampled whole by ``upsample_logits``, whose NaN taps
+        the windows (wider than a pixel's taps) would spread."""
+        masks, row, col = tiles
+        broken = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows takes the exact path too
+        if not broken.any():
+            return self._window_values(low_res, masks, row, col)
+        out = low_res.new_empty((len(masks), self.rows.tile * self.cols.tile))
+        exact, order = broken[masks], torch.cumsum(broken, 0) - 1
+        tiled = self._upsampled_tiles(low_res[broken])[order[masks[exact]], row[exact], col[exact]]
+        out[exact] = tiled.flatten(1)
+        out[~exact] = self._window_values(low_res, masks[~exact], row[~exact], col[~exact])
+        return out
+
+    def _window_values(
+        self, low_res: torch.Tensor, masks: torch.Tensor, row: torch.Tensor, col: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`values` as ``Wy @ window @ Wx.T`` per tile: one matrix product per pair of weight
+        patterns (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few."""
+        rows, cols = self.rows, self.cols
+        windows = low_res.unfold(1, rows.width, 1).unfold(2, cols.width, 1)  # (N, h', w', ky, kx), a view
+        picked = windows[masks, torch.from_numpy(rows.starts)[row], torch.from_numpy(cols.starts)[col]]
+        row_pattern, col_pattern = torch.from_numpy(rows.pattern)[row], torch.from_numpy(cols.pattern)[col]
+        pairs = row_pattern * len(cols.patterns) + col_pattern
+        kinds, counts = torch.unique(pairs, return_counts=True)
+        if len(kinds) > MAX_KERNEL_GROUPS:
+            across = torch.bmm(picked, cols.patterns[col_pattern].transpose(1, 2))  # (n, ky, Tx)
+            return torch.bmm(rows.patterns[row_pattern], across).flatten(1)
+        order = torch.argsort(pairs, stable=True)
+        flat = picked.flatten(1)[order]
+        out = low_res.new_empty((len(masks), rows.tile * cols.tile))
+        start = 0
+        for kind, count in zip(kinds.tolist(), counts.tolist(), strict=True):
+            y, x = divmod(kind, len(cols.patterns))
+            kernel = torch.einsum("ia,jb->ijab", rows.patterns[y], cols.patterns[x]).flatten(2).flatten(0, 1)
+            out[order[start : start + count]] = flat[start : start + count] @ kernel.T
+            start += count
+        return out
+
+    def _upsampled_tiles(self, low_res: torch.Tensor) -> torch.Tensor:
+        """(M, Gy, Gx, Ty, Tx) tiles of ``upsample_logits`` of (M, h, w) logits (NaN past the edge)."""
+        (count_y, count_x), (tile_y, tile_x) = self.shape, self.tile
+        full = upsample_logits(low_res[:, None], self.square, self.input_size, self.size)[:, 0]
+        padded = full.new_full((len(full), count_y * tile_y, count_x * tile_x), float("nan"))
+        padded[:, : self.size[0], : self.size[1]] = full
+        return padded.view(len(full), count_y, tile_y, count_x, tile_x).transpose(2, 3)
+
+
+def _sliding(
+    values: torch.Tensor, axis: AxisTiles, dim: int, pick: Callable[..., torch.Tensor]
+) -> torch.Tensor:
+    """``pick`` (``torch.minimum`` or ``torch.maximum``) over each window of ``axis`` along ``dim`` of
+    ``values``: (..., n, ...) → (..., G, ...). Shifted slices, not pooling: several times faster here."""
+    length = values.shape[dim] - axis.width + 1
+    out = values.narrow(dim, 0, length)
+    for shift in range(1, axis.width):
+        out = pick(out, values.narrow(dim, shift, length))
+    return out.index_select(dim, torch.from_numpy(axis.starts))
+
+
+@dataclass(frozen=True)
+class TiledCuts:
+    """Low-res logits (N, h, w) cut at thresholds tile by tile: exact counts, and the last cut's masks.
+
+    Attributes:
+        counts: (N, K) int64 pixels of each upsampled mask above each threshold (NaN is above none).
+        boxes: (N, 4) int64 XYXY boxes (far edge inclusive) of the last cut; (0, 0, 0, 0) if empty.
+        full: (N, ceil(Gy * Gx / 8)) ``np.packbits`` of the tiles wholly above the last threshold.
+        tiles: (n,) int64 mask, tile row and tile column of each tile in doubt (mask-major): the only
+            tiles computed at full resolution.
+        bits: (n, ceil(Ty * Tx / 8)) ``np.packbits`` of those tiles' pixels above the last threshold.
+    """
+
+    counts: np.ndarray
+    boxes: np.ndarray
+    full: np.ndarray
+    tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
+    bits: np.ndarray
+
+    @classmethod
+    def of(cls, grid: TileGrid, low_res: torch.Tensor, thresholds: Sequence[float]) -> TiledCuts:
+        """Cut (N, h, w) low-res logits at ``thresholds`` (compared in float32, as torch compares float32
+        tensors with Python numbers)."""
+        low_res = low_res.float().cpu()
+        low, high = grid.window_extremes(low_res)
+        margin = ROUNDING_MARGIN * torch.maximum(low.abs(), high.abs()) + 1e-30
+        low, high = low - margin, high + margin
+        above = [low > t for t in thresholds]  # (N, Gy, Gx) each; NaN extremes are neither above
+        doubt = torch.zeros_like(above[0])  # nor below: in doubt
+        for t, surely in zip(thresholds, above, strict=True):
+            doubt |= ~surely & ~(high <= t)
+        above = torch.stack(above, dim=1) & ~doubt[:, None]  # (N, K, Gy, Gx)
+        tiles = doubt.nonzero(as_tuple=True)
+        with torch.autocast("cpu", enabled=False):  # the caller's bfloat16 network context stops here
+            values = grid.values(low_res, tiles)
+        inside = torch.stack([values > t for t in thresholds], dim=1)  # (n, K, Ty * Tx)
+        counts = _settled_counts(above, grid)
+        counts.index_add_(0, tiles[0], _count(inside, -1))
+        last = inside[:, -1]
+        boxes = _boxes(above[:, -1], tiles, last.unflatten(1, grid.tile), grid)
+        return cls(
+            counts.numpy(),
+            boxes,
+            np.packbits(above[:, -1].flatten(1).numpy(), axis=1),
+            tuple(t.numpy() for t in tiles),  # type: ignore[arg-type]
+            np.packbits(last.numpy(), axis=1),
+        )
+
+    def masks(self, grid: TileGrid) -> list[TiledMask]:
+        """The N masks cut at the last threshold."""
+        offsets = np.searchsorted(self.tiles[0], np.arange(len(self.counts) + 1))
+        places = np.stack(self.tiles[1:], axis=1)
+        return [
+            TiledMask(
+                grid.size,
+                tuple(int(v) for v in self.boxes[i]),  # type: ignore[arg-type]
+                int(self.counts[i, -1]),
+                grid.shape,
+                grid.tile,
+                self.full[i],
+                places[offsets[i] : offsets[i + 1]],
+                self.bits[offsets[i] : offsets[i + 1]],
+            )
+            for i in range(len(self.counts))
+        ]
+
+
+def _settled_counts(above: torch.Tensor, grid: TileGrid) -> torch.Tensor:
+    """(N, K) int64 pixels of the (N, K, Gy, Gx) settled tiles: whole tiles, less what the last tile row
+    and column lack."""
+    tile_y, tile_x = grid.tile
+    counts = _count(above.flatten(2), -1) * (tile_y * tile_x)
+    short_y, short_x = tile_y - int(grid.rows.sizes[-1]), tile_x - int(grid.cols.sizes[-1])
+    if short_y:
+        counts -= _count(above[:, :, -1], -1) * short_y * tile_x
+    if short_x:
+        counts -= _count(above[:, :, :, -1], -1) * short_x * tile_y
+    if short_y and short_x:
+        counts += above[:, :, -1, -1] * (short_y * short_x)
+    return counts
+
+
+def _boxes(
+    full: torch.Tensor, tiles: tuple[torch.Tensor, ...], bits: torch.Tensor, grid: TileGrid
+) -> np.ndarray:
+    """(N, 4) int64 XYXY boxes (far edge inclusive; zeros if empty) of masks made of the (N, Gy, Gx) ``full``
+    tiles and the (n, Ty, Tx) ``bits`` of the tiles ``(mask, tile row, tile column)``."""
+    masks, row, col = tiles
+    (tile_y, tile_x), (height, width) = grid.tile, grid.size
+    rows = _any(full, 2).repeat_interleave(tile_y, dim=1).int()  # (N, Gy * Ty): rows with pixels
+    cols = _any(full, 1).repeat_interleave(tile_x, dim=1).int()
+    rows.view(len(full), -1, tile_y).index_put_((masks, row), _any(bits, 2).int(), accumulate=True)
+    cols.view(len(full), -1, tile_x).index_put_((masks, col), _any(bits, 1).int(), accumulate=True)
+    rows, cols = rows[:, :height].numpy() > 0, cols[:, :width].numpy() > 0
+    top, left = np.argmax(rows, axis=1), np.argmax(cols, axis=1)
+    bottom, right = (
+        height - 1 - np.argmax(rows[:, ::-1], axis=1),
+        width - 1 - np.argmax(cols[:, ::-1], axis=1),
+    )
+    boxes = np.stack([left, top, right, bottom], axis=1).astype(np.int64)
+    boxes[~rows.any(axis=1)] = 0
+    return boxes
+
+
+def _count(flags: torch.Tensor, dim: int) -> torch.Tensor:
+    """int64 number of True ``flags`` along ``dim`` (bytes summed as int32: faster than a bool sum)."""
+    return flags.view(torch.uint8).sum(dim, dtype=torch.int32).long()
+
+
+def _any(flags: torch.Tensor, dim: int) -> torch.Tensor:
+    """``flags.any(dim)`` as a byte maximum (faster on a CPU); uint8."""
+    return flags.view(torch.uint8).amax(dim)
+
+
+def stability_from_counts(counts: np.ndarray) -> np.ndarray:
+    """(N,) float32 stability scores from (N, 2+) counts above t + offset and above t - offset:
+    |logits > t + offset| / |logits > t - offset|, the IoU of the masks cut at the two thresholds
+    (segment-anything's definition); 0/0 gives NaN, which fails every threshold."""
+    inner, outer = counts[:, 0].astype(np.float32), counts[:, 1].astype(np.float32)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inner / outer
