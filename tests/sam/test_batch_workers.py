@@ -3,6 +3,7 @@ generator's output with batches decoded on several threads."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from grounded_sam.sam.everything import MaskGenerator
+from grounded_sam.sam.everything import MaskGenerator, batch_workers
 from grounded_sam.sam.everything.batch_workers import map_batches, worker_count
 from tests.sam.test_everything import LOOSE, twins
 
@@ -92,15 +93,28 @@ def test_one_worker_runs_in_the_callers_thread() -> None:
     assert map_batches(make_worker, [], 4, torch.inference_mode) == []
 
 
-def test_worker_count(threads: None) -> None:
+def test_worker_count(threads: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(batch_workers, "usable_cores", lambda: 8)
     torch.set_num_threads(3)
     assert worker_count(torch.device("cpu"), 10) == 3
     assert worker_count(torch.device("cpu"), 2) == 2
     assert worker_count(torch.device("cpu"), 0) == 1
     assert worker_count(torch.device("cuda"), 10) == 1
+    # More intra-op threads than cores: one single-threaded worker per core, not one per thread.
+    monkeypatch.setattr(batch_workers, "usable_cores", lambda: 2)
+    torch.set_num_threads(6)
+    assert worker_count(torch.device("cpu"), 10) == 2
 
 
-def test_generator_output_does_not_depend_on_the_thread_count(threads: None) -> None:
+def test_usable_cores_is_the_affinity_mask() -> None:
+    assert 1 <= batch_workers.usable_cores() <= (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        assert batch_workers.usable_cores() == len(os.sched_getaffinity(0))
+
+
+def test_generator_output_does_not_depend_on_the_thread_count(
+    threads: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rng = np.random.default_rng(1)
     image = cv2.resize(rng.integers(0, 256, (5, 7, 3)).astype(np.float32), (280, 200)).astype(np.uint8)
     model = twins(1)[0]
@@ -108,7 +122,8 @@ def test_generator_output_does_not_depend_on_the_thread_count(threads: None) -> 
     torch.set_num_threads(1)
     generator = MaskGenerator(model, **params)
     sequential = generator.generate(image)
-    torch.set_num_threads(4)  # four threads decode the ten batches, however many cores there are
+    monkeypatch.setattr(batch_workers, "usable_cores", lambda: 4)  # as if there were four cores
+    torch.set_num_threads(4)  # four threads decode the ten batches
     parallel = generator.generate(image)
     assert torch.get_num_threads() == 4
     assert len(sequential) == len(parallel) >= 5

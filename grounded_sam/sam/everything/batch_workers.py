@@ -12,6 +12,7 @@ On a GPU the ops of one batch already run in parallel, so batches are decoded on
 
 from __future__ import annotations
 
+import os
 import queue
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +29,20 @@ MAX_WORKERS = 16
 
 
 def worker_count(device: torch.device, batches: int) -> int:
-    """Threads to decode ``batches`` batches on ``device`` with: torch's intra-op thread count on a CPU
-    (capped by the batches and :data:`MAX_WORKERS`), one on other devices."""
+    """Threads to decode ``batches`` batches on ``device`` with: torch's intra-op thread count on a CPU,
+    capped by the cores this process may run on (each worker runs one intra-op thread, so workers never
+    outnumber the cores even when torch was given more threads than there are), the batches and
+    :data:`MAX_WORKERS`; one on other devices."""
     if device.type != "cpu":
         return 1
-    return max(1, min(torch.get_num_threads(), batches, MAX_WORKERS))
+    return max(1, min(torch.get_num_threads(), usable_cores(), batches, MAX_WORKERS))
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one, else all of them)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def map_batches(

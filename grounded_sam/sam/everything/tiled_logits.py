@@ -193,12 +193,12 @@ def _sliding(
     values: torch.Tensor, axis: AxisTiles, dim: int, pick: Callable[..., torch.Tensor]
 ) -> torch.Tensor:
     """``pick`` (``torch.minimum`` or ``torch.maximum``) over each window of ``axis`` along ``dim`` of
-    ``values``: (..., n, ...) → (..., G, ...). Shifted slices, not pooling: several times faster here."""
+    (CPU) ``values``: (..., n, ...) → (..., G, ...). Shifted slices, not pooling: several times faster."""
     length = values.shape[dim] - axis.width + 1
     out = values.narrow(dim, 0, length)
     for shift in range(1, axis.width):
         out = pick(out, values.narrow(dim, shift, length))
-    return out.index_select(dim, torch.from_numpy(axis.starts))
+    return torch.from_numpy(np.take(out.numpy(), axis.starts, axis=dim))  # several times torch's gather
 
 
 @dataclass(frozen=True)
