@@ -12,14 +12,17 @@ import torch
 from segment_anything import SamAutomaticMaskGenerator
 from segment_anything import SamPredictor as ReferencePredictor
 
+from grounded_sam.data import SceneConfig, make_scene
 from grounded_sam.everything_labels import everything_result
 from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
+from grounded_sam.sam import build_sam
 from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.everything.mask_ops import counts_to_mask
 from grounded_sam.sam.modeling.common import LayerNorm2d
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
+from grounded_sam.sam.registry import get_spec
 from grounded_sam.text.base import Detections, Labels
 from tests.sam.builders import TINY_VIT_SAM, random_sam, reference_twin
 
@@ -166,6 +169,21 @@ def test_parity_with_reference(image: np.ndarray, case: str, accelerate: bool) -
             for a, b in zip(ours, plain, strict=False)
         ]
         assert len(plain) != len(ours) or any(changed)
+
+
+def test_parity_with_reference_on_the_small_encoder() -> None:
+    """The small-encoder case of ``bench_everything.py`` (the demo model, a demo scene, no filters), smaller:
+    a 384 x 512 scene (two resizes per mask, tiles of 4 x 4 pixels) and a 12 x 12 grid."""
+    ours_model = build_sam("demo_sam", device="cpu").eval()
+    reference_model = reference_twin(ours_model, get_spec("demo_sam").config)
+    image = make_scene(0, SceneConfig(size=(384, 512))).image
+    params = {"points_per_side": 12, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0}
+    generator = MaskGenerator(ours_model, **params)
+    ours = generator.generate(image)
+    reference = SamAutomaticMaskGenerator(reference_model, **params).generate(image)
+    flipped = assert_same_records(ours, reference, reference_model, image)
+    assert generator.stats.before_nms == 3 * 12 * 12 and len(ours) >= 10
+    assert flipped <= 1e-4 * len(ours) * image.shape[0] * image.shape[1]
 
 
 def test_batch_size_and_config_object_do_not_change_output(models, image: np.ndarray) -> None:
