@@ -161,23 +161,28 @@ class TileGrid:
         """:meth:`values` as ``Wy @ window @ Wx.T`` per tile: one matrix product per pair of weight
         patterns (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few."""
         rows, cols = self.rows, self.cols
-        windows = low_res.unfold(1, rows.width, 1).unfold(2, cols.width, 1)  # (N, h', w', ky, kx), a view
-        picked = windows[masks, torch.from_numpy(rows.starts)[row], torch.from_numpy(cols.starts)[col]]
-        row_pattern, col_pattern = torch.from_numpy(rows.pattern)[row], torch.from_numpy(cols.pattern)[col]
+        height, width = low_res.shape[1:]
+        masks, row, col = masks.numpy(), row.numpy(), col.numpy()
+        corner = (masks * height + rows.starts[row]) * width + cols.starts[col]  # flat index of each window
+        offsets = (np.arange(rows.width)[:, None] * width + np.arange(cols.width)).ravel()
+        row_pattern, col_pattern = rows.pattern[row], cols.pattern[col]
         pairs = row_pattern * len(cols.patterns) + col_pattern
-        kinds, counts = torch.unique(pairs, return_counts=True)
+        kinds = np.unique(pairs)
         if len(kinds) > MAX_KERNEL_GROUPS:
-            across = torch.bmm(picked, cols.patterns[col_pattern].transpose(1, 2))  # (n, ky, Tx)
+            picked = torch.from_numpy(np.take(low_res.numpy(), corner[:, None] + offsets))
+            windows = picked.unflatten(1, (rows.width, cols.width))
+            across = torch.bmm(windows, cols.patterns[col_pattern].transpose(1, 2))  # (n, ky, Tx)
             return torch.bmm(rows.patterns[row_pattern], across).flatten(1)
-        order = torch.argsort(pairs, stable=True)
-        flat = picked.flatten(1)[order]
-        out = low_res.new_empty((len(masks), rows.tile * cols.tile))
-        start = 0
-        for kind, count in zip(kinds.tolist(), counts.tolist(), strict=True):
+        order = np.argsort(pairs, kind="stable")
+        picked = torch.from_numpy(np.take(low_res.numpy(), corner[order][:, None] + offsets))  # (n, ky * kx)
+        bounds = [*np.searchsorted(pairs[order], kinds).tolist(), len(order)]
+        ordered = low_res.new_empty((len(order), rows.tile * cols.tile))
+        for kind, start, stop in zip(kinds.tolist(), bounds[:-1], bounds[1:], strict=True):
             y, x = divmod(kind, len(cols.patterns))
             kernel = torch.einsum("ia,jb->ijab", rows.patterns[y], cols.patterns[x]).flatten(2).flatten(0, 1)
-            out[order[start : start + count]] = flat[start : start + count] @ kernel.T
-            start += count
+            torch.mm(picked[start:stop], kernel.T, out=ordered[start:stop])
+        out = torch.empty_like(ordered)
+        out[torch.from_numpy(order)] = ordered
         return out
 
     def _upsampled_tiles(self, low_res: torch.Tensor) -> torch.Tensor:
