@@ -14,15 +14,12 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
-
 from grounded_sam.atomic import atomic_write_text
-from grounded_sam.io import load_image
-from grounded_sam.labeling.candidates import MANIFEST_FILE, append_line, compact_manifest, manifest_line
+from grounded_sam.labeling.batch import run_local
+from grounded_sam.labeling.candidates import MANIFEST_FILE, compact_manifest
 from grounded_sam.labeling.factory import PipelineFactory, describe_model, resolve_factory
 from grounded_sam.labeling.manifest import (
     DatasetFormat,
@@ -35,16 +32,9 @@ from grounded_sam.labeling.manifest import (
     split_of,
 )
 from grounded_sam.labeling.ontology import as_ontology
-from grounded_sam.labeling.rules import (
-    RULES,
-    QualityRules,
-    apply_rules,
-    detector_threshold,
-    dropped_counts,
-)
+from grounded_sam.labeling.rules import RULES, QualityRules
 from grounded_sam.labeling.state import (
     dataset_lock,
-    is_output_fault,
     only_unfinished_start,
     remove_atomic_temps,
     translated_faults,
@@ -55,7 +45,6 @@ from grounded_sam.labeling.writers import (
     clear_dataset,
     remove_image_outputs,
     write_dataset_files,
-    write_image_outputs,
 )
 from grounded_sam.pipeline import GroundedSAM
 from grounded_sam.tiles import Tiling, as_tiling
@@ -92,83 +81,119 @@ def label_dataset(
     Args:
         classes_or_ontology: "car, person", a list of names, a {prompt: class} mapping, an `Ontology`
             or a `Path` to a YAML/JSON ontology. Class ids: order of first appearance, from 0.
-        format: ``coco`` (instances json per split), ``yolo`` (Ultralytics segmentation), ``masks``,
-            ``label-studio`` (tasks with predictions) or ``cvat`` (CVAT for images 1.1 XML).
+        format, box_threshold, text_threshold, split, segmentation, rules, tiles: the run's
+            `LabelingSettings` (see there); `split` as ``"0.8,0.2"`` (train, val[, test]) or
+            ``"train=0.9,val=0.1"``, `tiles` as a `Tiling`, a tile size or (size, overlap). Every
+            candidate and the rule that kept or dropped it is appended to ``manifest.jsonl``.
         pipeline / pipeline_factory: the model, or a picklable zero-argument callable that builds it (the
             Ray engine builds one per worker). Default: `grounded_sam.api.default_pipeline()`.
-        split: fractions ``"0.8,0.2"`` (train, val[, test]) or ``"train=0.9,val=0.1"``.
-        segmentation: COCO masks as ``rle`` or ``polygon``.
-        rules: quality rules (negative phrases, agnostic NMS, area bounds, max per image; see
-            `labeling.rules`). Every candidate and the rule that kept or dropped it is appended to
-            ``manifest.jsonl``. Default: only duplicate labels from two prompts of one class are dropped.
-        tiles: tiled prediction for large images (a `Tiling`, a tile size or (size, overlap); see
-            `grounded_sam.tiles`).
         model_id: names the model in the settings fingerprint (default: derived from the pipeline).
         engine, workers, batch_size: ``local`` (one model, `workers` I/O threads) or ``ray`` (`workers`
             actors, each with its own model); images per model call.
         overwrite: replace a dataset made with other settings (only files this tool wrote are removed).
-        contact_sheet: also write ``contact_sheet.png``.
-        progress: called with a `ProgressUpdate` before labelling and after each image.
+        contact_sheet, progress: also write ``contact_sheet.png``; called with a `ProgressUpdate`.
 
-    Raises:
-        SettingsMismatchError: `out_dir` holds a dataset with other settings and `overwrite` is False.
-        DatasetBusyError: another live run is writing into `out_dir`.
-        OutputFolderError: `out_dir` cannot be written (read-only, no permission, disk full); the same
-            call resumes once that is fixed (see `labeling.state`).
-
-    Example::
-
-        summary = label_dataset(
-            "photos", "car, person, traffic light", "dataset", format="yolo", split="0.8,0.2"
-        )
+    Raises `SettingsMismatchError` (other settings in `out_dir`, no `overwrite`), `DatasetBusyError`
+    (another live run writes there), `OutputFolderError` (not writable; resumes once fixed, `labeling.state`).
     """
     started = time.perf_counter()
     images_root, out = Path(images_dir), Path(out_dir)
+    _check_run(images_root, engine, workers, batch_size)
+    factory = resolve_factory(pipeline, pipeline_factory)
+    model = model_id or describe_model(pipeline, pipeline_factory)
+    settings = _settings(
+        classes_or_ontology, format, split, box_threshold, text_threshold, model, segmentation, rules, tiles
+    )
+    layout = DatasetLayout(out, settings)
+    with dataset_lock(out), translated_faults(out):  # the states of labeling.state
+        manifest = prepare_output(images_root, layout, overwrite)
+        scan, records, pending = _plan(images_root, layout, manifest)
+        outcomes = _label_tasks(factory, layout, pending, engine, workers=workers, batch_size=batch_size)
+        _report(outcomes, len(pending), progress)
+        elapsed = time.perf_counter() - started
+        records.update(_records_of(manifest, pending))  # only this run's: the rest are already known
+        return finish(layout, records, scan, len(pending), elapsed, contact_sheet)
+
+
+def _settings(
+    classes_or_ontology: Any,
+    format: DatasetFormat,
+    split: str | Sequence[float],
+    box_threshold: float | None,
+    text_threshold: float | None,
+    model: str,
+    segmentation: Segmentation,
+    rules: QualityRules | None,
+    tiles: Tiling | int | tuple[int, float] | None,
+) -> LabelingSettings:
+    tiling = None if tiles is None else as_tiling(tiles)
+    return LabelingSettings(
+        ontology=as_ontology(classes_or_ontology),
+        format=format,
+        splits=split,  # type: ignore[arg-type]  # parsed and checked by LabelingSettings
+        box_threshold=box_threshold,
+        text_threshold=text_threshold,
+        model=model,
+        segmentation=segmentation,
+        rules=rules or QualityRules(),
+        tiles=None if tiling is None else (tiling.size, tiling.overlap),
+    )
+
+
+def _check_run(images_root: Path, engine: str, workers: int, batch_size: int) -> None:
     if not images_root.is_dir():
         raise FileNotFoundError(f"image folder {images_root} does not exist (or is not a folder)")
     if workers < 1 or batch_size < 1:
         raise ValueError(f"workers and batch_size must be >= 1; got {workers} and {batch_size}")
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray'; got {engine!r}")
-    factory = resolve_factory(pipeline, pipeline_factory)
-    settings = LabelingSettings(
-        ontology=as_ontology(classes_or_ontology),
-        format=format,
-        splits=split,  # type: ignore[arg-type]  # parsed and checked by LabelingSettings
-        box_threshold=box_threshold,
-        text_threshold=text_threshold,
-        model=model_id or describe_model(pipeline, pipeline_factory),
-        segmentation=segmentation,
-        rules=rules or QualityRules(),
-        tiles=None if tiles is None else (as_tiling(tiles).size, as_tiling(tiles).overlap),
-    )
-    layout = DatasetLayout(out, settings)
-    with dataset_lock(out), translated_faults(out):  # the states of labeling.state
-        manifest = prepare_output(images_root, layout, overwrite)
-        records = manifest.read_records()
-        known = manifest.known_stems(records)  # a resumed run keeps every image's name
-        scan = scan_images(images_root, settings.splits, exclude=out, known=known)
-        records = _forget_vanished(layout, manifest, scan, records, known)
-        pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
-        resumed = len(scan.tasks) - len(pending)
-        logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
-        if engine == "ray":
-            from grounded_sam.labeling.ray_engine import run_ray
 
-            outcomes = run_ray(factory, layout, pending, workers=workers, batch_size=batch_size)
-        else:
-            model = factory() if pending else None  # built before the clock of the progress bar starts
-            outcomes = run_local(model, layout, pending, workers=workers, batch_size=batch_size)
-        notify = progress or (lambda update: None)
-        notify(ProgressUpdate(0, len(pending), None))
-        for completed, outcome in enumerate(outcomes, start=1):
-            notify(ProgressUpdate(completed, len(pending), outcome))
-        elapsed = time.perf_counter() - started
-        for task in pending:  # only this run's records are read again: the rest are already known
-            record = manifest.read_record(task.rel)
-            if record is not None:
-                records[task.rel] = record
-        return finish(layout, records, scan, resumed, elapsed, len(pending), contact_sheet)
+
+def _plan(
+    images_root: Path, layout: DatasetLayout, manifest: Manifest
+) -> tuple[ScanResult, dict[str, dict[str, Any]], list[ImageTask]]:
+    """The images of the folder, the records of those (forgetting vanished ones), and the tasks not done."""
+    records = manifest.read_records()
+    known = manifest.known_stems(records)  # a resumed run keeps every image's name
+    scan = scan_images(images_root, layout.settings.splits, exclude=layout.root, known=known)
+    records = _forget_vanished(layout, manifest, scan, records, known)
+    pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
+    resumed = len(scan.tasks) - len(pending)
+    logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
+    return scan, records, pending
+
+
+def _label_tasks(
+    factory: PipelineFactory,
+    layout: DatasetLayout,
+    pending: list[ImageTask],
+    engine: Engine,
+    *,
+    workers: int,
+    batch_size: int,
+) -> Iterator[ImageOutcome]:
+    """The outcomes of labelling `pending`, on Ray actors or here, as they finish."""
+    if engine == "ray":
+        from grounded_sam.labeling.ray_engine import run_ray
+
+        return run_ray(factory, layout, pending, workers=workers, batch_size=batch_size)
+    model = factory() if pending else None  # built before the clock of the progress bar starts
+    return run_local(model, layout, pending, workers=workers, batch_size=batch_size)
+
+
+def _report(
+    outcomes: Iterable[ImageOutcome], total: int, progress: Callable[[ProgressUpdate], None] | None
+) -> None:
+    """Run `outcomes` to the end, telling `progress` before the first and after each."""
+    notify = progress or (lambda update: None)
+    notify(ProgressUpdate(0, total, None))
+    for completed, outcome in enumerate(outcomes, start=1):
+        notify(ProgressUpdate(completed, total, outcome))
+
+
+def _records_of(manifest: Manifest, tasks: Iterable[ImageTask]) -> dict[str, dict[str, Any]]:
+    records = {task.rel: manifest.read_record(task.rel) for task in tasks}
+    return {rel: record for rel, record in records.items() if record is not None}
 
 
 def prepare_output(images_root: Path, layout: DatasetLayout, overwrite: bool) -> Manifest:
@@ -225,13 +250,12 @@ def finish(
     layout: DatasetLayout,
     records: dict[str, dict[str, Any]],
     scan: ScanResult,
-    resumed: int,
-    elapsed: float,
     processed: int,
+    elapsed: float,
     want_sheet: bool,
 ) -> LabelingSummary:
-    """Assemble the dataset files and ``summary.json`` from the `records` of the images of `scan`;
-    return the summary."""
+    """Assemble the dataset files and ``summary.json`` from the `records` of the images of `scan`
+    (`processed` of them labelled by this run, the others before); return the summary."""
     files = write_dataset_files(layout, scan.tasks, records)
     done = [t for t in scan.tasks if records.get(t.rel, {}).get("status") == "done"]
     done_rels = {t.rel for t in done}
@@ -256,7 +280,7 @@ def finish(
         format=layout.settings.format,
         images=len(scan.tasks),
         labelled=len(done),
-        resumed=resumed,
+        resumed=len(scan.tasks) - processed,
         failed=failed,
         skipped=tuple(scan.skipped),
         instances_per_class={name: per_class.get(name, 0) for name in layout.settings.ontology.class_names},
@@ -269,99 +293,3 @@ def finish(
     )
     atomic_write_text(layout.path("summary.json"), json.dumps(summary.to_dict(), indent=1))
     return summary
-
-
-def run_local(
-    pipeline: GroundedSAM | None,
-    layout: DatasetLayout,
-    tasks: Sequence[ImageTask],
-    *,
-    workers: int,
-    batch_size: int,
-) -> Iterator[ImageOutcome]:
-    """Label `tasks` in batches with one pipeline; image decoding and writing use `workers` threads."""
-    if not tasks or pipeline is None:
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="label-io") as pool:
-        for start in range(0, len(tasks), batch_size):
-            yield from label_batch(pipeline, layout, tasks[start : start + batch_size], pool.map)
-
-
-def label_batch(
-    pipeline: GroundedSAM,
-    layout: DatasetLayout,
-    tasks: Sequence[ImageTask],
-    map_fn: Callable[..., Iterable[Any]] = map,
-) -> list[ImageOutcome]:
-    """Load, predict, write files and record, for one batch; per-image failures are recorded, not raised.
-
-    The same function runs in the local engine and in every Ray worker.
-    """
-    manifest = Manifest(layout.root)
-    loaded = list(map_fn(_load, tasks))
-    ready = [
-        (task, pixels) for task, pixels in zip(tasks, loaded, strict=True) if isinstance(pixels, np.ndarray)
-    ]
-    base = _base_threshold(pipeline, layout.settings)
-    results = _predict(pipeline, layout.settings, [pixels for _, pixels in ready])
-    predicted = dict(zip((task.rel for task, _ in ready), results, strict=True))
-
-    def write(task_and_load: tuple[ImageTask, Any]) -> ImageOutcome:
-        task, pixels = task_and_load
-        outcome = predicted.get(task.rel, pixels)  # the Result, or the loading / prediction error
-        if isinstance(outcome, str):
-            manifest.write_record(_failed_record(task, outcome))
-            logger.warning("failed to label %s: %s", task.rel, outcome)
-            return ImageOutcome(task.rel, "failed", reason=outcome)
-        kept, candidates = apply_rules(outcome, layout.settings.ontology, layout.settings.rules, base)
-        try:
-            record = write_image_outputs(layout, task, kept)
-        except (ValueError, OSError) as e:  # an unsafe output path, the image gone, ...
-            if is_output_fault(e):  # ... but a full or read-only disk stops the run
-                raise
-            manifest.write_record(_failed_record(task, str(e)))
-            return ImageOutcome(task.rel, "failed", reason=str(e))
-        line = manifest_line(task.rel, task.split, outcome.image_size, candidates)
-        append_line(layout.path(MANIFEST_FILE), line)  # before the record, which marks the image done
-        record["dropped"] = dropped_counts(candidates)
-        manifest.write_record(record)
-        return ImageOutcome(task.rel, "done", instances=len(record["instances"]))
-
-    return list(map_fn(write, zip(tasks, loaded, strict=True)))
-
-
-def _failed_record(task: ImageTask, reason: str) -> dict[str, Any]:
-    return {"rel": task.rel, "stem": task.stem, "split": task.split, "status": "failed", "reason": reason}
-
-
-def _load(task: ImageTask) -> np.ndarray | str:
-    try:
-        return load_image(task.source)
-    except (OSError, ValueError) as e:  # FileNotFoundError, ImageLoadError, permission errors
-        return f"cannot read the image: {e}"
-
-
-def _predict(pipeline: GroundedSAM, settings: LabelingSettings, images: list[np.ndarray]) -> list[Any]:
-    """A Result per image, or an error string; a failing batch is retried image by image to isolate it."""
-    if not images:
-        return []
-    prompts = [*settings.ontology.prompts, *settings.rules.negatives]
-    box_threshold = detector_threshold(settings.ontology, _base_threshold(pipeline, settings))
-    options: dict[str, Any] = {"box_threshold": box_threshold, "text_threshold": settings.text_threshold}
-    if settings.tiles is not None:
-        options["tiles"] = settings.tiles
-    try:
-        return list(pipeline.predict_batch(images, prompts, **options))
-    except Exception as e:  # a per-image boundary: any model error becomes that image's failure reason
-        if len(images) == 1:
-            logger.exception("the pipeline failed on an image")
-            return [f"the pipeline failed: {type(e).__name__}: {e}"]
-    return [outcome for image in images for outcome in _predict(pipeline, settings, [image])]
-
-
-def _base_threshold(pipeline: GroundedSAM, settings: LabelingSettings) -> float | None:
-    """The box threshold of classes without their own: the run's, else the detector's default."""
-    if settings.box_threshold is not None:
-        return settings.box_threshold
-    default = getattr(pipeline.detector, "box_threshold", None)
-    return float(default) if isinstance(default, (int, float)) else None

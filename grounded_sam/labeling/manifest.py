@@ -57,13 +57,16 @@ class LabelingSettings:
 
     Attributes:
         ontology: prompts and their classes.
-        format: ``coco``, ``yolo`` or ``masks``.
+        format: ``coco`` (instances json per split), ``yolo`` (Ultralytics segmentation), ``masks``,
+            ``label-studio`` (tasks with predictions) or ``cvat`` (CVAT for images 1.1 XML).
         splits: (name, fraction) pairs, fractions summing to 1.
         box_threshold, text_threshold: detector thresholds (None: the detector's own).
         model: a name for the models used (part of the fingerprint only).
         segmentation: COCO segmentation encoding, ``rle`` or ``polygon`` (Label Studio: brush RLE or
             polygons).
-        rules: the quality rules that decide which candidates become labels (`labeling.rules`).
+        rules: the quality rules that decide which candidates become labels (negative phrases, agnostic
+            NMS, area bounds, max per image; `labeling.rules`). Default: only duplicate labels from two
+            prompts of one class are dropped.
         tiles: (tile size, overlap) for tiled prediction of large images (`grounded_sam.tiles`), or None.
     """
 

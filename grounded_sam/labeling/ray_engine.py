@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from grounded_sam.labeling.engine import ImageOutcome, label_batch
+from grounded_sam.labeling.batch import label_batch
 from grounded_sam.labeling.factory import PipelineFactory
 from grounded_sam.labeling.manifest import ImageTask
+from grounded_sam.labeling.summary import ImageOutcome
 from grounded_sam.labeling.writers import DatasetLayout
 
 logger = logging.getLogger(__name__)
