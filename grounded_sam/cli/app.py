@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import typer
@@ -54,16 +54,6 @@ def shown(text: object) -> str:
     """User text (file names, prompts, class names, error messages) ready for `console.print`: rich
     markup escaped, bytes that are not UTF-8 and control characters made visible (`printable`)."""
     return escape(printable(str(text)))
-
-
-PrecisionOption = Annotated[
-    str,
-    typer.Option(
-        help="SAM's precision: float32 (exact), bfloat16 (faster only on GPUs and CPUs with AMX), auto "
-        "(bfloat16 where the device has bfloat16 matrix units, else float32), or int8 (x86 CPUs: the image "
-        "encoder's linear layers in int8; close to float32, not exact)."
-    ),
-]
 
 
 def check_precision_option(precision: str) -> str:

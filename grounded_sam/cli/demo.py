@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from grounded_sam.cli.app import app, configure_logging, console, pipeline_or_exit, shown
+from grounded_sam.cli.options import DetectorOption, DeviceOption, OutFolderOption, SamOption, VerboseOption
 from grounded_sam.data import Scene, SceneConfig, make_scene
 from grounded_sam.text.demo_clip import phrase_words
 from grounded_sam.text.prompts import parse_prompt
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 @app.command()
 def demo(
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="What to find.")] = "red circle",
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("demo-out"),
+    out: OutFolderOption = Path("demo-out"),
     image: Annotated[Path | None, typer.Option(help="Use this image instead of a generated scene.")] = None,
     seed: Annotated[int, typer.Option(help="First seed tried for a scene that holds the prompt.")] = 92,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ...")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    device: DeviceOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run text → masks on the embedded demo model: writes result_overlay.png, the masks (result_labels.png,
     result_mask_*.png) and result.json to OUT."""
@@ -76,9 +77,9 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Seed of the held-out scenes (training uses others).")] = 1000,
     coco: Annotated[Path | None, typer.Option(help="A COCO instances json to evaluate on instead.")] = None,
     images: Annotated[Path | None, typer.Option(help="The images folder of --coco.")] = None,
-    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name or folder (default: the demo).")] = None,
-    device: Annotated[str | None, typer.Option()] = None,
+    sam: SamOption = None,
+    detector: DetectorOption = None,
+    device: DeviceOption = None,
     broad: Annotated[
         bool, typer.Option(help='Also ask broad phrases ("green shape", "triangle") of generated scenes.')
     ] = True,

@@ -11,7 +11,6 @@ import typer
 
 from grounded_sam.cli.app import (
     EXIT_USAGE,
-    PrecisionOption,
     app,
     check_precision_option,
     configure_logging,
@@ -22,6 +21,14 @@ from grounded_sam.cli.app import (
     run_per_image,
     shown,
 )
+from grounded_sam.cli.options import (
+    DeviceOption,
+    ImagesArgument,
+    OutFolderOption,
+    PrecisionOption,
+    SamOption,
+    VerboseOption,
+)
 
 Mode = Literal["grid", "boxes"]
 
@@ -29,18 +36,18 @@ Mode = Literal["grid", "boxes"]
 @app.command()
 @interruptible
 def everything(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    images: ImagesArgument,
+    out: OutFolderOption = Path("out"),
     classes: Annotated[str | None, typer.Option(help='Name masks with CLIP from "car,tree,road".')] = None,
     mode: Annotated[
         str, typer.Option(help="grid: point grid (exact SAM AMG); boxes: detector boxes.")
     ] = "grid",
     format: Annotated[str, typer.Option("--format", "-f", help="coco, png, overlay or json.")] = "overlay",
     points_per_side: Annotated[int | None, typer.Option(help="Grid density (default: the model's).")] = None,
-    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
-    device: Annotated[str | None, typer.Option()] = None,
+    sam: SamOption = None,
+    device: DeviceOption = None,
     precision: PrecisionOption = "float32",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Segment everything in each image and write the masks to OUT."""
     from grounded_sam.everything_labels import everything_result

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from grounded_sam.cli.app import EXIT_USAGE, app, configure_logging, console, shown
+from grounded_sam.cli.options import VerboseOption
 
 
 @app.command("export-onnx")
@@ -24,7 +25,7 @@ def export_onnx_command(
     return_single_mask: Annotated[
         bool, typer.Option(help="Decoder returns one mask per prompt (the official export's option).")
     ] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Write encoder.onnx, decoder.onnx (the official decoder's inputs and outputs, any image size),
     config.json and an X-AnyLabeling YAML into OUT; load them with `--sam onnx:OUT`."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from PIL import Image
@@ -20,7 +20,20 @@ from grounded_sam.cli.app import (
     pipeline_or_exit,
     shown,
 )
+from grounded_sam.cli.options import (
+    BoxThresholdOption,
+    DetectorOption,
+    DeviceOption,
+    SamOption,
+    TextThresholdOption,
+    VerboseOption,
+)
 from grounded_sam.io import load_image
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from grounded_sam.result import Result
 
 
 @app.command()
@@ -41,12 +54,12 @@ def inpaint(
         Path | None,
         typer.Option(help="Diffusers inpainting model folder (else $GROUNDED_SAM_INPAINT_MODEL)."),
     ] = None,
-    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
-    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
-    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: CUDA if available).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    box_threshold: BoxThresholdOption = None,
+    text_threshold: TextThresholdOption = None,
+    sam: SamOption = None,
+    detector: DetectorOption = None,
+    device: DeviceOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Remove what PROMPT names in IMAGE (or replace it with --replace-with) and write OUT."""
     configure_logging(verbose)
@@ -54,8 +67,6 @@ def inpaint(
         raise typer.BadParameter(f"{method!r} is not telea or ns", param_hint="--method")
     if out.suffix.lower() not in Image.registered_extensions():
         raise typer.BadParameter(f"{out.name!r} has no image suffix such as .png or .jpg", param_hint="--out")
-    from grounded_sam.inpaint import ReplaceSettings
-    from grounded_sam.inpaint import inpaint as run_inpaint
     from grounded_sam.inpaint.diffusers_backend import load_inpaint_pipeline
 
     try:
@@ -73,18 +84,9 @@ def inpaint(
             found = f"Nothing found for {shown(repr(prompt))} in {shown(image)}"
             console.print(f"[yellow]{found}; {shown(out)} was not written.")
             raise typer.Exit(EXIT_FAILED)
-        if replace_with:
-            edited = run_inpaint(
-                pixels,
-                result.masks,
-                replace_with,
-                backend="diffusers",
-                dilate=dilate,
-                settings=ReplaceSettings(steps=steps, seed=seed),
-                pipeline=painter,
-            )
-        else:
-            edited = run_inpaint(pixels, result.masks, backend=method, dilate=dilate)  # type: ignore[arg-type]
+        edited = _edit(
+            pixels, result, replace_with, painter, method=method, dilate=dilate, steps=steps, seed=seed
+        )
     except (OSError, ValueError, ImportError) as error:
         console.print(f"[red]{shown(error)}")
         raise typer.Exit(EXIT_USAGE) from error
@@ -93,3 +95,32 @@ def inpaint(
     action = f"replaced with {replace_with!r}" if replace_with else "removed"
     labels = ", ".join(sorted(set(result.labels)))
     console.print(f"{len(result)} instance(s) of {shown(labels)} {shown(action)}: {shown(out)}")
+
+
+def _edit(
+    pixels: np.ndarray,
+    result: Result,
+    replace_with: str | None,
+    painter: Any,
+    *,
+    method: str,
+    dilate: int,
+    steps: int,
+    seed: int,
+) -> np.ndarray:
+    """The image with the masks of `result` removed (OpenCV `method`), or painted over with `replace_with`
+    by the diffusers `painter`."""
+    from grounded_sam.inpaint import ReplaceSettings
+    from grounded_sam.inpaint import inpaint as run_inpaint
+
+    if not replace_with:
+        return run_inpaint(pixels, result.masks, backend=method, dilate=dilate)  # type: ignore[arg-type]
+    return run_inpaint(
+        pixels,
+        result.masks,
+        replace_with,
+        backend="diffusers",
+        dilate=dilate,
+        settings=ReplaceSettings(steps=steps, seed=seed),
+        pipeline=painter,
+    )

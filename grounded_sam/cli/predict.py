@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from grounded_sam.cli.app import (
-    PrecisionOption,
     app,
     check_precision_option,
     configure_logging,
@@ -20,6 +19,19 @@ from grounded_sam.cli.app import (
     shown,
     tiling_or_exit,
 )
+from grounded_sam.cli.options import (
+    BoxThresholdOption,
+    DetectorOption,
+    DeviceOption,
+    ImagesArgument,
+    OutFolderOption,
+    PrecisionOption,
+    SamOption,
+    TextThresholdOption,
+    TileOption,
+    TileOverlapOption,
+    VerboseOption,
+)
 from grounded_sam.export import EXPORT_FORMATS
 from grounded_sam.text.prompts import parse_prompt
 
@@ -29,23 +41,19 @@ FORMAT_HELP = f"Output format: {', '.join(EXPORT_FORMATS)}."
 @app.command()
 @interruptible
 def predict(
-    images: Annotated[list[Path], typer.Argument(help="Image files or folders (searched recursively).")],
+    images: ImagesArgument,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='Phrases, e.g. "window. door".')],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    out: OutFolderOption = Path("out"),
     format: Annotated[str, typer.Option("--format", "-f", help=FORMAT_HELP)] = "overlay",
-    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
-    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
-    tile: Annotated[
-        int | None, typer.Option(help="Large images: also detect in tiles of this many pixels (e.g. 1024).")
-    ] = None,
-    tile_overlap: Annotated[float, typer.Option(help="Overlap of neighbouring tiles (fraction).")] = 0.2,
-    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint path.")] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")
-    ] = None,
+    box_threshold: BoxThresholdOption = None,
+    text_threshold: TextThresholdOption = None,
+    tile: TileOption = None,
+    tile_overlap: TileOverlapOption = 0.2,
+    sam: SamOption = None,
+    detector: DetectorOption = None,
+    device: DeviceOption = None,
     precision: PrecisionOption = "float32",
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    verbose: VerboseOption = False,
 ) -> None:
     """Find what PROMPT names in each image and write its masks to OUT."""
     configure_logging(verbose)

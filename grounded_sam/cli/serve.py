@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from grounded_sam.cli.app import EXIT_USAGE, app, console, shown
+from grounded_sam.cli.options import DetectorOption, DeviceOption, SamOption
 
 SERVE_EXTRA_HINT = "the server needs its extra: pip install 'grounded_sam[serve]'"
 
@@ -20,11 +21,9 @@ def serve(
         str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-    sam: Annotated[str | None, typer.Option(help="SAM model name or checkpoint (default: the demo).")] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name or model folder.")] = None,
-    device: Annotated[
-        str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA if available).")
-    ] = None,
+    sam: SamOption = None,
+    detector: DetectorOption = None,
+    device: DeviceOption = None,
     max_image_mb: Annotated[
         float, typer.Option(help="Largest image in MB (checked before decoding).", min=0.001)
     ] = 20.0,

@@ -22,6 +22,14 @@ from grounded_sam.cli.app import (
     progress_bar,
     shown,
 )
+from grounded_sam.cli.options import (
+    BoxThresholdOption,
+    DetectorOption,
+    DeviceOption,
+    OutFolderOption,
+    TextThresholdOption,
+    VerboseOption,
+)
 from grounded_sam.naming import safe_component
 
 FORMATS_HELP = (
@@ -50,41 +58,33 @@ class _TrackSummary:
 def track(
     video: Annotated[Path, typer.Argument(help="A video file or a folder of frame images.")],
     prompt: Annotated[str, typer.Option("--prompt", "-p", help='Phrases, e.g. "person. car".')],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path("out"),
+    out: OutFolderOption = Path("out"),
     detect_every: Annotated[int, typer.Option(help="Run the detector every this many frames.", min=1)] = 30,
     max_frames: Annotated[int | None, typer.Option(help="Stop after this many frames.", min=1)] = None,
     formats: Annotated[str, typer.Option("--format", "-f", help=FORMATS_HELP)] = "png,mot,coco,video",
     sam2: Annotated[
         str | None, typer.Option(help="SAM 2 model name (e.g. sam2.1_hiera_tiny) or model folder.")
     ] = None,
-    detector: Annotated[str | None, typer.Option(help="Detector name or folder (default: the demo).")] = None,
-    box_threshold: Annotated[float | None, typer.Option(help="Detector box threshold (0..1).")] = None,
-    text_threshold: Annotated[float | None, typer.Option(help="Detector text threshold (0..1).")] = None,
+    detector: DetectorOption = None,
+    box_threshold: BoxThresholdOption = None,
+    text_threshold: TextThresholdOption = None,
     max_lost: Annotated[int, typer.Option(help="Drop a track after this many empty frames.", min=1)] = 30,
     memory_frames: Annotated[
         int | None, typer.Option(help="SAM 2 memory frames kept (default: all the model reads).", min=1)
     ] = None,
     fps: Annotated[float | None, typer.Option(help="Frame rate of a frame folder (default 30).")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, ... (default: CUDA if available).")] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    device: DeviceOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Track the objects PROMPT names through VIDEO; write masks, MOT rows, COCO-video JSON and an overlay.
 
     Needs a SAM 2 download (--sam2; no video model is embedded in the package)."""
     configure_logging(verbose)
-    from grounded_sam.video import TRACK_FORMATS, VideoTracker, open_frames, open_track_writers
+    from grounded_sam.text.prompts import parse_prompt
+    from grounded_sam.video import VideoTracker, open_track_writers
 
-    chosen = [f.strip() for f in formats.split(",") if f.strip()]
-    unknown = sorted(set(chosen) - set(TRACK_FORMATS))
-    if unknown or not chosen:
-        raise typer.BadParameter(
-            f"choose from {', '.join(TRACK_FORMATS)}; got {formats!r}", param_hint="--format"
-        )
-    try:
-        frames = open_frames(video, fps=fps)
-    except (OSError, ValueError) as error:
-        console.print(f"[red]{shown(error)}")
-        raise typer.Exit(EXIT_USAGE) from error
+    chosen = _chosen_formats(formats)
+    frames = _frames_or_exit(video, fps)
     model, processor, text_stage = _models(sam2, detector, device)
     tracker = VideoTracker(
         model,
@@ -96,24 +96,55 @@ def track(
         box_threshold=box_threshold,
         text_threshold=text_threshold,
     )
-    from grounded_sam.text.prompts import parse_prompt
-
     phrases = parse_prompt(prompt)
     if not phrases:
         raise typer.BadParameter(f"{prompt!r} holds no phrase", param_hint="--prompt")
-    name = safe_component(video.stem if frames.kind == "video" else video.name)
-    total = min(filter(None, (frames.frame_count, max_frames)), default=None)
     writers = open_track_writers(
         out,
         chosen,
-        name=name,
+        name=safe_component(video.stem if frames.kind == "video" else video.name),
         fps=frames.fps,
         size=frames.size,
         phrases=phrases,
         frame_names=[p.name for p in frames.files] or None,
     )
-    summary: dict[int, _TrackSummary] = {}
     console.print(f"prompt: {shown(phrases)}  video: {frames.size[1]}x{frames.size[0]} at {frames.fps:g} fps")
+    start = time.perf_counter()
+    summary, done = _track_frames(tracker, frames, phrases, writers, max_frames)
+    _print_summary(summary, done, time.perf_counter() - start, out)
+
+
+def _chosen_formats(formats: str) -> list[str]:
+    """The formats of ``--format`` (comma-separated), or a usage error naming the ones there are."""
+    from grounded_sam.video import TRACK_FORMATS
+
+    chosen = [f.strip() for f in formats.split(",") if f.strip()]
+    unknown = sorted(set(chosen) - set(TRACK_FORMATS))
+    if unknown or not chosen:
+        raise typer.BadParameter(
+            f"choose from {', '.join(TRACK_FORMATS)}; got {formats!r}", param_hint="--format"
+        )
+    return chosen
+
+
+def _frames_or_exit(video: Path, fps: float | None) -> Any:
+    from grounded_sam.video import open_frames
+
+    try:
+        return open_frames(video, fps=fps)
+    except (OSError, ValueError) as error:
+        console.print(f"[red]{shown(error)}")
+        raise typer.Exit(EXIT_USAGE) from error
+
+
+def _track_frames(
+    tracker: Any, frames: Any, phrases: list[str], writers: Any, max_frames: int | None
+) -> tuple[dict[int, _TrackSummary], int]:
+    """Track through the frames (at most `max_frames`) under a progress bar, writing each frame's
+    tracks; returns each track's summary and the number of frames done. A failure stops the command
+    with exit status 1 (the writers keep no partial file)."""
+    total = min(filter(None, (frames.frame_count, max_frames)), default=None)
+    summary: dict[int, _TrackSummary] = {}
     start = time.perf_counter()
     done = 0
     try:
@@ -128,7 +159,7 @@ def track(
         stopped = f"[red]stopped at frame {done}: {shown(error)}[/red]"
         console.print(f"{stopped} (no partial output files were kept)")
         raise typer.Exit(EXIT_FAILED) from error
-    _print_summary(summary, done, time.perf_counter() - start, out)
+    return summary, done
 
 
 def _models(sam2: str | None, detector: str | None, device: str | None) -> tuple[Any, Any, Any]:
