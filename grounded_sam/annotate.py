@@ -5,12 +5,15 @@ from __future__ import annotations
 import colorsys
 import zlib
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from grounded_sam.io import ImageInput, load_image
-from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.result import Result
 
 Color = tuple[int, int, int]
 

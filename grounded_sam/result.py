@@ -19,7 +19,7 @@ from grounded_sam.result_checks import check_floats, check_image_size, check_lab
 if TYPE_CHECKING:
     from PIL import Image
 
-    from grounded_sam.export import ExportFormat
+    from grounded_sam.export.save import ExportFormat
     from grounded_sam.io import ImageInput
 
 
@@ -323,7 +323,7 @@ class Result:
         """Write this result to `out_dir` atomically; see `grounded_sam.export.save_result`.
 
         The ``overlay`` format draws on `image`, by default the image at `source`."""
-        from grounded_sam.export import save_result
+        from grounded_sam.export.save import save_result
 
         return save_result(
             self, out_dir, format, stem=stem, image=image, class_ids=class_ids, file_name=file_name

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
-from grounded_sam.result import Result
+if TYPE_CHECKING:
+    from grounded_sam.result import Result
 
 
 def class_id_map(labels: Iterable[str], start: int = 0) -> dict[str, int]:

@@ -9,7 +9,7 @@ which SAM's mask can overflow, is kept in ``detector_bbox``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pycocotools import mask as mask_utils
@@ -18,7 +18,9 @@ from grounded_sam.export.class_ids import class_id_map, resolve_class_ids
 from grounded_sam.ops.boxes import xyxy_to_xywh
 from grounded_sam.ops.polygons import mask_to_polygons
 from grounded_sam.ops.rle import rle_for_pycocotools
-from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.result import Result
 
 
 def result_to_coco_annotations(

@@ -7,13 +7,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from grounded_sam.atomic import atomic_write_bytes, atomic_write_text
 from grounded_sam.export.class_ids import resolve_class_ids
-from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.result import Result
 
 
 def mask_png_bytes(mask: np.ndarray) -> bytes:

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from grounded_sam.export.class_ids import resolve_class_ids
-from grounded_sam.result import Result
 
 if TYPE_CHECKING:
     import supervision as sv
+
+    from grounded_sam.result import Result
 
 
 def to_supervision(result: Result, class_ids: Mapping[str, int] | None = None) -> sv.Detections:

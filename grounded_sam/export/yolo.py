@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from grounded_sam.export.class_ids import resolve_class_ids
 from grounded_sam.ops.polygons import mask_to_polygons, stitch_polygons
-from grounded_sam.result import Result
+
+if TYPE_CHECKING:
+    from grounded_sam.result import Result
 
 logger = logging.getLogger(__name__)
 
