@@ -8,12 +8,12 @@ equals the input exactly.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
 import cv2
 import numpy as np
 
+from grounded_sam.inpaint.settings import ReplaceSettings
 from grounded_sam.io import ImageInput, load_image
 
 logger = logging.getLogger(__name__)
@@ -21,32 +21,6 @@ logger = logging.getLogger(__name__)
 Backend = Literal["remove", "telea", "ns", "diffusers"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
 DEFAULT_DILATE = 5
-
-
-@dataclass(frozen=True)
-class ReplaceSettings:
-    """Settings of the diffusers backend.
-
-    Attributes:
-        steps: denoising steps.
-        guidance_scale: classifier-free guidance strength (1 disables guidance).
-        seed: seed of the initial noise, for repeatable results.
-        negative_prompt: what the repainted region should not show.
-        max_side: the image is scaled so that its long side is at most this (then rounded to a multiple
-            of 8) for the diffusion model, and the result scaled back.
-    """
-
-    steps: int = 25
-    guidance_scale: float = 7.5
-    seed: int = 0
-    negative_prompt: str | None = None
-    max_side: int = 512
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.max_side < 8:
-            raise ValueError(
-                f"need steps >= 1 and max_side >= 8; got steps={self.steps}, max_side={self.max_side}"
-            )
 
 
 def as_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from grounded_sam.devices import Device, resolve_device
-from grounded_sam.inpaint.api import ReplaceSettings
+from grounded_sam.inpaint.settings import ReplaceSettings
 from grounded_sam.weights import WeightsNotFoundError, WeightsSpec, resolve_weights
 
 logger = logging.getLogger(__name__)
