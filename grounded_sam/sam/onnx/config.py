@@ -14,6 +14,9 @@ from grounded_sam.weights import sha256_of
 
 CONFIG_NAME = "config.json"
 FORMAT_VERSION = 1
+# The graphs' input and output names: the contract between the exporter and every runtime.
+ENCODER_INPUT, ENCODER_OUTPUT = "input_image", "image_embeddings"
+DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 
 
 @dataclass(frozen=True)

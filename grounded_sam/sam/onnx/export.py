@@ -22,14 +22,18 @@ import torch
 
 from grounded_sam.sam.fast import accelerate, is_accelerated, plain
 from grounded_sam.sam.modeling.sam import Sam
-from grounded_sam.sam.onnx.config import CONFIG_NAME, OnnxModelConfig
+from grounded_sam.sam.onnx.config import (
+    CONFIG_NAME,
+    DECODER_INPUTS,
+    ENCODER_INPUT,
+    ENCODER_OUTPUT,
+    OnnxModelConfig,
+)
 from grounded_sam.sam.onnx.decoder import OnnxPromptDecoder
 from grounded_sam.sam.onnx.postprocess import LOW_RES, SCORES, append_postprocessing
 
 logger = logging.getLogger(__name__)
 
-ENCODER_INPUT, ENCODER_OUTPUT = "input_image", "image_embeddings"
-DECODER_INPUTS = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")
 EXPORT_OPSET = 18
 """The lowest opset the exporter writes natively (ONNX Runtime has run it since 1.14)."""
 PROTOBUF_LIMIT = 2_000_000_000
@@ -74,16 +78,7 @@ def export_onnx(
         work = Path(tmp)
         export_encoder(model, work / "encoder.onnx", opset, external_data)
         export_decoder(model, work / "decoder.onnx", opset, return_single_mask)
-        config = OnnxModelConfig(
-            model=name,
-            image_size=model.image_size,
-            embedding_size=model.prompt_encoder.image_embedding_size[0],
-            pixel_mean=tuple(float(v) for v in model.pixel_mean.flatten()),
-            pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
-            mask_threshold=float(model.mask_threshold),
-            opset=opset,
-            return_single_mask=return_single_mask,
-        )
+        config = _model_config(model, name, opset, return_single_mask)
         config = config.with_files(work, {"encoder": "encoder.onnx", "decoder": "decoder.onnx"})
         if quantize:
             from grounded_sam.sam.onnx.quantize import quantize_export
@@ -98,6 +93,20 @@ def export_onnx(
                 os.replace(item, out / item.name)
         config.save(out)
     return config
+
+
+def _model_config(model: Sam, name: str, opset: int, return_single_mask: bool) -> OnnxModelConfig:
+    """What a runtime needs besides the graphs: sizes, normalisation, mask threshold (no files yet)."""
+    return OnnxModelConfig(
+        model=name,
+        image_size=model.image_size,
+        embedding_size=model.prompt_encoder.image_embedding_size[0],
+        pixel_mean=tuple(float(v) for v in model.pixel_mean.flatten()),
+        pixel_std=tuple(float(v) for v in model.pixel_std.flatten()),
+        mask_threshold=float(model.mask_threshold),
+        opset=opset,
+        return_single_mask=return_single_mask,
+    )
 
 
 def export_encoder(model: Sam, path: Path, opset: int, external_data: bool) -> None:

@@ -14,8 +14,7 @@ import numpy as np
 import torch
 
 from grounded_sam.sam.base_predictor import PromptPredictor, TorchPrediction, prompt_count
-from grounded_sam.sam.onnx.config import OnnxModelConfig
-from grounded_sam.sam.onnx.export import DECODER_INPUTS, ENCODER_INPUT
+from grounded_sam.sam.onnx.config import DECODER_INPUTS, ENCODER_INPUT, OnnxModelConfig
 from grounded_sam.sam.predictor import ImageEmbedding
 from grounded_sam.sam.transforms import normalize_and_pad, resize_longest_side, scale_coords
 
