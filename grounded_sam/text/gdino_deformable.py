@@ -56,20 +56,44 @@ def deformable_sample(
     pixel = _pixel_positions(locations.reshape(bags, samples * 2), level_shapes, points)
     low = pixel.floor()
     upper = (pixel - low).view(bags, samples, 2)  # weight of the right / lower neighbour
-    low = low.view(bags, samples, 2)
+    neighbours = _neighbour_rows(low.view(bags, samples, 2), table.shape, starts, widths, (batch, queries))
+    weight = weights.reshape(bags, samples)
+    track = torch.is_grad_enabled() and (weights.requires_grad or locations.requires_grad)
+    out = F.embedding_bag(
+        neighbours.view(bags, -1),
+        table.view(-1, depth),
+        per_sample_weights=_corner_weights(upper, weight, stacked=track).view(bags, -1),
+        mode="sum",
+    )
+    return out.view(batch, queries, heads * depth)
 
+
+def _neighbour_rows(
+    low: torch.Tensor,
+    table_shape: torch.Size,
+    starts: Sequence[int],
+    widths: Sequence[int],
+    batch_and_queries: tuple[int, int],
+) -> torch.Tensor:
+    """(bags, 4, samples) rows of the flattened (B * rows * heads, D) table holding the four bilinear
+    neighbours (UL, UR, LL, LR) of each sample; `low` (bags, samples, 2) is its upper-left pixel (x, y)."""
+    batch, queries = batch_and_queries
+    _, rows_per_item, heads, _ = table_shape
+    bags, samples, _ = low.shape
+    levels = len(widths)
+    points = samples // levels
     # Every tensor below is (bags, samples) or (bags, 4, samples): contiguous rows, so each op runs
     # vectorised (broadcasting over tiny trailing axes such as (..., 2) is several times slower).
-    rows = table.shape[0] * table.shape[1] * heads
+    rows = table_shape[0] * rows_per_item * heads
     index_dtype = torch.int32 if rows < 2**31 else torch.int64
     # table rows are whole numbers, exact in float32 below 2**24: computed there, converted once
     exact = torch.float32 if rows < 2**24 else torch.float64
-    device = value.device
+    device = low.device
     per_sample = functools.partial(_per_sample, levels=levels, points=points, device=device)
     padded_width = per_sample(widths, dtype=index_dtype)
     # table row of the upper-left neighbour (x, y) = low, in padded pixels (y + pad, x + pad):
     # (item * rows_per_item + start + (y + pad) * width + x + pad) * heads + head
-    item = torch.arange(batch, dtype=exact, device=device) * (table.shape[1] * heads)
+    item = torch.arange(batch, dtype=exact, device=device) * (rows_per_item * heads)
     item_and_head = item[:, None, None] + torch.arange(heads, dtype=exact, device=device)
     level_part = [
         (start + _PAD_BEFORE * (width + 1)) * heads for start, width in zip(starts, widths, strict=True)
@@ -79,29 +103,26 @@ def deformable_sample(
     first = torch.addcmul(first, low[..., 0], torch.tensor(heads, dtype=exact, device=device))
     first = torch.addcmul(first, low[..., 1], per_sample([w * heads for w in widths], dtype=exact))
     first = first.to(index_dtype)
-
     # (bags, 4, samples) tables; written in place, which is measurably faster than stacking
     neighbours = torch.empty(bags, 4, samples, dtype=index_dtype, device=device)
     for corner, step in enumerate((0, 1, padded_width, padded_width + 1)):  # UL, UR, LL, LR
         torch.add(first, step * heads, out=neighbours[:, corner])
+    return neighbours
+
+
+def _corner_weights(upper: torch.Tensor, weight: torch.Tensor, *, stacked: bool) -> torch.Tensor:
+    """(bags, 4, samples) bilinear weight of each neighbour (UL, UR, LL, LR) times the sample's `weight`
+    (bags, samples); `upper` (bags, samples, 2) is the weight of the right / lower neighbour. `stacked`:
+    built out of place, so that gradients flow."""
     right, lower = upper[..., 0], upper[..., 1]
-    weight = weights.reshape(bags, samples)
     top, bottom, left = (1 - lower) * weight, lower * weight, 1 - right
     pairs = ((top, left), (top, right), (bottom, left), (bottom, right))
-    if torch.is_grad_enabled() and (weights.requires_grad or locations.requires_grad):
-        corner_weights = torch.stack([along_y * along_x for along_y, along_x in pairs], 1)
-    else:
-        corner_weights = weight.new_empty(bags, 4, samples)
-        for corner, (along_y, along_x) in enumerate(pairs):
-            torch.mul(along_y, along_x, out=corner_weights[:, corner])
-
-    out = F.embedding_bag(
-        neighbours.view(bags, -1),
-        table.view(-1, depth),
-        per_sample_weights=corner_weights.view(bags, -1),
-        mode="sum",
-    )
-    return out.view(batch, queries, heads * depth)
+    if stacked:
+        return torch.stack([along_y * along_x for along_y, along_x in pairs], 1)
+    corner_weights = weight.new_empty(weight.shape[0], 4, weight.shape[1])
+    for corner, (along_y, along_x) in enumerate(pairs):
+        torch.mul(along_y, along_x, out=corner_weights[:, corner])
+    return corner_weights
 
 
 def _pixel_positions(
