@@ -1,7 +1,7 @@
 """Model folders in the ``transformers`` format (``config.json``, weights, processor files), read offline.
 
 One home for what Grounding DINO, SAM 2 and SAM 3 share: the guard against a ``transformers`` too old to
-have a model's classes, reading the ``model_type`` of ``config.json``, finding a folder from a path or a
+have a model's classes, reading ``config.json`` (and its ``model_type``), finding a folder from a path or a
 Hugging Face repo id, and loading with ``local_files_only=True`` so that a loader's failure becomes a
 :class:`~grounded_sam.weights.WeightsFileError` or :class:`~grounded_sam.weights.WeightsNotFoundError`
 saying what the folder lacks.
@@ -41,13 +41,18 @@ def transformers_classes(model: str, minimum: str, *names: str) -> tuple[Any, ..
     return tuple(found)
 
 
-def config_model_type(folder: str | os.PathLike[str]) -> str | None:
-    """The ``model_type`` of ``folder/config.json``; ``None`` when it is missing or unreadable."""
+def read_config(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """``folder/config.json`` as a dict; ``None`` when it is missing, unreadable or not a JSON object."""
     try:
         config = json.loads((Path(folder).expanduser() / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return config.get("model_type") if isinstance(config, dict) else None
+    return config if isinstance(config, dict) else None
+
+
+def config_model_type(folder: str | os.PathLike[str]) -> str | None:
+    """The ``model_type`` of ``folder/config.json``; ``None`` when it is missing or unreadable."""
+    return (read_config(folder) or {}).get("model_type")
 
 
 def folder_or_repo(

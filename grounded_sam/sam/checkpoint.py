@@ -21,6 +21,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from grounded_sam.atomic import atomic_path
+from grounded_sam.hf_folders import read_config
 from grounded_sam.sam.convert_hf import hf_sam_to_official, is_hf_sam_state_dict
 from grounded_sam.sam.modeling.config import SamConfig, config_from_dict, config_to_dict
 from grounded_sam.sam.modeling.tiny_vit import UNUSED_CHECKPOINT_KEYS
@@ -119,9 +120,8 @@ def _hf_weights_in(folder: Path) -> Path:
 def _hf_decoder_heads(folder: Path) -> int | None:
     """The mask decoder's head count from a Hugging Face ``config.json`` (weights do not show it)."""
     try:
-        config = json.loads((folder / "config.json").read_text())
-        return int(config["mask_decoder_config"]["num_attention_heads"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int((read_config(folder) or {})["mask_decoder_config"]["num_attention_heads"])
+    except (ValueError, KeyError, TypeError):
         return None
 
 
