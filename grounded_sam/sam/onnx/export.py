@@ -13,14 +13,16 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import onnx
 import onnxscript.optimizer
 import torch
 
-from grounded_sam.sam.fast import accelerate, is_accelerated, plain
+from grounded_sam.sam.fast import plain
+from grounded_sam.sam.fast.image_encoder import FastRelPosAttention
+from grounded_sam.sam.modeling.image_encoder import RelPosAttention
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.onnx.config import (
     CONFIG_NAME,
@@ -110,11 +112,21 @@ def _model_config(model: Sam, name: str, opset: int, return_single_mask: bool) -
 
 
 def export_encoder(model: Sam, path: Path, opset: int, external_data: bool) -> None:
-    """The image encoder: ``input_image`` (1, 3, S, S) normalised and padded → ``image_embeddings``."""
+    """The image encoder: ``input_image`` (1, 3, S, S) normalised and padded → ``image_embeddings``.
+
+    The ViT's attention is exported as :class:`~grounded_sam.sam.fast.image_encoder.FastRelPosAttention`
+    computes it: the relative-position bias of a global block a band of query rows at a time, so ONNX
+    Runtime never holds the full (heads, tokens, tokens) bias and scores (~800 MB each at ViT-B/1024).
+    """
     size = model.image_size
     example = torch.zeros(1, 3, size, size)
     program = _quiet_export(
-        model.image_encoder, (example,), opset, input_names=[ENCODER_INPUT], output_names=[ENCODER_OUTPUT]
+        model.image_encoder,
+        (example,),
+        opset,
+        network=_chunked_attention,
+        input_names=[ENCODER_INPUT],
+        output_names=[ENCODER_OUTPUT],
     )
     program.save(str(path), external_data=external_data)
     onnx.checker.check_model(str(path))
@@ -155,22 +167,39 @@ def export_decoder(model: Sam, path: Path, opset: int, return_single_mask: bool)
 
 
 @contextlib.contextmanager
-def _plain_network(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """``model`` as the plain network while exporting (the fast drop-ins' paths depend on the prompt
-    count; the plain parts read as the paper's figure), accelerated again afterwards if it was."""
-    accelerated = is_accelerated(model)
-    plain(model)
+def _swapped(module: torch.nn.Module, swap: Callable[[torch.nn.Module], object]) -> Iterator[None]:
+    """Within the block, ``module`` as ``swap`` makes it (module classes swapped in place); every part's
+    class is restored afterwards."""
+    classes = [(part, type(part)) for part in module.modules()]
+    swap(module)
     try:
-        yield model
+        yield
     finally:
-        if accelerated:
-            accelerate(model)
+        for part, cls in classes:
+            part.__class__ = cls
+
+
+def _chunked_attention(module: torch.nn.Module) -> None:
+    """The plain network, but for the ViT's attention, whose chunked bias keeps a global block's memory
+    bounded (the chunks are fixed by the image size, so the graph is static)."""
+    plain(module)
+    for part in module.modules():
+        if type(part) is RelPosAttention:
+            part.__class__ = FastRelPosAttention
 
 
 def _quiet_export(
-    module: torch.nn.Module, args: tuple, opset: int, **options: object
+    module: torch.nn.Module,
+    args: tuple,
+    opset: int,
+    *,
+    network: Callable[[torch.nn.Module], object] = plain,
+    **options: object,
 ) -> torch.onnx.ONNXProgram:
     """``torch.onnx.export(dynamo=True)`` in eval mode, without its progress lines on stdout.
+
+    ``network`` swaps the parts to export in (default: the plain network, as the paper's figure reads; the
+    fast drop-ins' paths depend on the prompt count); ``module`` is as it was afterwards.
 
     Opsets below :data:`EXPORT_OPSET` are refused: the exporter reaches them by a version conversion that
     fails on some of SAM's ops (Pad, Split) and then silently keeps opset 18.
@@ -178,7 +207,7 @@ def _quiet_export(
     if opset < EXPORT_OPSET:
         raise ValueError(f"opset {opset} is not supported: use opset {EXPORT_OPSET} or newer")
     module = module.eval()
-    with _plain_network(module), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
+    with _swapped(module, network), torch.no_grad(), contextlib.redirect_stdout(io.StringIO()) as printed:
         program = torch.onnx.export(
             module,
             args,
