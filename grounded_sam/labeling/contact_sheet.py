@@ -12,10 +12,10 @@ from PIL import Image, ImageDraw
 
 from grounded_sam.annotate import default_font, overlay
 from grounded_sam.atomic import atomic_path
+from grounded_sam.export.load import result_from_instances
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.labeling.manifest import ImageTask
 from grounded_sam.labeling.writers import DatasetLayout
-from grounded_sam.ops.rle import rle_to_mask
 from grounded_sam.result import Result
 
 BACKGROUND = (32, 32, 32)
@@ -65,17 +65,7 @@ def evenly_spaced(count: int, limit: int) -> list[int]:
 def result_from_record(record: Mapping[str, Any]) -> Result:
     """The classed `Result` stored in a manifest record (labels are class names)."""
     size = (int(record["height"]), int(record["width"]))
-    instances = record["instances"]
-    if not instances:
-        return Result.empty(size)
-    return Result(
-        masks=np.stack([rle_to_mask(inst["mask"]) for inst in instances]),
-        boxes=np.array([inst["box"] for inst in instances], dtype=np.float32),
-        labels=[inst["class"] for inst in instances],
-        scores=np.array([inst["score"] for inst in instances], dtype=np.float32),
-        mask_scores=np.array([inst["mask_score"] for inst in instances], dtype=np.float32),
-        image_size=size,
-    )
+    return result_from_instances(record["instances"], size, label_key="class")
 
 
 def dataset_contact_sheet(
