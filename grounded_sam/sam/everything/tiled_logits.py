@@ -241,17 +241,17 @@ class TiledCuts:
         tiles = doubt.nonzero(as_tuple=True)
         with torch.autocast("cpu", enabled=False):  # the caller's bfloat16 network context stops here
             values = grid.values(low_res, tiles)
-        inside = torch.stack([values > t for t in thresholds], dim=1)  # (n, K, Ty * Tx)
+        inside = [(values > t).numpy() for t in thresholds]  # (n, Ty * Tx) bool each
+        packed = [np.packbits(flags, axis=1) for flags in inside]
         counts = _settled_counts(above, grid)
-        counts.index_add_(0, tiles[0], _count(inside, -1))
-        last = inside[:, -1]
-        boxes = _boxes(above[:, -1], tiles, last.unflatten(1, grid.tile), grid)
+        counts.index_add_(0, tiles[0], torch.from_numpy(np.stack([_popcount(p) for p in packed], axis=1)))
+        boxes = _boxes(above[:, -1], tiles, inside[-1].reshape(-1, *grid.tile), grid)
         return cls(
             counts.numpy(),
             boxes,
             np.packbits(above[:, -1].flatten(1).numpy(), axis=1),
             tuple(t.numpy() for t in tiles),  # type: ignore[arg-type]
-            np.packbits(last.numpy(), axis=1),
+            packed[-1],
         )
 
     def masks(self, grid: TileGrid) -> list[TiledMask]:
@@ -289,25 +289,61 @@ def _settled_counts(above: torch.Tensor, grid: TileGrid) -> torch.Tensor:
 
 
 def _boxes(
-    full: torch.Tensor, tiles: tuple[torch.Tensor, ...], bits: torch.Tensor, grid: TileGrid
+    full: torch.Tensor, tiles: tuple[torch.Tensor, ...], bits: np.ndarray, grid: TileGrid
 ) -> np.ndarray:
     """(N, 4) int64 XYXY boxes (far edge inclusive; zeros if empty) of masks made of the (N, Gy, Gx) ``full``
-    tiles and the (n, Ty, Tx) ``bits`` of the tiles ``(mask, tile row, tile column)``."""
-    masks, row, col = tiles
+    tiles and the (n, Ty, Tx) bool ``bits`` of the tiles ``(mask, tile row, tile column)`` (mask-major)."""
+    masks, row, col = (t.numpy() for t in tiles)
     (tile_y, tile_x), (height, width) = grid.tile, grid.size
-    rows = _any(full, 2).repeat_interleave(tile_y, dim=1).int()  # (N, Gy * Ty): rows with pixels
-    cols = _any(full, 1).repeat_interleave(tile_x, dim=1).int()
-    rows.view(len(full), -1, tile_y).index_put_((masks, row), _any(bits, 2).int(), accumulate=True)
-    cols.view(len(full), -1, tile_x).index_put_((masks, col), _any(bits, 1).int(), accumulate=True)
-    rows, cols = rows[:, :height].numpy() > 0, cols[:, :width].numpy() > 0
-    top, left = np.argmax(rows, axis=1), np.argmax(cols, axis=1)
-    bottom, right = (
-        height - 1 - np.argmax(rows[:, ::-1], axis=1),
-        width - 1 - np.argmax(cols[:, ::-1], axis=1),
+    full = full.numpy()
+    # Whole tiles: the first and last tile row (column) holding one; the last may reach past the frame.
+    full_rows, full_cols = full.any(axis=2), full.any(axis=1)
+    starts = [_first(full_rows, tile_y), _first(full_cols, tile_x)]
+    stops = [_last(full_rows, tile_y, tile_y - 1), _last(full_cols, tile_x, tile_x - 1)]
+    rows, cols = _hits(bits)
+    offsets = np.searchsorted(masks, np.arange(len(full) + 1))
+    segments = offsets[:-1][offsets[1:] > offsets[:-1]]  # first tile of each mask that has some
+    with_tiles = np.flatnonzero(offsets[1:] > offsets[:-1])
+    for axis, (hits, place, size) in enumerate(((rows, row, tile_y), (cols, col, tile_x))):
+        first, last = _first(hits, 1, place * size), _last(hits, 1, place * size)
+        if len(segments):
+            starts[axis][with_tiles] = np.minimum(
+                starts[axis][with_tiles], np.minimum.reduceat(first, segments)
+            )
+            stops[axis][with_tiles] = np.maximum(stops[axis][with_tiles], np.maximum.reduceat(last, segments))
+    boxes = np.stack(
+        [starts[1], starts[0], np.minimum(stops[1], width - 1), np.minimum(stops[0], height - 1)], 1
     )
-    boxes = np.stack([left, top, right, bottom], axis=1).astype(np.int64)
-    boxes[~rows.any(axis=1)] = 0
+    boxes[stops[0] < 0] = 0
     return boxes
+
+
+_NONE = 1 << 40
+"""First index of a row of flags with none set (larger than any); its last index is -1."""
+
+
+def _first(flags: np.ndarray, scale: int, offset: np.ndarray | int = 0) -> np.ndarray:
+    """(M,) int64 ``offset + scale * i`` for the first set flag i of each row of (M, L) bool flags
+    (:data:`_NONE` for a row with none)."""
+    return np.where(flags.any(axis=1), offset + scale * np.argmax(flags, axis=1), _NONE).astype(np.int64)
+
+
+def _last(flags: np.ndarray, scale: int, offset: np.ndarray | int = 0) -> np.ndarray:
+    """(M,) int64 ``offset + scale * i`` for the last set flag i of each row of (M, L) bool flags (-1 for a
+    row with none)."""
+    last = flags.shape[1] - 1 - np.argmax(flags[:, ::-1], axis=1)
+    return np.where(flags.any(axis=1), offset + scale * last, -1).astype(np.int64)
+
+
+def _hits(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (n, Ty) and columns (n, Tx) of (n, Ty, Tx) bool tiles that hold a set pixel. A row of 1, 2, 4
+    or 8 pixels is read as one integer (many times faster than a reduction over so short an axis)."""
+    count, _, tile_x = pixels.shape
+    if tile_x not in (1, 2, 4, 8) or count == 0:
+        return pixels.any(axis=2), pixels.any(axis=1)
+    words = np.ascontiguousarray(pixels).view(np.uint8).view(f"u{tile_x}")[..., 0]  # (n, Ty)
+    columns = np.bitwise_or.reduce(words, axis=1)  # (n,): a column's byte is set if any row's is
+    return words != 0, columns.view(np.uint8).reshape(count, tile_x) != 0
 
 
 def _count(flags: torch.Tensor, dim: int) -> torch.Tensor:
@@ -315,9 +351,13 @@ def _count(flags: torch.Tensor, dim: int) -> torch.Tensor:
     return flags.view(torch.uint8).sum(dim, dtype=torch.int32).long()
 
 
-def _any(flags: torch.Tensor, dim: int) -> torch.Tensor:
-    """``flags.any(dim)`` as a byte maximum (faster on a CPU); uint8."""
-    return flags.view(torch.uint8).amax(dim)
+def _popcount(packed: np.ndarray) -> np.ndarray:
+    """(n,) int64 set bits of each row of (n, B) ``np.packbits`` output."""
+    if not hasattr(np, "bitwise_count"):  # numpy < 2
+        return np.unpackbits(packed, axis=1).sum(axis=1, dtype=np.int64)
+    if packed.shape[1] % 8 == 0:
+        packed = packed.view(np.uint64)  # a word at a time
+    return np.bitwise_count(packed).sum(axis=1, dtype=np.int64)
 
 
 def stability_from_counts(counts: np.ndarray) -> np.ndarray:
