@@ -138,10 +138,7 @@ def label(
         overwrite=overwrite,
         contact_sheet=contact_sheet,
     )
-    summary = _run_with_progress(run)
-    _print_summary(summary)
-    if summary.failed:
-        raise typer.Exit(EXIT_FAILED)
+    _report(_run_with_progress(run))
 
 
 def _check_choices(format: str, classes: str | None, ontology: Path | None) -> None:
@@ -225,7 +222,8 @@ def _progress_updater(bar: Any, task: Any, counts: Counter[str]) -> Callable[[Pr
     return update
 
 
-def _print_summary(summary: LabelingSummary) -> None:
+def _report(summary: LabelingSummary) -> None:
+    """Print what the run did (classes, splits, drops, failures, skipped files); exit 1 if an image failed."""
     table = Table("class", "instances", title=f"{summary.format} dataset in {shown(summary.out_dir)}")
     for name, count in summary.instances_per_class.items():
         table.add_row(shown(name), str(count))
@@ -255,3 +253,5 @@ def _print_summary(summary: LabelingSummary) -> None:
         console.print(f"every failed and skipped file is listed in {shown(summary.out_dir / 'summary.json')}")
     if summary.contact_sheet is not None:
         console.print(f"contact sheet: {shown(summary.contact_sheet)}")
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILED)
