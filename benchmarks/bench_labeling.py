@@ -13,7 +13,9 @@ The default pipeline's time per image (the demo model), against another checkout
 With ``--scale 100,1000`` it instead measures folder scale on the local engine: images/s for each folder
 size (the cost per image must not grow with the folder: no per-image rescans of the records, the
 manifest or the dataset), then the start-up time of resuming the largest finished run (the time until
-the run reports what is left to do, and the whole no-op run).
+the run reports what is left to do, and the whole no-op run, which must write no file), and for
+comparison a resume that has to assemble the dataset files again (as after a run killed at its end).
+``--size`` sets the image side (at most 96; e.g. 32 for a quick 10,000-image run).
 """
 
 from __future__ import annotations
@@ -57,7 +59,10 @@ def timed_run(folder: Path, out: Path, **options: Any) -> tuple[float, float, in
 
 def scale(sizes: list[int], size: int, batch_size: int) -> None:
     """Images/s at each folder size, and the resume start-up time on the largest."""
-    config = SceneConfig(size=(size, size), shapes=("circle", "square"), colors=("red", "blue"))
+    smallest = max(0.12, 8 / size)  # shapes of at least 8 pixels on tiny images
+    config = SceneConfig(
+        size=(size, size), shapes=("circle", "square"), colors=("red", "blue"), size_range=(smallest, 0.45)
+    )
     torch.set_num_threads(1)
     print(f"cpu capability: {torch.backends.cpu.get_cpu_capability()}; load average: {os.getloadavg()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -73,23 +78,44 @@ def scale(sizes: list[int], size: int, batch_size: int) -> None:
         for n, wall, steady, labelled in rows:
             print(f"{n:7d} {wall:8.2f} {labelled / wall:13.2f} {steady:15.2f}")
         n = sizes[-1]
-        first: list[float] = []
-
-        def progress(update: ProgressUpdate) -> None:
-            if update.outcome is None and not first:
-                first.append(time.perf_counter())
-
-        start = time.perf_counter()
-        summary = label_dataset(
-            work / f"images{n}", CLASSES, work / f"out{n}", pipeline_factory=factory(work / f"images{n}"),
-            model_id="bench", format="coco", batch_size=batch_size, progress=progress,
-        )  # fmt: skip
-        total = time.perf_counter() - start
+        out = work / f"out{n}"
+        before = file_stamps(out)
+        plan, total, resumed = timed_resume(work / f"images{n}", out, batch_size)
+        written = sum(1 for path, stamp in file_stamps(out).items() if before.get(path) != stamp)
         print(
-            f"resume of the finished {n}-image run: {first[0] - start:.2f} s until it knows what is left "
-            f"({summary.resumed} done), {total:.2f} s in all (dataset files rewritten)"
+            f"no-op resume of the finished {n}-image run: {plan:.2f} s until it knows what is left "
+            f"({resumed} done), {total:.2f} s in all; files written: {written}"
         )
+        (out / ".labeling" / "assembled.json").unlink(missing_ok=True)  # as if killed at its end
+        plan, total, _ = timed_resume(work / f"images{n}", out, batch_size)
+        print(f"resume that assembles the dataset files again: {plan:.2f} s to plan, {total:.2f} s in all")
     print(f"load average after: {os.getloadavg()}")
+
+
+def timed_resume(folder: Path, out: Path, batch_size: int) -> tuple[float, float, int]:
+    """(seconds until the run knows what is left, seconds in all, images already done) of a resume."""
+    first: list[float] = []
+
+    def progress(update: ProgressUpdate) -> None:
+        if update.outcome is None and not first:
+            first.append(time.perf_counter())
+
+    start = time.perf_counter()
+    summary = label_dataset(
+        folder, CLASSES, out, pipeline_factory=factory(folder), model_id="bench", format="coco",
+        batch_size=batch_size, progress=progress,
+    )  # fmt: skip
+    return first[0] - start, time.perf_counter() - start, summary.resumed
+
+
+def file_stamps(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime ns) of every file under `root` (the lock file excepted), by path."""
+    stamps = {}
+    for path in root.rglob("*"):
+        if path.is_file() and path.name != "lock":
+            stat = path.stat()
+            stamps[str(path)] = (stat.st_ino, stat.st_mtime_ns)
+    return stamps
 
 
 def main() -> None:

@@ -83,6 +83,17 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, encoding: str = "
     return atomic_write_bytes(path, text.encode(encoding))
 
 
+def atomic_write_text_if_changed(path: str | os.PathLike[str], text: str) -> bool:
+    """`atomic_write_text` unless `path` already holds exactly `text` (UTF-8); True when it wrote."""
+    try:
+        if Path(path).read_bytes() == text.encode("utf-8"):
+            return False
+    except OSError:
+        pass
+    atomic_write_text(path, text)
+    return True
+
+
 def _fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

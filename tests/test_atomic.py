@@ -5,7 +5,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from grounded_sam.atomic import atomic_path, atomic_write_bytes, atomic_write_text
+from grounded_sam.atomic import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    atomic_write_text_if_changed,
+)
 
 
 class WriterFailed(Exception):
@@ -68,3 +73,12 @@ def test_a_failing_cleanup_does_not_hide_the_first_error(tmp_path: Path, monkeyp
     with pytest.raises(WriterFailed), atomic_path(tmp_path / "x.txt") as tmp:
         tmp.write_text("x")
         raise WriterFailed
+
+
+def test_write_if_changed_leaves_a_file_with_the_same_text_alone(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "plan.json"
+    assert atomic_write_text_if_changed(path, "{}") is True and path.read_text() == "{}"
+    inode, mtime = path.stat().st_ino, path.stat().st_mtime_ns
+    assert atomic_write_text_if_changed(path, "{}") is False
+    assert (path.stat().st_ino, path.stat().st_mtime_ns) == (inode, mtime)  # not replaced
+    assert atomic_write_text_if_changed(path, '{"a": 1}') is True and path.read_text() == '{"a": 1}'

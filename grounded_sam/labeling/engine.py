@@ -34,7 +34,10 @@ from grounded_sam.labeling.manifest import (
 from grounded_sam.labeling.ontology import as_ontology
 from grounded_sam.labeling.rules import RULES, QualityRules
 from grounded_sam.labeling.state import (
+    assembled_files,
+    clear_assembled,
     dataset_lock,
+    mark_assembled,
     only_unfinished_start,
     remove_atomic_temps,
     translated_faults,
@@ -158,6 +161,8 @@ def _plan(
     scan = scan_images(images_root, layout.settings.splits, exclude=layout.root, known=known)
     records = _forget_vanished(layout, manifest, scan, records, known)
     pending = [t for t in scan.tasks if records.get(t.rel, {}).get("status") != "done"]
+    if pending:  # records and outputs are about to change: the dataset files are no longer up to date
+        clear_assembled(layout.root)
     resumed = len(scan.tasks) - len(pending)
     logger.info("%d images, %d already labelled, %d to do", len(scan.tasks), resumed, len(pending))
     return scan, records, pending
@@ -235,7 +240,10 @@ def _forget_vanished(
     image named before), plan the current ones, and return the records of the current images."""
     current = {t.rel: t.stem for t in scan.tasks}
     holders = {t.stem: t for t in scan.tasks}
-    for rel in sorted(set(known) - set(current)):
+    vanished = sorted(set(known) - set(current))
+    if vanished:
+        clear_assembled(layout.root)
+    for rel in vanished:
         logger.info("%s is no longer in the image folder; removing its labels", rel)
         holder = holders.get(known[rel])  # a current image that took over the stem keeps its files
         keep = layout.outputs(holder.rel, holder.split, holder.stem) if holder else []
@@ -255,9 +263,44 @@ def finish(
     want_sheet: bool,
 ) -> LabelingSummary:
     """Assemble the dataset files and ``summary.json`` from the `records` of the images of `scan`
-    (`processed` of them labelled by this run, the others before); return the summary."""
-    files = write_dataset_files(layout, scan.tasks, records)
+    (`processed` of them labelled by this run, the others before); return the summary.
+
+    A run that changed nothing (no image labelled or forgotten) over a finished dataset whose files are
+    all there writes nothing: its summary is computed, ``summary.json`` keeps the run that made the
+    dataset (see `labeling.state`)."""
+    out, fingerprint = layout.root, layout.settings.fingerprint
     done = [t for t in scan.tasks if records.get(t.rel, {}).get("status") == "done"]
+    files = None if processed else assembled_files(out, fingerprint)
+    fresh = files is None or not layout.path("summary.json").is_file()
+    if fresh:
+        files = write_dataset_files(layout, scan.tasks, records)
+        compact_manifest(layout.path(MANIFEST_FILE), [t.rel for t in done])
+    sheet_path = layout.path("contact_sheet.png")
+    sheet = None
+    if want_sheet:
+        from grounded_sam.labeling.contact_sheet import dataset_contact_sheet
+
+        sheet = sheet_path if sheet_path in files else dataset_contact_sheet(layout, scan.tasks, records)
+    dataset_files = [f for f in files if f != sheet_path]
+    summary = _summary(layout, records, scan, done, processed, elapsed, sheet, dataset_files)
+    if fresh:
+        atomic_write_text(layout.path("summary.json"), json.dumps(summary.to_dict(), indent=1))
+    if fresh or (sheet is not None and sheet_path not in files):
+        mark_assembled(out, fingerprint, [*dataset_files, *([sheet] if sheet else [])])
+    return summary
+
+
+def _summary(
+    layout: DatasetLayout,
+    records: dict[str, dict[str, Any]],
+    scan: ScanResult,
+    done: Sequence[ImageTask],
+    processed: int,
+    elapsed: float,
+    sheet: Path | None,
+    files: Sequence[Path],
+) -> LabelingSummary:
+    """The run's summary from the records (`done`: the tasks of `scan` whose record says done)."""
     done_rels = {t.rel for t in done}
     failed = tuple(
         (t.rel, str(records.get(t.rel, {}).get("reason", "not labelled")))
@@ -266,16 +309,10 @@ def finish(
     )
     per_class = Counter(inst["class"] for t in done for inst in records[t.rel]["instances"])
     per_split = Counter(t.split for t in done)
-    compact_manifest(layout.path(MANIFEST_FILE), [t.rel for t in done])
     per_rule = Counter({rule: 0 for rule in RULES})
     for task in done:
         per_rule.update(records[task.rel].get("dropped", {}))
-    sheet = None
-    if want_sheet:
-        from grounded_sam.labeling.contact_sheet import dataset_contact_sheet
-
-        sheet = dataset_contact_sheet(layout, scan.tasks, records)
-    summary = LabelingSummary(
+    return LabelingSummary(
         out_dir=layout.root,
         format=layout.settings.format,
         images=len(scan.tasks),
@@ -291,5 +328,3 @@ def finish(
         files=tuple(files),
         dropped_per_rule={rule: count for rule, count in per_rule.items() if count},
     )
-    atomic_write_text(layout.path("summary.json"), json.dumps(summary.to_dict(), indent=1))
-    return summary

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, get_args
 
-from grounded_sam.atomic import atomic_write_text
+from grounded_sam.atomic import atomic_write_text, atomic_write_text_if_changed
 from grounded_sam.io import IMAGE_SUFFIXES
 from grounded_sam.labeling.ontology import Ontology
 from grounded_sam.labeling.rules import QualityRules
@@ -309,8 +309,9 @@ class Manifest:
             ) from e
 
     def write_settings(self, settings: LabelingSettings) -> None:
+        """Store `settings` (a resumed run leaves the file as it is)."""
         data = {"fingerprint": settings.fingerprint, "settings": settings.to_dict()}
-        atomic_write_text(self.settings_path, json.dumps(data, indent=1, sort_keys=True))
+        atomic_write_text_if_changed(self.settings_path, json.dumps(data, indent=1, sort_keys=True))
 
     def check_settings(self, settings: LabelingSettings) -> None:
         """Raise `SettingsMismatchError`, naming what changed, unless the stored settings equal `settings`."""
@@ -334,7 +335,8 @@ class Manifest:
         return {str(rel): str(stem) for rel, stem in plan.items()}
 
     def write_plan(self, stems: Mapping[str, str]) -> None:
-        atomic_write_text(self.state / "plan.json", json.dumps(dict(stems), sort_keys=True))
+        """Store the images of this run and their stems (left as it is when the plan is the same)."""
+        atomic_write_text_if_changed(self.state / "plan.json", json.dumps(dict(stems), sort_keys=True))
 
     def known_stems(self, records: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
         """The dataset stem of every image this folder has named already: the plan's, then the records'."""

@@ -16,7 +16,11 @@ can stop it anywhere, and running the same command again always ends in the same
    to a temporary name and renamed, so every file is whole or absent. Only the record marks the
    image done: an image killed before its record is labelled again, and its files are replaced.
 5. **finished**: the dataset files (COCO json, data.yaml, classes.json), the compacted
-   ``manifest.jsonl`` and ``summary.json`` are rewritten from the records; the lock file is removed.
+   ``manifest.jsonl`` and ``summary.json`` are rewritten from the records, then ``assembled.json``
+   marks them up to date (`mark_assembled`); the lock file is removed. A run that is about to change
+   records or outputs first removes that mark, so a kill leaves it absent. A run with nothing to do (no
+   image to label or to forget, the mark there with the same settings, every dataset file present)
+   writes nothing at all.
 
 Ctrl-C or SIGTERM (the CLI turns SIGTERM into Ctrl-C) lets the images in flight finish their files or
 drop them (temporary files are removed), then the run stops; the lock is released. A folder that
@@ -30,17 +34,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import logging
 import os
 import re
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+from grounded_sam.atomic import atomic_write_text_if_changed
 
 logger = logging.getLogger(__name__)
 
 STATE_DIR = ".labeling"
 LOCK_FILE = "lock"
+ASSEMBLED_FILE = "assembled.json"
 # Temporary files of grounded_sam.atomic: ".<stem>.<12 hex>.tmp<suffix>" (left behind by a kill -9).
 ATOMIC_TEMP = re.compile(r"^\..+\.[0-9a-f]{12}\.tmp(\.[^.]+)?$")
 
@@ -156,3 +164,28 @@ def remove_atomic_temps(root: Path) -> int:
     if count:
         logger.info("removed %d temporary files left by an interrupted run in %s", count, root)
     return count
+
+
+def assembled_files(out: Path, fingerprint: str) -> list[Path] | None:
+    """The dataset files of `out` (a dataset folder) when a finished run with the settings `fingerprint`
+    assembled them from the current records and every one is still there; else None (assemble again)."""
+    try:
+        data = json.loads((out / STATE_DIR / ASSEMBLED_FILE).read_text(encoding="utf-8"))
+        files = [out / rel for rel in data["files"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if data.get("fingerprint") != fingerprint or not all(f.is_file() for f in files):
+        return None
+    return files
+
+
+def mark_assembled(out: Path, fingerprint: str, files: Sequence[Path]) -> None:
+    """Record that the dataset files of `out` are up to date with its records (state 5)."""
+    rels = [Path(f).relative_to(out).as_posix() for f in files]
+    data = json.dumps({"fingerprint": fingerprint, "files": rels})
+    atomic_write_text_if_changed(out / STATE_DIR / ASSEMBLED_FILE, data)
+
+
+def clear_assembled(out: Path) -> None:
+    """Forget `mark_assembled`: the first write of a run that changes records or outputs."""
+    (out / STATE_DIR / ASSEMBLED_FILE).unlink(missing_ok=True)

@@ -15,7 +15,7 @@ import pytest
 
 from grounded_sam.labeling import SettingsMismatchError, label_dataset, split_of
 from grounded_sam.labeling.manifest import STATE_DIR, parse_splits
-from tests.labeling.helpers import ONTOLOGY, factory, tree_bytes
+from tests.labeling.helpers import CORRUPT, ONTOLOGY, factory, tree_bytes
 
 REPO = Path(__file__).resolve().parents[2]
 SPLIT = "0.5,0.5"
@@ -118,6 +118,45 @@ def test_removed_images_leave_the_dataset(scenes, tmp_path) -> None:
     assert not (out / "images" / split_of(gone, parse_splits(SPLIT)) / gone).exists()
     run(folder, tmp_path / "fresh", "yolo", pipeline_factory=truth)
     assert tree_bytes(out) == tree_bytes(tmp_path / "fresh")
+
+
+def file_stamps(root: Path) -> dict[str, tuple[int, int]]:
+    """(inode, mtime ns) of each file under `root` but the lock file: an atomic rewrite changes both."""
+    found = {p.relative_to(root).as_posix(): p.stat() for p in root.rglob("*") if p.is_file()}
+    return {rel: (st.st_ino, st.st_mtime_ns) for rel, st in found.items() if rel != f"{STATE_DIR}/lock"}
+
+
+@pytest.mark.parametrize("fmt", ["coco", "yolo"])
+def test_a_resume_with_nothing_to_do_writes_nothing(scenes, tmp_path, fmt) -> None:
+    folder = tmp_path / "in"
+    shutil.copytree(scenes[0], folder)
+    (folder / CORRUPT).unlink()  # a failed image is retried by every run, so that run is not a no-op
+    out = tmp_path / "ds"
+    first = run(folder, out, fmt)
+    before, content = file_stamps(out), tree_bytes(out)
+    again = run(folder, out, fmt)
+    assert file_stamps(out) == before  # no file written, replaced or added
+    assert (again.labelled, again.resumed, again.files) == (first.labelled, first.labelled, first.files)
+    assert again.instances_per_class == first.instances_per_class
+    with_sheet = run(folder, out, fmt, contact_sheet=True)  # only the missing sheet is written
+    written = {rel for rel, stamp in file_stamps(out).items() if before.get(rel) != stamp}
+    assert written == {"contact_sheet.png", f"{STATE_DIR}/assembled.json"} and with_sheet.contact_sheet
+    before = file_stamps(out)
+    run(folder, out, fmt, contact_sheet=True)
+    assert file_stamps(out) == before
+    # a dataset file that went missing, or a run killed before it assembled them, is put right
+    (out / first.files[0]).unlink()
+    run(folder, out, fmt)
+    (out / STATE_DIR / "assembled.json").unlink()
+    run(folder, out, fmt)
+    assert {k: v for k, v in tree_bytes(out).items() if k != "contact_sheet.png"} == {
+        k: v for k, v in content.items() if k != "contact_sheet.png"
+    } | {f"{STATE_DIR}/assembled.json": (out / STATE_DIR / "assembled.json").read_bytes()}
+    # a new image is labelled and the dataset files are assembled again
+    shutil.copy(folder / "0000" / "scene_000000.png", folder / "copy.png")
+    grown = run(folder, out, fmt, pipeline_factory=factory(scenes[0]))
+    assert (grown.labelled, grown.resumed) == (first.labelled + 1, first.labelled)
+    assert (out / first.files[0]).stat().st_mtime_ns != before[first.files[0].relative_to(out).as_posix()][1]
 
 
 def test_output_folder_rules(scenes, tmp_path) -> None:
