@@ -117,7 +117,7 @@ def main() -> None:
     for name, row in rows.items():
         print(
             f"{name:<22} {row['recall']:>7.3f} {row['found']:>6} {row['instances']:>6} "
-            f"{row['seconds']:>8.1f} {row['peak_rss_mb']:>12.0f} {row['masks_mb']:>9.1f}"
+            f"{row['seconds']:>8.1f} {row['peak_rss_mb']:>12.0f} {row['masks_mb']:>9.2f}"
         )
     print(f"load average after: {os.getloadavg()}; image {args.height * args.width * 3 / 2**20:.0f} MB")
 
