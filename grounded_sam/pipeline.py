@@ -15,6 +15,7 @@ import numpy as np
 from grounded_sam.devices import Device, PrecisionRequest
 from grounded_sam.io import ImageInput, load_image
 from grounded_sam.ops.mask_crops import MaskCrops
+from grounded_sam.ops.masks import inside_larger
 from grounded_sam.result import Result
 from grounded_sam.sam.build import build_sam
 from grounded_sam.sam.predictor import SamPredictor
@@ -86,6 +87,9 @@ class GroundedSAM:
             masks are then used.
         labeler: optional; relabels each mask with the best of the prompt's phrases (e.g. CLIP), useful when
             the detector's phrase assignment is unreliable.
+        part_overlap: optional; a mask at least this fraction of which lies inside a larger mask of the
+            same label is dropped (a part, or a second box, of one object; see
+            :func:`~grounded_sam.ops.masks.inside_larger`). ``None`` (default): every mask is kept.
 
     Example:
         >>> pipeline = GroundedSAM.from_pretrained("sam_vit_b", "grounding_dino_tiny")  # doctest: +SKIP
@@ -99,6 +103,7 @@ class GroundedSAM:
         detector: Detector | TextSegmenter,
         predictor: BoxPredictor | Any | None = None,
         labeler: Labeler | None = None,
+        part_overlap: float | None = None,
     ) -> None:
         if predictor is None and not isinstance(detector, TextSegmenter):
             raise ValueError(
@@ -107,6 +112,7 @@ class GroundedSAM:
         self.detector = detector
         self.predictor = as_box_predictor(predictor)
         self.labeler = labeler
+        self.part_overlap = part_overlap
 
     @classmethod
     def from_pretrained(
@@ -214,7 +220,7 @@ class GroundedSAM:
             dense = masks.dense() if isinstance(masks, MaskCrops) else masks
             relabelled = self.labeler.label(pixels, dense, phrases)
             labels, scores = relabelled.names, relabelled.scores
-        return Result(
+        result = Result(
             masks=masks,
             boxes=detections.boxes,
             labels=labels,
@@ -223,6 +229,11 @@ class GroundedSAM:
             image_size=size,
             source=source,
         )
+        if self.part_overlap is not None and len(result) > 1:
+            ids = np.unique(np.asarray(result.labels, dtype=object), return_inverse=True)[1]
+            parts = inside_larger(masks, ids, self.part_overlap)  # dense, or MaskCrops when tiled
+            result = result[np.flatnonzero(~parts)]
+        return result
 
     def _masks_for(self, pixels: np.ndarray, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
         """One (N, H, W) mask and (N,) score per detected box, from the SAM predictor."""

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from grounded_sam.data import iter_scenes, make_pil_scene
-from grounded_sam.demo import DEMO_WORK_SIDE, build_demo_pipeline, downscale, drop_parts
+from grounded_sam.data import SceneConfig, iter_scenes, make_pil_scene, make_scene, render_background
+from grounded_sam.demo import DEMO_WORK_SIDE, build_demo_pipeline, downscale
 from grounded_sam.evaluation import evaluate_text_prompts
+from grounded_sam.ops import box_ious
 from grounded_sam.text.demo_clip import phrase_scores
 
 
@@ -83,21 +84,6 @@ def test_a_phrase_scores_the_lower_of_the_proposal_and_its_box_mask(pipeline, mo
     assert (box_masks < proposals - 1e-3).any() and (proposals < box_masks - 1e-3).any()
 
 
-def test_parts_of_a_more_confident_mask_of_the_same_phrase_are_dropped() -> None:
-    masks = np.zeros((5, 32, 32), dtype=bool)
-    masks[0, 4:20, 4:20] = True  # an object
-    masks[1, 6:12, 6:12] = True  # a part of it, same phrase: dropped
-    masks[2, 6:12, 6:12] = True  # the same part named as another phrase: kept
-    masks[3, 14:26, 14:26] = True  # another object of the phrase, overlapping 36 of its 144 pixels: kept
-    masks[4, 2:22, 2:22] = True  # contains object 0 but is less confident: dropped
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
-    ids = np.array([0, 0, 1, 0, 0])
-    assert drop_parts(masks, scores, ids, 0.6).tolist() == [0, 2, 3]
-    assert drop_parts(masks, scores, ids, 0.2).tolist() == [0, 2]
-    # The most confident mask wins whatever its size.
-    assert drop_parts(masks[:2], np.array([0.4, 0.8]), ids[:2], 0.6).tolist() == [1]
-
-
 def test_a_large_image_is_searched_at_the_working_size(pipeline, monkeypatch) -> None:
     scene = next(iter_scenes(4500, 1))
     big = np.asarray(Image.fromarray(scene.image).resize((1024, 1024), Image.Resampling.NEAREST))
@@ -116,3 +102,39 @@ def test_a_large_image_is_searched_at_the_working_size(pipeline, monkeypatch) ->
     np.testing.assert_allclose(found.boxes, expected.boxes * 1.6, rtol=1e-5)
     np.testing.assert_array_equal(found.scores, expected.scores)
     assert len(found) >= 1 and downscale(scene.image, DEMO_WORK_SIDE)[0] is scene.image
+
+
+def _one_shape_scene(shape: str, seed: int):
+    return make_scene(
+        seed, SceneConfig(shapes=(shape,), min_objects=1, max_objects=1, size_range=(0.3, 0.45))
+    )
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_a_star_is_not_returned_as_triangles(pipeline, seed) -> None:
+    scene = _one_shape_scene("star", seed)  # before the part rules: its arms came back as "triangle"
+    colour = scene.colors[0]
+    result = pipeline.predict(scene.image, ["triangle", "star", f"{colour} shape", f"{colour} triangle"])
+    assert sorted(result.labels) == sorted(["star", f"{colour} shape"])
+    assert (box_ious(result.boxes, scene.boxes) >= 0.5).all()
+
+
+@pytest.mark.parametrize("seed", [3, 5])
+def test_a_cross_is_not_returned_as_several_squares(pipeline, seed) -> None:
+    scene = _one_shape_scene("cross", seed)  # before: its arms as "square", 4 boxes of "<colour> shape"
+    colour = scene.colors[0]
+    result = pipeline.predict(scene.image, ["square", "shape", f"{colour} shape", f"{colour} square"])
+    assert sorted(result.labels) == sorted(["shape", f"{colour} shape"])
+    assert (box_ious(result.boxes, scene.boxes) >= 0.5).all()
+
+
+def test_an_object_free_gradient_gives_no_shapes(pipeline) -> None:
+    rows, cols = np.mgrid[0:480, 0:640].astype(np.float32)
+    gradient = np.stack([40 + 180 * cols / 640, 60 + 120 * rows / 480, 200 - 150 * cols / 640], axis=-1)
+    # Before the boundary-contrast rule: 10 detections ("shape" up to 1.00, "triangle" up to 0.94).
+    result = pipeline.predict(gradient.astype(np.uint8), ["shape", "triangle", "blue shape", "red circle"])
+    assert len(result) == 0
+    for kind in ("gradient", "photo"):
+        for seed in range(3):
+            background = render_background(kind, np.random.default_rng(seed), 256, 256)
+            assert len(pipeline.predict(np.rint(background).astype(np.uint8), ["shape"])) == 0

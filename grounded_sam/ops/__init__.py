@@ -15,7 +15,7 @@ Conventions (every caller in the package uses these):
 """
 
 from grounded_sam.ops.boxes import box_ious, masks_to_boxes, nms, xyxy_to_xywh
-from grounded_sam.ops.masks import mask_ious
+from grounded_sam.ops.masks import drop_parts, inside_larger, mask_ious
 from grounded_sam.ops.polygons import mask_to_polygons, stitch_polygons
 from grounded_sam.ops.rle import (
     counts_to_rle,
@@ -29,6 +29,8 @@ from grounded_sam.ops.rle import (
 __all__ = [
     "box_ious",
     "counts_to_rle",
+    "drop_parts",
+    "inside_larger",
     "mask_ious",
     "mask_to_polygons",
     "mask_to_rle",

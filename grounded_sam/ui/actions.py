@@ -6,6 +6,7 @@ interleave calls on the shared predictor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,7 @@ import numpy as np
 
 from grounded_sam.everything_labels import everything_result
 from grounded_sam.result import Result
+from grounded_sam.sam.everything import EverythingConfig, MaskGenerator
 from grounded_sam.sam.predictor import SamPredictor
 from grounded_sam.text.base import Labeler
 from grounded_sam.ui.models import Models
@@ -120,16 +122,22 @@ def clear_points(models: Models, state: AppState, index: int) -> Result:
     return refined
 
 
+def everything_settings(models: Models) -> EverythingConfig:
+    """The segment-everything settings that suit the loaded model: those its text stage shows segment
+    everything with when it has them (the embedded demo model: ``DEMO_EVERYTHING_OUTPUT``, a few whole
+    objects a scene, not the recall-tuned proposals its text stage names), else segment-anything's
+    thresholds on a 16 x 16 grid."""
+    config = getattr(models.pipeline.detector, "everything_config", None)
+    if isinstance(config, EverythingConfig) and config.points_per_side is not None:
+        return config
+    return EverythingConfig(points_per_side=16)
+
+
 def everything_defaults(models: Models) -> tuple[int, float, float]:
-    """(points per side, min predicted IoU, min stability) the Everything tab opens at: the settings the
-    loaded text stage segments everything with when it does (the embedded demo model: 24 points, 0.3,
-    0.4, tuned so that a proposal exists for nearly every object; at the reference's 0.88 / 0.95 it was
-    seen to keep 1 of 3 obvious shapes), else 16 points and the reference's thresholds."""
-    generator = getattr(models.pipeline.detector, "generator", None)
-    config = getattr(generator, "config", None)
-    if config is None or config.points_per_side is None:
-        return 16, 0.88, 0.95
-    return config.points_per_side, config.pred_iou_thresh, config.stability_score_thresh
+    """(points per side, min predicted IoU, min stability) the Everything tab opens at: those of
+    :func:`everything_settings`."""
+    config = everything_settings(models)
+    return int(config.points_per_side or 16), config.pred_iou_thresh, config.stability_score_thresh
 
 
 def segment_everything(
@@ -145,19 +153,19 @@ def segment_everything(
     """Every mask in ``image`` from a ``points_per_side``² point grid, labelled with ``classes`` when given.
 
     ``min_iou`` and ``min_stability`` are segment-anything's ``pred_iou_thresh`` and
-    ``stability_score_thresh``. Raises RuntimeError when the pipeline has no SAM.
+    ``stability_score_thresh``; the other settings are :func:`everything_settings`'. Raises RuntimeError
+    when the pipeline has no SAM.
     """
     reason = everything_unavailable(models)
     if reason is not None:
         raise RuntimeError(reason)
-    from grounded_sam.sam.everything import MaskGenerator
-
-    generator = MaskGenerator(
-        models.pipeline.predictor.model,
+    config = dataclasses.replace(
+        everything_settings(models),
         points_per_side=points_per_side,
         pred_iou_thresh=min_iou,
         stability_score_thresh=min_stability,
     )
+    generator = MaskGenerator(models.pipeline.predictor.model, config=config)
     with models.lock:
         return everything_result(generator, image, list(classes) if classes else None, labeler=labeler)
 
