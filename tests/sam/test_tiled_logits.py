@@ -9,7 +9,13 @@ import torch.nn.functional as F
 from segment_anything.utils import amg
 
 from grounded_sam.sam.everything.mask_ops import CompactMask, mask_box, upsample_logits
-from grounded_sam.sam.everything.tiled_logits import TiledCuts, TileGrid, stability_from_counts
+from grounded_sam.sam.everything.tiled_logits import (
+    DENSE_FRACTION,
+    TiledCuts,
+    TileGrid,
+    stability_from_counts,
+)
+from grounded_sam.sam.everything.tiled_mask import TiledMask
 
 # (low-res side, encoder side, input size, original size)
 SIZES = [
@@ -49,10 +55,10 @@ def test_counts_and_masks_equal_the_full_upsampling(low_side, square, input_size
     cuts = TiledCuts.of(grid, low, CUTS)
     counts, masks = cuts.counts, cuts.masks(grid)
     in_doubt = np.bincount(cuts.tiles[0], minlength=len(low))
-    assert in_doubt[0] == 0 and in_doubt.min(initial=1) >= 0 and in_doubt[1:].all()
-    assert in_doubt.sum() < 0.6 * len(low) * np.prod(
-        grid.shape
-    )  # most tiles are settled from the low-res logits
+    tiled = [i for i in range(len(low)) if i not in cuts.whole]
+    assert 0 in tiled and in_doubt[0] == 0  # nothing in doubt
+    assert all(in_doubt[i] > 0 for i in tiled[1:])
+    assert in_doubt.sum() <= DENSE_FRACTION * len(low) * np.prod(grid.shape)  # most tiles settled
     for k, threshold in enumerate(CUTS):
         expected = (full > threshold).sum((1, 2)).numpy()
         assert (np.abs(counts[:, k] - expected) <= near(full, threshold, low).sum((1, 2)).numpy()).all()
@@ -88,6 +94,21 @@ def test_nan_logits_are_upsampled_exactly_and_never_inside() -> None:
     assert cuts.counts[1, 1] == (full[1] > -1).sum() < 375 * 250
 
 
+def test_ragged_masks_are_upsampled_whole_as_the_reference_does() -> None:
+    noise = torch.randn(3, 64, 64, generator=torch.Generator().manual_seed(8))  # contours everywhere
+    noise[0] = smooth_logits(1, 64, 40.0, seed=8)[0]  # sharp contours: tiled
+    full = upsample_logits(noise[:, None], 256, (256, 171), (375, 250))[:, 0]
+    grid = TileGrid.of((64, 64), 256, (256, 171), (375, 250))
+    cuts = TiledCuts.of(grid, noise, CUTS)
+    assert sorted(cuts.whole) == [1, 2]
+    expected = np.stack([(full > t).sum((1, 2)).numpy() for t in CUTS], axis=1)
+    np.testing.assert_array_equal(cuts.counts[1:], expected[1:])
+    for i in (1, 2):
+        mask = cuts.masks(grid)[i]
+        np.testing.assert_array_equal(mask.to_mask(), (full[i] > 0).numpy())
+        assert mask.box == mask_box(mask.to_mask()) == tuple(cuts.boxes[i])
+
+
 def test_stability_scores_match_the_reference() -> None:
     low = smooth_logits(6, 64, 4.0, seed=3)
     low[0] = -5.0  # empty at both cuts: 0 / 0
@@ -104,10 +125,12 @@ def test_stability_scores_match_the_reference() -> None:
 
 
 def test_tiled_masks_move_and_encode_as_compact_masks() -> None:
-    low = smooth_logits(2, 64, 4.0, seed=4)
+    low = smooth_logits(2, 64, 40.0, seed=4)  # sharp contours: tiled, not upsampled whole
     grid = TileGrid.of((64, 64), 256, (256, 171), (375, 250))
     cuts = TiledCuts.of(grid, low, CUTS)
+    assert not cuts.whole
     for tiled in cuts.masks(grid):
+        assert isinstance(tiled, TiledMask)
         compact = CompactMask.from_mask(tiled.to_mask())
         assert (tiled.box, tiled.area) == (compact.box, compact.area)
         np.testing.assert_array_equal(tiled.rle_counts(), compact.rle_counts())

@@ -4,8 +4,9 @@ Used by segment everything between decoding and the box filters. A
 :class:`~grounded_sam.sam.everything.tiled_logits.TiledCuts` of each chunk of low-res logits settles the
 output tiles that lie surely inside or outside the mask and its ±offset cuts and computes only the others;
 stability scores come from its exact counts and masks stay tiled (:class:`~grounded_sam.sam.everything.
-tiled_logits.TiledMask`) until suppression has dropped most of them. Scores and masks equal the reference's
-full upsampling up to pixels whose logit is within float rounding of a threshold.
+tiled_mask.TiledMask`) until suppression has dropped most of them; masks with ragged contours everywhere are
+upsampled whole, as the reference does. Scores and masks equal the reference's full upsampling up to pixels
+whose logit is within float rounding of a threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from grounded_sam.sam import budgets
+from grounded_sam.sam.everything.mask_ops import CompactMask
 from grounded_sam.sam.everything.tiled_logits import TiledCuts, TileGrid, stability_from_counts
 from grounded_sam.sam.everything.tiled_mask import TiledMask
 from grounded_sam.sam.modeling.sam import Sam
@@ -41,7 +43,7 @@ class Upsampler:
 
     def stable_masks(
         self, low_res: torch.Tensor, selected: tuple[torch.Tensor, torch.Tensor]
-    ) -> Iterator[tuple[int, np.float32, TiledMask]]:
+    ) -> Iterator[tuple[int, np.float32, TiledMask | CompactMask]]:
         """(i, stability score, mask) of the candidates ``low_res[selected[0][i], selected[1][i]]`` (of
         (B, C, h, w) logits) that pass the stability filter, in order."""
         rows, tokens = selected

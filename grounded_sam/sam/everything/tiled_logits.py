@@ -22,12 +22,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grounded_sam.sam.everything.mask_ops import upsample_logits
+from grounded_sam.sam import budgets
+from grounded_sam.sam.everything.mask_ops import CompactMask, mask_box, upsample_logits
 from grounded_sam.sam.everything.tiled_mask import TiledMask
 
 ROUNDING_MARGIN = 1e-5
 """A tile is settled when its window's extremes clear the threshold by this fraction of their magnitude (a
 convex combination strays from the hull of its terms by a few float32 ulps at most)."""
+
+DENSE_FRACTION = 0.25
+"""A mask with more than this fraction of its tiles in doubt is upsampled whole (see :class:`TiledCuts`)."""
 
 MAX_KERNEL_GROUPS = 64
 """Tiles are computed with one matrix product per pair of row and column weight patterns when the pairs
@@ -140,26 +144,10 @@ class TileGrid:
 
     def values(self, low_res: torch.Tensor, tiles: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """(n, Ty * Tx) full-resolution logits (row-major in each tile) of the tiles ``(mask, tile row,
-        tile column)`` (each (n,) int64) of (N, h, w) low-res logits; pixels outside the image are NaN.
-
-        Masks with a non-finite low-res logit are upsampled whole by ``upsample_logits``, whose NaN taps
-        the windows (wider than a pixel's taps) would spread."""
+        tile column)`` (each (n,) int64) of (N, h, w) finite low-res logits; pixels outside the image are
+        NaN. ``Wy @ window @ Wx.T`` per tile: one matrix product per pair of weight patterns
+        (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few."""
         masks, row, col = tiles
-        broken = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows takes the exact path too
-        if not broken.any():
-            return self._window_values(low_res, masks, row, col)
-        out = low_res.new_empty((len(masks), self.rows.tile * self.cols.tile))
-        exact, order = broken[masks], torch.cumsum(broken, 0) - 1
-        tiled = self._upsampled_tiles(low_res[broken])[order[masks[exact]], row[exact], col[exact]]
-        out[exact] = tiled.flatten(1)
-        out[~exact] = self._window_values(low_res, masks[~exact], row[~exact], col[~exact])
-        return out
-
-    def _window_values(
-        self, low_res: torch.Tensor, masks: torch.Tensor, row: torch.Tensor, col: torch.Tensor
-    ) -> torch.Tensor:
-        """:meth:`values` as ``Wy @ window @ Wx.T`` per tile: one matrix product per pair of weight
-        patterns (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few."""
         rows, cols = self.rows, self.cols
         height, width = low_res.shape[1:]
         masks, row, col = masks.numpy(), row.numpy(), col.numpy()
@@ -185,14 +173,6 @@ class TileGrid:
         out[torch.from_numpy(order)] = ordered
         return out
 
-    def _upsampled_tiles(self, low_res: torch.Tensor) -> torch.Tensor:
-        """(M, Gy, Gx, Ty, Tx) tiles of ``upsample_logits`` of (M, h, w) logits (NaN past the edge)."""
-        (count_y, count_x), (tile_y, tile_x) = self.shape, self.tile
-        full = upsample_logits(low_res[:, None], self.square, self.input_size, self.size)[:, 0]
-        padded = full.new_full((len(full), count_y * tile_y, count_x * tile_x), float("nan"))
-        padded[:, : self.size[0], : self.size[1]] = full
-        return padded.view(len(full), count_y, tile_y, count_x, tile_x).transpose(2, 3)
-
 
 def _sliding(
     values: torch.Tensor, axis: AxisTiles, dim: int, pick: Callable[..., torch.Tensor]
@@ -217,6 +197,10 @@ class TiledCuts:
         tiles: (n,) int64 mask, tile row and tile column of each tile in doubt (mask-major): the only
             tiles computed at full resolution.
         bits: (n, ceil(Ty * Tx / 8)) ``np.packbits`` of those tiles' pixels above the last threshold.
+        whole: the masks upsampled whole instead, by index: those with a non-finite low-res logit (the
+            windows, wider than a pixel's taps, would spread it) and those with more than
+            :data:`DENSE_FRACTION` of their tiles in doubt (ragged contours everywhere: one bilinear pass
+            costs less than the tiles' products).
     """
 
     counts: np.ndarray
@@ -224,6 +208,7 @@ class TiledCuts:
     full: np.ndarray
     tiles: tuple[np.ndarray, np.ndarray, np.ndarray]
     bits: np.ndarray
+    whole: dict[int, CompactMask]
 
     @classmethod
     def of(cls, grid: TileGrid, low_res: torch.Tensor, thresholds: Sequence[float]) -> TiledCuts:
@@ -237,7 +222,10 @@ class TiledCuts:
         doubt = torch.zeros_like(above[0])  # nor below: in doubt
         for t, surely in zip(thresholds, above, strict=True):
             doubt |= ~surely & ~(high <= t)
-        above = torch.stack(above, dim=1) & ~doubt[:, None]  # (N, K, Gy, Gx)
+        dense = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows goes this way too
+        dense |= _count(doubt.flatten(1), 1) > DENSE_FRACTION * doubt[0].numel()
+        doubt &= ~dense[:, None, None]
+        above = torch.stack(above, dim=1) & ~(doubt | dense[:, None, None])[:, None]  # (N, K, Gy, Gx)
         tiles = doubt.nonzero(as_tuple=True)
         with torch.autocast("cpu", enabled=False):  # the caller's bfloat16 network context stops here
             values = grid.values(low_res, tiles)
@@ -246,15 +234,18 @@ class TiledCuts:
         counts = _settled_counts(above, grid)
         counts.index_add_(0, tiles[0], torch.from_numpy(np.stack([_popcount(p) for p in packed], axis=1)))
         boxes = _boxes(above[:, -1], tiles, inside[-1].reshape(-1, *grid.tile), grid)
+        counts = counts.numpy()
+        whole = _whole_masks(grid, low_res, np.flatnonzero(dense.numpy()), thresholds, counts, boxes)
         return cls(
-            counts.numpy(),
+            counts,
             boxes,
             np.packbits(above[:, -1].flatten(1).numpy(), axis=1),
             tuple(t.numpy() for t in tiles),  # type: ignore[arg-type]
             packed[-1],
+            whole,
         )
 
-    def masks(self, grid: TileGrid) -> list[TiledMask]:
+    def masks(self, grid: TileGrid) -> list[TiledMask | CompactMask]:
         """The N masks cut at the last threshold."""
         offsets = np.searchsorted(self.tiles[0], np.arange(len(self.counts) + 1))
         places = np.stack(self.tiles[1:], axis=1)
@@ -269,8 +260,35 @@ class TiledCuts:
                 places[offsets[i] : offsets[i + 1]],
                 self.bits[offsets[i] : offsets[i + 1]],
             )
+            if i not in self.whole
+            else self.whole[i]
             for i in range(len(self.counts))
         ]
+
+
+def _whole_masks(
+    grid: TileGrid,
+    low_res: torch.Tensor,
+    chosen: np.ndarray,
+    thresholds: Sequence[float],
+    counts: np.ndarray,
+    boxes: np.ndarray,
+) -> dict[int, CompactMask]:
+    """Masks ``chosen`` of (N, h, w) ``low_res`` upsampled whole by ``upsample_logits`` (as the reference
+    does), a few at a time: their ``counts`` and ``boxes`` rows are written, their masks returned."""
+    masks = {}
+    for start in range(0, len(chosen), budgets.DENSE_MASKS):
+        some = chosen[start : start + budgets.DENSE_MASKS]
+        logits = upsample_logits(
+            low_res[torch.from_numpy(some)][:, None], grid.square, grid.input_size, grid.size
+        )
+        for k, t in enumerate(thresholds):
+            counts[some, k] = (logits[:, 0] > t).sum((1, 2)).numpy()
+        for i, mask in zip(some.tolist(), logits[:, 0].numpy() > np.float32(thresholds[-1]), strict=True):
+            box = mask_box(mask)
+            masks[i] = CompactMask.from_mask(mask, box)
+            boxes[i] = box or (0, 0, 0, 0)
+    return masks
 
 
 def _settled_counts(above: torch.Tensor, grid: TileGrid) -> torch.Tensor:
