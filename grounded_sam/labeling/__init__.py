@@ -18,11 +18,11 @@ from grounded_sam.labeling.manifest import (
     DatasetFormat,
     LabelingSettings,
     SettingsMismatchError,
-    SkippedFile,
     parse_splits,
     split_of,
 )
 from grounded_sam.labeling.ontology import Ontology
+from grounded_sam.labeling.scan import SkippedFile
 from grounded_sam.labeling.state import DatasetBusyError, OutputFolderError
 
 __all__ = [

@@ -26,13 +26,12 @@ from grounded_sam.labeling.manifest import (
     ImageTask,
     LabelingSettings,
     Manifest,
-    ScanResult,
     Segmentation,
-    scan_images,
     split_of,
 )
 from grounded_sam.labeling.ontology import as_ontology
 from grounded_sam.labeling.rules import RULES, QualityRules
+from grounded_sam.labeling.scan import ScanResult, scan_images
 from grounded_sam.labeling.state import (
     assembled_files,
     clear_assembled,

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from grounded_sam.labeling.manifest import DatasetFormat, SkippedFile
+from grounded_sam.labeling.manifest import DatasetFormat
+from grounded_sam.labeling.scan import SkippedFile
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from grounded_sam.labeling import LabelingSettings, Ontology, SettingsMismatchError, parse_splits, split_of
-from grounded_sam.labeling.manifest import Manifest, check_relative, inside, scan_images
+from grounded_sam.labeling.manifest import Manifest, check_relative, inside
+from grounded_sam.labeling.scan import scan_images
 from grounded_sam.naming import short_hash
 
 
@@ -112,3 +113,22 @@ def test_plans_and_records_of_older_versions_read_as_their_paths_own_stems(tmp_p
     assert stems == {"a/x.png": "a/x", "y.jpg": "y~1", "z.png": "z"}
     manifest.write_plan({"b.png": "b~2", "a.png": "a"})
     assert manifest.planned() == {"a.png": "a", "b.png": "b~2"}
+
+
+def test_reading_records_pauses_the_garbage_collector_only_while_it_reads(tmp_path, monkeypatch) -> None:
+    import gc
+
+    manifest = Manifest(tmp_path)
+    for k in range(3):
+        manifest.write_record({"rel": f"a/{k}.png", "status": "done"})
+    (manifest.records_dir / "broken.json").write_text("{not json")
+    seen = []
+    monkeypatch.setattr(json, "load", lambda file: seen.append(gc.isenabled()) or json.loads(file.read()))
+    assert sorted(manifest.read_records()) == ["a/0.png", "a/1.png", "a/2.png"]  # the broken one is skipped
+    assert seen == [False] * 4 and gc.isenabled()
+    gc.disable()
+    try:
+        manifest.read_records()
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
