@@ -200,18 +200,7 @@ class GroundedSAM:
         if not phrases:
             return Result.empty(size, source)
         thresholds = {"box_threshold": box_threshold, "text_threshold": text_threshold}
-        if tiles is not None:
-            if self.predictor is None:
-                raise ValueError("tiled prediction needs a box detector and a SAM predictor")
-            tiling = as_tiling(tiles)
-            detections = detect_tiled(self.detector, pixels, phrases, tiling, **thresholds)
-            masks, mask_scores = masks_in_tiles(self.predictor, pixels, detections.boxes, tiling)
-        elif self.predictor is None:
-            found = self.detector.segment(pixels, phrases, **thresholds)
-            detections, masks, mask_scores = found.detections, found.masks, found.mask_scores
-        else:
-            detections = self.detector.detect(pixels, phrases, **thresholds)
-            masks, mask_scores = self._masks_for(pixels, detections)
+        detections, masks, mask_scores = self._detect_and_mask(pixels, phrases, tiles, thresholds)
         if len(detections) == 0:
             return Result.empty(size, source)
         labels = detections.labels
@@ -234,6 +223,26 @@ class GroundedSAM:
             parts = inside_larger(masks, ids, self.part_overlap)  # dense, or MaskCrops when tiled
             result = result[np.flatnonzero(~parts)]
         return result
+
+    def _detect_and_mask(
+        self,
+        pixels: np.ndarray,
+        phrases: list[str],
+        tiles: Tiling | int | tuple[int, float] | None,
+        thresholds: dict[str, float | None],
+    ) -> tuple[Detections, np.ndarray | MaskCrops, np.ndarray]:
+        """Detections, their masks ((N, H, W) bool, or `MaskCrops` when tiled) and mask scores (N,)."""
+        if tiles is not None:
+            if self.predictor is None:
+                raise ValueError("tiled prediction needs a box detector and a SAM predictor")
+            tiling = as_tiling(tiles)
+            detections = detect_tiled(self.detector, pixels, phrases, tiling, **thresholds)
+            return detections, *masks_in_tiles(self.predictor, pixels, detections.boxes, tiling)
+        if self.predictor is None:
+            found = self.detector.segment(pixels, phrases, **thresholds)
+            return found.detections, found.masks, found.mask_scores
+        detections = self.detector.detect(pixels, phrases, **thresholds)
+        return detections, *self._masks_for(pixels, detections)
 
     def _masks_for(self, pixels: np.ndarray, detections: Detections) -> tuple[np.ndarray, np.ndarray]:
         """One (N, H, W) mask and (N,) score per detected box, from the SAM predictor."""
