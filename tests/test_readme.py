@@ -345,11 +345,14 @@ def test_track_without_sam2_says_what_to_download(folder: Folder) -> None:
     code, output = folder.run(_line("grounded-sam track clip.mp4"))
     expected = f"'facebook/sam2.1-hiera-tiny' in the folder {folder.home}/sam2.1-hiera-tiny"
     assert code == 2 and expected in _flat(output) and not (folder.path / "tracks").exists(), output
+    assert "pass --sam2 with the path" in _flat(output) and "checkpoint=" not in output, output
 
 
 def test_export_onnx_vit_b_without_its_weights(folder: Folder) -> None:
     code, output = folder.run(_line("grounded-sam export-onnx --sam sam_vit_b"))
-    assert code == 2 and f"put 'sam_vit_b_01ec64.pth' in {folder.home}" in _flat(output), output
+    message = _flat(output)
+    assert code == 2 and f"put 'sam_vit_b_01ec64.pth' in {folder.home}" in message, output
+    assert "pass --sam with the path" in message and "checkpoint=" not in message, output
 
 
 @pytest.mark.slow

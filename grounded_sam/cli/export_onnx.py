@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from grounded_sam.cli.app import EXIT_USAGE, app, configure_logging, console, shown
+from grounded_sam.cli.app import EXIT_USAGE, app, configure_logging, console, flag_message, shown
 from grounded_sam.cli.options import VerboseOption
 
 
@@ -38,7 +38,7 @@ def export_onnx_command(
                 sam, out, opset=opset, quantize=quantize, return_single_mask=return_single_mask
             )
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]Cannot export {shown(sam)}:[/red] {shown(error)}")
+        console.print(f"[red]Cannot export {shown(sam)}:[/red] {shown(flag_message(error, '--sam'))}")
         raise typer.Exit(EXIT_USAGE) from None
     table = Table("role", "file", "size", "sha256")
     for role, entry in config.files.items():
