@@ -148,12 +148,13 @@ def paired_set_image(int8: Any, image: np.ndarray, repeats: int) -> dict[str, fl
 
 def int8_agreement(int8: Any, images: list[np.ndarray], boxes: list[np.ndarray]) -> dict[str, float]:
     """Mean IoU of an int8 predictor's box masks against float32's (same model): at logit 0, and at
-    float32's median logit per box; plus the mean fraction of the image float32's masks cover."""
+    float32's median logit per box; the mean fraction of the image float32's masks cover, and the mean
+    relative error of the int8 embedding (|int8 - float32| / |float32|)."""
     from grounded_sam.ops.masks import mask_ious
     from grounded_sam.sam import SamPredictor
 
     exact = SamPredictor(int8.model)
-    at_zero, at_median, fill = [], [], []
+    at_zero, at_median, fill, errors = [], [], [], []
     for image, image_boxes in zip(images, boxes, strict=True):
         logits = []
         for predictor in (exact, int8):
@@ -163,6 +164,7 @@ def int8_agreement(int8: Any, images: list[np.ndarray], boxes: list[np.ndarray])
                 predictor.predict_boxes(image_boxes, multimask_output=False, return_logits=True)[0][:, 0]
             )
         reference, quantized = logits
+        errors.append(float((int8.features - exact.features).norm() / exact.features.norm()))
         median = np.median(reference, axis=(1, 2), keepdims=True)
         at_zero.extend(mask_ious(quantized > 0, reference > 0))
         at_median.extend(mask_ious(quantized > median, reference > median))
@@ -171,6 +173,7 @@ def int8_agreement(int8: Any, images: list[np.ndarray], boxes: list[np.ndarray])
         "miou_at_0": float(np.mean(at_zero)),
         "miou_at_median": float(np.mean(at_median)),
         "fill": float(np.mean(fill)),
+        "embedding_error": float(np.mean(errors)),
     }
 
 
@@ -317,7 +320,8 @@ def report(results: dict[str, dict[str, float]], box_count: int) -> None:
             print(
                 f"{name} box masks vs float32 on {where}: mIoU {int8[prefix + 'miou_at_0']:.4f} at logit 0 "
                 f"(float32's masks cover {int8[prefix + 'fill']:.1%} of the image), "
-                f"{int8[prefix + 'miou_at_median']:.4f} at float32's median logit per box"
+                f"{int8[prefix + 'miou_at_median']:.4f} at float32's median logit per box; embedding "
+                f"relative error {int8[prefix + 'embedding_error']:.4f}"
             )
 
 
