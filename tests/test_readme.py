@@ -19,6 +19,7 @@ scene.png, clip.mp4, onto.yaml from the README's own YAML block), on the embedde
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import os
 import re
@@ -223,6 +224,17 @@ def test_the_quick_start_snippet_finds_the_shapes(folder: Folder) -> None:
     assert Image.open("overlay.png").size == SCENE.image.shape[1::-1]
     coco = json.loads(Path("out/result.coco.json").read_text())
     assert coco["images"][0]["file_name"] == "scene.png" and len(coco["annotations"]) == 2
+
+
+def test_the_demo_model_finds_no_window_and_says_so(folder: Folder) -> None:
+    """The prose after the quick start: the real-weights example, on the demo model, is empty and warns."""
+    import grounded_sam
+
+    call = re.search(r'`(grounded_sam\.predict\("kitchen\.jpg", "window\. door"\))`', README.read_text())
+    assert call is not None
+    with pytest.warns(UserWarning, match="never taught these words.*window"):
+        result = eval(call.group(1).replace("kitchen.jpg", "photo.jpg"), {"grounded_sam": grounded_sam})
+    assert len(result) == 0 and result.image_size == SCENE.image.shape[:2]
 
 
 def _run_each_statement(snippet: str) -> tuple[list[Exception], int]:
@@ -437,6 +449,8 @@ def test_the_serve_lines(folder: Folder, server: str) -> None:
                 timeout=120,
             ).json()
     assert sorted(d["label"] for d in answer["detections"]) == ["green circle", "red square"], answer
+    assert answer["image_id"] == hashlib.sha256(Path("scene.png").read_bytes()).hexdigest()
+    assert (answer["height"], answer["width"]) == SCENE.image.shape[:2]
     assert all(d["mask"]["size"] == list(SCENE.image.shape[:2]) for d in answer["detections"])
 
 
