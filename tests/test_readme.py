@@ -463,18 +463,30 @@ def test_the_httpx_snippet(folder: Folder, server: str) -> None:
     assert namespace["refined"]["cache_hit"] is True
 
 
-def test_the_app_starts(folder: Folder) -> None:
-    """``grounded-sam app`` on a free loopback port answers Streamlit's health check, then stops."""
+def _app_answers(folder: Folder, line: str, log_name: str) -> None:
+    """``line`` on a free loopback port answers Streamlit's health check, then stops on Ctrl-C."""
     from tests.serve.server import free_port, wait_healthy
 
     port = str(free_port())
-    argv = [*shlex.split(_line("grounded-sam app")), "--port", port, "--host", "127.0.0.1"]
-    process = _started(folder, [*_cli(), *argv[1:]], "app.log")
+    argv = [*shlex.split(line), "--port", port, "--host", "127.0.0.1"]
+    process = _started(folder, [*_cli(), *argv[1:]], log_name)
     try:
-        wait_healthy(f"http://127.0.0.1:{port}/_stcore", process, folder.path / "app.log", name="the app")
+        wait_healthy(f"http://127.0.0.1:{port}/_stcore", process, folder.path / log_name, name=line)
     finally:
         _stop(process)
-    assert process.returncode == 0, (folder.path / "app.log").read_text()
+    assert process.returncode == 0, (folder.path / log_name).read_text()
+
+
+def test_the_app_starts(folder: Folder) -> None:
+    _app_answers(folder, _line("grounded-sam app"), "app.log")
+
+
+def test_the_review_page_starts(folder: Folder) -> None:
+    """The review line without ``--export`` (its comment: the Review page) on the labelled dataset."""
+    folder.run(_line("grounded-sam label images/ --classes"))
+    line = _line("grounded-sam review dataset --export").split(" --export")[0]
+    assert line == "grounded-sam review dataset"
+    _app_answers(folder, line, "review.log")
 
 
 # --- Deploy (ONNX) -------------------------------------------------------------------------------------
