@@ -2,7 +2,7 @@
 
 Each size runs in a fresh process (the command line in-process, ``--format json``) on a synthetic scene
 of coloured shapes drawn at 640 x 480 and enlarged to the size asked for; the figure is that process's
-peak RSS (``ru_maxrss``), including Python, torch and the two demo models (the 0 MP row: the same process
+peak RSS (VmHWM), including Python, torch and the two demo models (the 0 MP row: the same process
 on a 64 x 48 image). Prints MB per size and per megapixel above the smallest size.
 
     python benchmarks/bench_memory.py [--megapixels 0 1 4 12 40] [--prompt "blue star. red circle"]
@@ -14,12 +14,13 @@ import argparse
 import json
 import math
 import os
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from peak_rss import peak_rss_mb
 
 PROMPT = "blue triangle. green ellipse. blue star. red circle"  # three of the scene's four objects
 
@@ -49,7 +50,7 @@ def child(image: str, prompt: str, out: str) -> None:
             raise
     seconds = time.perf_counter() - start
     found = json.loads(next(Path(out).glob("*.json")).read_text())["instances"]
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_mb = peak_rss_mb()
     print(json.dumps({"peak_mb": peak_mb, "seconds": seconds, "instances": len(found)}))
 
 

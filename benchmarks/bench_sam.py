@@ -22,7 +22,6 @@ import argparse
 import functools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from peak_rss import peak_rss_mb
 
 IMPLEMENTATIONS = ("ours", "ours_bf16", "ours_int8", "reference", "transformers")
 OURS = ("ours", "ours_bf16", "ours_int8", "ours_int8_static")
@@ -245,10 +245,6 @@ def worker(name: str, weights: Path, repeats: int, threads: int, box_count: int)
     results = runners[name](weights, image, boxes, repeats)
     results.setdefault("peak_rss_mb", peak_rss_mb())
     print(json.dumps(results))
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

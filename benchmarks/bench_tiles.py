@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from peak_rss import peak_rss_mb
 
 from grounded_sam.data import SceneConfig, write_scene
 
@@ -83,15 +83,6 @@ def run_mode(scene_json: Path, tile: int, overlap: float) -> dict[str, float]:
         "peak_rss_mb": peak_mb,
         "masks_mb": held / 2**20,
     }
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (VmHWM; ru_maxrss where /proc is missing)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM")) / 1024
-    except (OSError, StopIteration):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:

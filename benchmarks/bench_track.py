@@ -7,7 +7,7 @@ Random weights give meaningless masks, so the model's mask logits are replaced b
 each real forward pass (``OracleVideoModel``): the number of tracks stays at three and the figures
 measure the tracker and SAM 2's real compute and memory, not a model's accuracy.
 
-Each length runs in a fresh subprocess so that its peak RSS (``ru_maxrss``) is its own; ``--no-prune``
+Each length runs in a fresh subprocess so that its peak RSS (VmHWM) is its own; ``--no-prune``
 repeats the longest run with session pruning switched off, to show what the pruning saves.
 
     python benchmarks/bench_track.py [--frames 100 200 400] [--size 192 256] [--no-prune]
@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from peak_rss import peak_rss_mb
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' synthetic video
 
@@ -50,11 +51,11 @@ def child(frames: int, size: tuple[int, int], prune: bool) -> dict[str, float]:
     )
     video = (frame.image for frame in render_moving_shapes(shapes, frames, size))
     labels = [s.label for s in shapes]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    before = peak_rss_mb()
     start = time.perf_counter()
     tracked = sum(len(tracks) for _, tracks in tracker.track(video, labels))
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     return {
         "frames": frames,
         "fps": frames / seconds,
