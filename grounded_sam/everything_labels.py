@@ -10,7 +10,6 @@ Example::
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -35,7 +34,7 @@ def name_masks(result: Result, pixels: np.ndarray, classes: Sequence[str], label
         return result
     named = labeler.label(pixels, result.masks, list(classes))
     scores = np.asarray(named.scores, dtype=np.float32)
-    return dataclasses.replace(result, labels=list(named.names), scores=scores)
+    return result.with_labels(named.names, scores)
 
 
 def everything_result(

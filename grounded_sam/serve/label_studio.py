@@ -8,7 +8,6 @@ label, never the phrase, so nothing is relabelled by hand.
 
 from __future__ import annotations
 
-import dataclasses
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -98,7 +97,7 @@ def region_results(result: Result, controls: list[ControlTag], model_version: st
     for control in controls:
         keep = [i for i, phrase in enumerate(result.labels) if phrase in control.phrases]
         chosen = result[keep]
-        chosen = dataclasses.replace(chosen, labels=[control.phrases[phrase] for phrase in chosen.labels])
+        chosen = chosen.with_labels([control.phrases[phrase] for phrase in chosen.labels])
         for region in _control_regions(chosen, control):
             region["id"] = f"{control.name}-{region['id']}"  # unique across the controls of a task
             regions.append(region)

@@ -82,3 +82,26 @@ def test_clicks_and_a_box_in_percent_become_pixels() -> None:
     assert click_context({"result": []}) is None and click_context(None) is None
     with pytest.raises(ApiError):
         click_context({"result": [{"type": "keypointlabels", "value": {"x": 1}}]})
+
+
+def test_region_results_keep_a_compact_result_compact_and_match_the_dense_one(monkeypatch) -> None:
+    from grounded_sam.ops.mask_crops import MaskCrops
+    from grounded_sam.result import Result
+    from grounded_sam.serve.label_studio import region_results
+
+    dense = np.zeros((2, 40, 60), dtype=bool)
+    dense[0, 5:15, 10:30] = True
+    dense[1, 20:35, 40:55] = True
+    fields = (np.array([[10, 5, 30, 15], [40, 20, 55, 35]], np.float32), ["car", "pedestrian"])
+    scores = (np.array([0.9, 0.8], np.float32), np.array([0.95, 0.85], np.float32))
+    compact = Result(MaskCrops.from_dense(dense), *fields, *scores, image_size=(40, 60))
+    plain = Result(dense, *fields, *scores, image_size=(40, 60))
+    controls = parse_label_config(CONFIG)
+
+    expected = region_results(plain, controls, "v1")
+    # Building the dense (N, H, W) stack of a tiled photo's masks is what compact results avoid.
+    monkeypatch.setattr(MaskCrops, "dense", lambda self: pytest.fail("the dense mask stack was built"))
+    from_compact = region_results(compact, controls, "v1")
+    assert from_compact == expected
+    labels = [region["value"]["brushlabels"] for region in from_compact["result"]]
+    assert labels == [["Car"], ["Person"]]
