@@ -202,9 +202,15 @@ def pipeline_or_exit(
     try:
         return default_pipeline(sam, detector, device, precision)
     except (OSError, ValueError, ImportError) as error:
-        flag = "--sam" if sam and repr(sam) in str(error) else "--detector"
-        console.print(f"[red]Cannot build the models:[/red] {shown(flag_message(error, flag))}")
+        console.print(f"[red]Cannot build the models:[/red] {shown(models_message(error, sam))}")
         raise typer.Exit(EXIT_USAGE) from None
+
+
+def models_message(error: BaseException, sam: str | None) -> str:
+    """The message of an error building the models, with the option that points at the weights it
+    names (``--sam`` when it is about the ``sam`` model asked for, else ``--detector``)."""
+    flag = "--sam" if sam and repr(sam) in str(error) else "--detector"
+    return flag_message(error, flag)
 
 
 def run_per_image(

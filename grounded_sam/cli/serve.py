@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from grounded_sam.cli.app import EXIT_USAGE, app, console, shown
+from grounded_sam.cli.app import EXIT_USAGE, app, console, models_message, shown
 from grounded_sam.cli.options import DetectorOption, DeviceOption, SamOption
 
 SERVE_EXTRA_HINT = "the server needs its extra: pip install 'grounded_sam[serve]'"
@@ -69,7 +69,7 @@ def serve(
             raise ValueError(f"--files-root {files_root} is not a folder")
         asgi = create_app(config)
     except (OSError, ValueError, ImportError) as error:
-        console.print(f"[red]Cannot start the server:[/red] {shown(error)}")
+        console.print(f"[red]Cannot start the server:[/red] {shown(models_message(error, sam))}")
         raise typer.Exit(EXIT_USAGE) from None
     console.print(
         f"Serving on http://{shown(host)}:{port} (API docs at /docs, Label Studio at /label-studio)"

@@ -26,3 +26,13 @@ def test_files_root_must_be_a_folder(tmp_path) -> None:
 @pytest.mark.parametrize("option", [["--max-queue", "-1"], ["--cache-images", "0"], ["--max-image-mb", "0"]])
 def test_out_of_range_limits_are_refused(option) -> None:
     assert runner.invoke(app, ["serve", *option]).exit_code == 2
+
+
+def test_missing_weights_stop_the_server_naming_the_file_and_the_option(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GROUNDED_SAM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    result = runner.invoke(app, ["serve", "--sam", "sam_vit_b"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "sam_vit_b_01ec64.pth" in said and str(tmp_path / "home") in said
+    assert "pass --sam with the path" in said and "checkpoint=" not in said
