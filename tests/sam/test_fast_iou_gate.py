@@ -105,3 +105,36 @@ def test_the_gate_runs_on_every_prompt_only_when_a_probe_says_it_pays(
     np.testing.assert_array_equal(rows, expected)
     np.testing.assert_allclose(iou[rows], all_iou[rows], atol=1e-6)
     torch.testing.assert_close(logits, all_logits[torch.from_numpy(rows)], atol=1e-5, rtol=1e-5)
+
+
+def test_a_workspace_skips_the_probe_once_it_found_that_gating_does_not_pay(model, monkeypatch) -> None:
+    """The first batch of a loose threshold probes and finds the gate does not pay; the next batch of the
+    same workspace decodes without gating at all, with the same result as without a workspace."""
+    from grounded_sam.sam import budgets
+    from grounded_sam.sam.fast import gated_decoding
+    from grounded_sam.sam.fast.mask_decoder import Workspace
+
+    features = _features(model, 7)
+    coords = torch.rand(2, 100, 1, 2, generator=torch.Generator().manual_seed(8)) * model.image_size
+    batches = [(batch, torch.ones(100, 1, dtype=torch.int)) for batch in coords]
+    gated_prompts = []
+
+    def counting_gate(decoder, image, sparse, multimask):
+        gated_prompts.append(len(sparse))
+        return gate_ious(decoder, image, sparse, multimask)
+
+    workspace = Workspace()
+    with torch.inference_mode():
+        all_iou, _, _ = decode_gated(model, features, batches[0], None, 0.0)
+        threshold = float(np.quantile(all_iou.max(axis=1), 0.05))
+        expected = [decode_gated(model, features, points, None, threshold) for points in batches]
+        monkeypatch.setattr(gated_decoding, "gate_ious", counting_gate)
+        first = decode_gated(model, features, batches[0], None, threshold, workspace)
+        assert gated_prompts == [budgets.GATE_PROMPTS] and workspace.gate_pays is False
+        second = decode_gated(model, features, batches[1], None, threshold, workspace)
+    assert gated_prompts == [budgets.GATE_PROMPTS]
+    for (iou, rows, logits), (want_iou, want_rows, want) in zip([first, second], expected, strict=True):
+        assert 0 < len(rows) < 100
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(iou[rows], want_iou[rows])
+        torch.testing.assert_close(logits, want, atol=0, rtol=0)

@@ -137,6 +137,31 @@ def test_two_stage_decoding_of_a_subset_equals_forward(pair):
     torch.testing.assert_close(masks, expected_masks[keep])
 
 
+@pytest.mark.parametrize("multimask", [True, False])
+def test_selected_mask_tokens_alone_give_forward_masks_into_a_given_buffer(pair, multimask):
+    """The final attention of only the IoU and the selected mask tokens, and the masks of those mask tokens
+    written into a slice of a larger buffer, give forward's IoUs and masks."""
+    _, boxes, _ = _prompts("boxes")
+    embedding = torch.randn(1, DIM, *GRID, generator=torch.Generator().manual_seed(14))
+    decoder = pair.decoder
+    with torch.no_grad():
+        sparse, dense = pair.prompt(points=None, boxes=boxes, masks=None)
+        pe = pair.prompt.get_dense_pe()
+        expected_masks, expected_iou = decoder(embedding, pe, sparse, dense, multimask)
+        full, image_tokens = decoder.attend(embedding, pe, sparse, dense)
+        read = decoder.output_tokens(multimask)
+        tokens, _ = decoder.attend(embedding, pe, sparse, dense, read)
+        buffer = torch.full((len(boxes) + 2, 3, 4 * GRID[0], 4 * GRID[1]), float("nan"))
+        out = buffer[1 : 1 + len(boxes), : 3 if multimask else 1]
+        masks = decoder.masks_of(tokens[:, 1:], image_tokens, GRID, multimask, out=out)
+    assert read == ([0, 2, 3, 4] if multimask else [0, 1])
+    assert masks.data_ptr() == out.data_ptr() and masks.shape == expected_masks.shape
+    torch.testing.assert_close(tokens, full[:, read])
+    torch.testing.assert_close(decoder.iou_from_tokens(tokens, multimask), expected_iou)
+    torch.testing.assert_close(masks, expected_masks)
+    assert buffer[0].isnan().all() and buffer[-1].isnan().all()
+
+
 @pytest.mark.parametrize("accelerated", [True, False], ids=["accelerated", "plain"])
 def test_no_prompts_give_empty_outputs(pair, accelerated):
     embedding = torch.randn(1, DIM, *GRID)

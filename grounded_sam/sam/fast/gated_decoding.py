@@ -48,7 +48,8 @@ def decode_gated(
         points: coords (B, 1, 2) XY in the resized-input frame and labels (B, 1); three masks each.
         boxes: (B, 4) XYXY in the resized-input frame; one mask each (used when ``points`` is None).
         iou_thresh: prompts with no predicted IoU above it are not upscaled (≤ 0: all are).
-        workspace: memory for the upscaling, kept by a caller that decodes batch after batch.
+        workspace: memory for the upscaling, kept by a caller that decodes batch after batch of one image
+            (it also keeps the first batch's finding on whether gating pays).
 
     Returns:
         IoUs (B, C) float32 numpy, the R prompt rows that were upscaled (numpy int) and their low-res
@@ -64,6 +65,8 @@ def decode_gated(
     staged = _StagedDecoder(model.mask_decoder, features, image, multimask, workspace)
     if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(staged.decoder, features):
         return staged.decode(sparse, iou_thresh)
+    if workspace.gate_pays is False:  # an earlier batch's probe found that gating does not pay
+        return staged.decode(sparse, iou_thresh)
     # A spread-out probe of the prompts is gated first: when most of it comes near the threshold (loose
     # thresholds), gating the rest would cost nearly what it saves, and they go straight to the decoder.
     step = budgets.GATE_PROMPTS
@@ -72,7 +75,9 @@ def decode_gated(
     gated[probe] = _gate(staged, sparse, probe)
     rest = np.setdiff1d(np.arange(len(sparse)), probe)
     near_threshold = np.float32(iou_thresh - GATE_MARGIN)
-    if len(rest) and (gated[probe] > near_threshold).any(axis=1).mean() < GATE_PAYS_BELOW:
+    if workspace.gate_pays is None:
+        workspace.gate_pays = bool((gated[probe] > near_threshold).any(axis=1).mean() < GATE_PAYS_BELOW)
+    if len(rest) and workspace.gate_pays:
         gated[rest] = np.concatenate(
             [_gate(staged, sparse, rest[i : i + step]) for i in range(0, len(rest), step)]
         )
@@ -99,39 +104,44 @@ class _StagedDecoder:
     workspace: Workspace
 
     def decode(self, sparse: torch.Tensor, iou_thresh: float) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time."""
+        """:func:`decode_gated`'s result for prompt tokens (B, K, C), :func:`prompts_per_pass` at a time.
+
+        The logits of every pass are written into one (B, C, 4h, 4w) buffer, of which the rows kept are
+        returned (a prefix: no copy)."""
         step = prompts_per_pass(self.features)
         masks = 3 if self.multimask else 1
         ious, rows = [np.zeros((0, masks), np.float32)], [np.zeros(0, np.int64)]
         height, width = self.features.shape[-2:]
-        low_res = [self.features.new_zeros((0, masks, 4 * height, 4 * width))]
+        low_res = self.features.new_empty((len(sparse), masks, 4 * height, 4 * width))
+        kept = 0
         for start in range(0, len(sparse), step):
-            iou, kept, logits = self._decode_pass(sparse[start : start + step], iou_thresh)
+            iou, passed = self._decode_pass(sparse[start : start + step], iou_thresh, low_res[kept:])
             ious.append(iou)
-            rows.append(kept + start)
-            low_res.append(logits)
-        return np.concatenate(ious), np.concatenate(rows), torch.cat(low_res).float()
+            rows.append(passed + start)
+            kept += len(passed)
+        return np.concatenate(ious), np.concatenate(rows), low_res[:kept].float()
 
     def _decode_pass(
-        self, sparse: torch.Tensor, iou_thresh: float
-    ) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
-        """:meth:`decode` for one pass of prompts."""
+        self, sparse: torch.Tensor, iou_thresh: float, out: torch.Tensor
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`decode` for one pass of prompts: IoUs and the rows kept, whose logits go to the first
+        rows of ``out``."""
         decoder, features, multimask = self.decoder, self.features, self.multimask
         state = decoder.attend_blocks(self.image, sparse)
-        read = decoder.output_tokens(multimask)  # the prompt tokens' final attention is never read
+        final = decoder.transformer.final_attention
         if iou_thresh > 0:
-            # The IoU head reads only the IoU token, whose final attention does not depend on the others.
-            iou = decoder.iou_from_tokens(decoder.transformer.final_attention(state, slice(0, 1)), multimask)
-            iou = iou.float().cpu().numpy()
+            # The IoU head reads only the IoU token, whose final attention does not depend on the others;
+            # the mask tokens' is made only for the prompts that pass.
+            iou = decoder.iou_from_tokens(final(state, slice(0, 1)), multimask).float().cpu().numpy()
             rows = np.flatnonzero((iou > np.float32(iou_thresh)).any(axis=1))
             if len(rows) < len(iou):
                 state = state.take(torch.from_numpy(rows).to(features.device))
-            tokens = decoder.transformer.final_attention(state, read)
+            mask_tokens = final(state, decoder.mask_tokens_read(multimask))
         else:
-            tokens = decoder.transformer.final_attention(state, read)
+            tokens = final(state, decoder.output_tokens(multimask))  # the other tokens are never read
             iou = decoder.iou_from_tokens(tokens, multimask).float().cpu().numpy()
-            rows = np.arange(len(iou))
+            rows, mask_tokens = np.arange(len(iou)), tokens[:, 1:]
         image_tokens = state.keys.expand(len(rows), -1, -1)
         grid = (features.shape[-2], features.shape[-1])
-        low_res = decoder.masks_from_tokens(tokens, image_tokens, grid, multimask, self.workspace)
-        return iou, rows, low_res
+        decoder.masks_of(mask_tokens, image_tokens, grid, multimask, self.workspace, out[: len(rows)])
+        return iou, rows

@@ -33,11 +33,15 @@ def prompts_per_pass(image_embedding: torch.Tensor) -> int:
 class Workspace:
     """Memory reused by successive :meth:`MaskDecoder.masks_from_tokens` calls of one caller.
 
-    Not for sharing between threads: each decoding loop makes its own.
+    Not for sharing between threads: each decoding loop makes its own. ``gate_pays`` is what the first
+    batch's probe of :func:`~grounded_sam.sam.fast.gated_decoding.decode_gated` found (None: not probed
+    yet), so later batches of the same image and threshold skip the probe; it only steers the work, never
+    the result.
     """
 
     def __init__(self) -> None:
         self._memory: torch.Tensor | None = None
+        self.gate_pays: bool | None = None
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         """A tensor of ``shape`` with ``like``'s dtype and device, in memory kept from earlier calls."""
@@ -76,7 +80,7 @@ class FastMaskDecoder(MaskDecoder):
             self.output_tokens(multimask_output),
         )
         grid = (image_embeddings.shape[-2], image_embeddings.shape[-1])
-        masks = self.masks_from_tokens(tokens, image_tokens, grid, multimask_output)
+        masks = self.masks_of(tokens[:, 1:], image_tokens, grid, multimask_output)
         return masks, self.iou_from_tokens(tokens, multimask_output)
 
     def attend(
@@ -85,12 +89,12 @@ class FastMaskDecoder(MaskDecoder):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-        tokens: slice = slice(None),
+        tokens: slice | list[int] = slice(None),
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The transformer stage of :meth:`forward` (same arguments).
 
         Returns output tokens (N, 1 + num_mask_tokens + K, C) (IoU token, mask tokens, prompt tokens; only
-        the ``tokens`` slice of them, e.g. :meth:`output_tokens`) and image tokens (N, h*w, C). Callers that
+        the ``tokens`` of them, e.g. :meth:`output_tokens`) and image tokens (N, h*w, C). Callers that
         filter prompts on the IoU first can then upscale only the survivors with :meth:`masks_from_tokens`.
         """
         state = self.run_blocks(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings)
@@ -149,37 +153,60 @@ class FastMaskDecoder(MaskDecoder):
         workspace: Workspace | None = None,
     ) -> torch.Tensor:
         """Output tokens (N, T, C) and image tokens (N, h*w, C) on an (h, w) grid → mask logits
-        (N, 3 or 1, 4h, 4w). Only the selected mask tokens' hypernetworks run.
+        (N, 3 or 1, 4h, 4w). Only the selected mask tokens' hypernetworks run (see :meth:`masks_of`)."""
+        selected = tokens[:, self.mask_tokens_read(multimask_output)]
+        return self.masks_of(selected, image_tokens, grid, multimask_output, workspace)
+
+    def masks_of(
+        self,
+        mask_tokens: torch.Tensor,
+        image_tokens: torch.Tensor,
+        grid: tuple[int, int],
+        multimask_output: bool,
+        workspace: Workspace | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The selected mask tokens (N, M, C) (:meth:`mask_tokens_read` of the output tokens) and image
+        tokens (N, h*w, C) on an (h, w) grid → mask logits (N, M, 4h, 4w), written into ``out`` when given.
 
         The upscaling acts on each grid cell alone, so it runs a band of grid rows at a time
         (:data:`~grounded_sam.sam.budgets.UPSCALE_BYTES`): each band's features go through the hypernetwork
         product while they are still in cache, instead of streaming (N, 4h, 4w, C/8) features through memory
-        (a third faster on a CPU, same results bit for bit). ``workspace`` (no autograd) holds a band's
-        features across calls.
+        (a third faster on a CPU, same results bit for bit), and its logits go straight to their rows of
+        the output. ``workspace`` (no autograd) holds a band's features across calls.
         """
-        first, stop = self._selected(multimask_output)
-        hyper = torch.stack(
-            [self.output_hypernetworks_mlps[i](tokens[:, 1 + i]) for i in range(first, stop)], 1
-        )
+        first = self._selected(multimask_output)[0]
+        mlps = self.output_hypernetworks_mlps[first : first + mask_tokens.shape[1]]
+        hyper = torch.stack([mlp(mask_tokens[:, i]) for i, mlp in enumerate(mlps)], 1)
         batch, masks, (height, width) = len(hyper), hyper.shape[1], grid
+        if out is None:
+            out = hyper.new_empty((batch, masks, 4 * height, 4 * width))
         cells = image_tokens.unflatten(1, grid)  # (N, h, w, C)
         band_bytes = batch * 16 * width * (self.transformer_dim // 8) * image_tokens.element_size()
         step = max(1, budgets.UPSCALE_BYTES // max(band_bytes, 1))
-        bands = []
         for top in range(0, height, step):
             rows = cells[:, top : top + step]
             features = self._upscale(rows.flatten(1, 2), (rows.shape[1], width), workspace)
             logits = hyper @ features.flatten(1, -2).transpose(1, 2)  # (N, M, 2r * 2w * 2 * 2)
-            bands.append(logits.view(batch, masks, 2 * rows.shape[1], 2 * width, 2, 2))
-        # (row, column) of the first upscaling, then of the second → pixel (2 row + i, 2 column + j).
-        logits = torch.cat(bands, dim=2).permute(0, 1, 2, 4, 3, 5)
-        return logits.reshape(batch, masks, 4 * height, 4 * width)
+            logits = logits.view(batch, masks, 2 * rows.shape[1], 2 * width, 2, 2)
+            # (row, column) of the first upscaling, then of the second → pixel (2 row + i, 2 column + j).
+            band = out[:, :, 4 * top : 4 * (top + rows.shape[1])].view((*logits.shape[:3], 2, 2 * width, 2))
+            band.copy_(logits.permute(0, 1, 2, 4, 3, 5))
+        return out
 
-    def output_tokens(self, multimask_output: bool) -> slice:
-        """The output tokens :meth:`iou_from_tokens` and :meth:`masks_from_tokens` read: the IoU token and
-        the mask tokens up to the last selected one. The prompt tokens are never read after the
+    def output_tokens(self, multimask_output: bool) -> list[int]:
+        """The output tokens :meth:`forward` reads: the IoU token, then the selected mask tokens
+        (:meth:`mask_tokens_read`). The other mask tokens and the prompt tokens are never read after the
         transformer, so its final attention can skip them."""
-        return slice(0, 1 + self._selected(multimask_output)[1])
+        return [0, *range(*self._read(multimask_output))]
+
+    def mask_tokens_read(self, multimask_output: bool) -> slice:
+        """Where the selected mask tokens are among the transformer's output tokens."""
+        return slice(*self._read(multimask_output))
+
+    def _read(self, multimask_output: bool) -> tuple[int, int]:
+        first, stop = self._selected(multimask_output)
+        return 1 + first, 1 + stop
 
     def _upscale(
         self, image_tokens: torch.Tensor, size: tuple[int, int], workspace: Workspace | None

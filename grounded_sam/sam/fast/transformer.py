@@ -206,7 +206,7 @@ class FastTwoWayTransformer(TwoWayTransformer):
         final_pe = None if projections is None else projections.final_pe
         return BlockOutputs(queries, point_embedding, keys, image.pe, final_pe)
 
-    def final_attention(self, state: BlockOutputs, tokens: slice = slice(None)) -> torch.Tensor:
+    def final_attention(self, state: BlockOutputs, tokens: slice | list[int] = slice(None)) -> torch.Tensor:
         """The final tokens→image attention and norm of the ``tokens`` of ``state`` → (N, T', C).
 
         Tokens do not interact in this last step, so a caller that needs only some of them (e.g. the IoU
