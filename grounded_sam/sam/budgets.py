@@ -36,9 +36,9 @@ attention: 8 prompts 134 ms plain / 137 ms projected, 16 prompts 249 / 235 ms, 1
 UPSAMPLE_CHUNK_BYTES = 32 << 20
 """Candidate masks settled at once (``everything.full_resolution``), at about 32 bytes per output tile."""
 
-DENSE_MASKS = 8
-"""Masks upsampled whole at once when their contours are too ragged for tiles
-(``everything.tiled_logits.TileGrid.values``): 8 ViT-B 1024 x 1024 masks are 32 MiB of logits."""
+WHOLE_MASK_BYTES = 16 << 20
+"""Full-resolution logits of the masks upsampled whole at once when their contours are too ragged for tiles
+(``everything.whole_masks``): 4 ViT-B 1024 x 1024 masks; the buffers are kept from batch to batch."""
 
 GATE_CHUNK_ROWS = 128
 """Image tokens per chunk of the IoU gate: with :data:`GATE_PROMPTS` prompts a chunk is 4 MiB at C = 256."""

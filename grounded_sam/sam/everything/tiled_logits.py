@@ -16,22 +16,23 @@ is within float rounding of it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grounded_sam.sam import budgets
-from grounded_sam.sam.everything.mask_ops import CompactMask, mask_box, upsample_logits
+from grounded_sam.sam.everything.mask_ops import CompactMask
+from grounded_sam.sam.everything.tile_boxes import tile_boxes
 from grounded_sam.sam.everything.tiled_mask import TiledMask
-
-ROUNDING_MARGIN = 1e-5
-"""A tile is settled when its window's extremes clear the threshold by this fraction of their magnitude (a
-convex combination strays from the hull of its terms by a few float32 ulps at most)."""
-
-DENSE_FRACTION = 0.25
-"""A mask with more than this fraction of its tiles in doubt is upsampled whole (see :class:`TiledCuts`)."""
+from grounded_sam.sam.everything.triage import (
+    DENSE_FRACTION,
+    ROUNDING_MARGIN,
+    count_true,
+    ragged_masks,
+    uniform_levels,
+)
+from grounded_sam.sam.everything.whole_masks import WholeUpsampler
 
 MAX_KERNEL_GROUPS = 64
 """Tiles are computed with one matrix product per pair of row and column weight patterns when the pairs
@@ -199,8 +200,9 @@ class TiledCuts:
         bits: (n, ceil(Ty * Tx / 8)) ``np.packbits`` of those tiles' pixels above the last threshold.
         whole: the masks upsampled whole instead, by index: those with a non-finite low-res logit (the
             windows, wider than a pixel's taps, would spread it) and those with more than
-            :data:`DENSE_FRACTION` of their tiles in doubt (ragged contours everywhere: one bilinear pass
-            costs less than the tiles' products).
+            :data:`DENSE_FRACTION` of their tiles in doubt or of their low-res neighbours across the
+            mask's threshold (ragged contours everywhere: one bilinear pass costs less than the tiles'
+            products, and the second test spares the tiles' analysis).
     """
 
     counts: np.ndarray
@@ -211,21 +213,48 @@ class TiledCuts:
     whole: dict[int, CompactMask]
 
     @classmethod
-    def of(cls, grid: TileGrid, low_res: torch.Tensor, thresholds: Sequence[float]) -> TiledCuts:
+    def of(
+        cls,
+        grid: TileGrid,
+        low_res: torch.Tensor,
+        thresholds: Sequence[float],
+        whole: WholeUpsampler | None = None,
+    ) -> TiledCuts:
         """Cut (N, h, w) low-res logits at ``thresholds`` (compared in float32, as torch compares float32
-        tensors with Python numbers)."""
+        tensors with Python numbers). Masks that clear every threshold everywhere (their extremes alone
+        settle them) take no tiles at all; ``whole`` (made if None) upsamples the ragged ones."""
         low_res = low_res.float().cpu()
+        levels = uniform_levels(low_res, thresholds)
+        whole = whole or WholeUpsampler(grid.square, grid.input_size, grid.size)
+        varied = np.flatnonzero((levels < 0).any(axis=1))
+        ragged = ragged_masks(low_res[torch.from_numpy(varied)], thresholds[-1])
+        cuts = cls._uniform(grid, levels)
+        if ragged.any():
+            rows = varied[ragged]
+            ragged_cuts = cls._whole(grid, low_res[torch.from_numpy(rows)], thresholds, levels[rows], whole)
+            cuts = ragged_cuts._spread(cuts, rows)
+        rows = varied[~ragged]
+        if len(rows):
+            cuts = cls._varied(grid, low_res[torch.from_numpy(rows)], thresholds, whole)._spread(cuts, rows)
+        return cuts
+
+    @classmethod
+    def _varied(
+        cls, grid: TileGrid, low_res: torch.Tensor, thresholds: Sequence[float], whole: WholeUpsampler
+    ) -> TiledCuts:
+        """:meth:`of` by tiles: the tiles settled by their windows' extremes are counted whole, the others
+        computed; the masks over :data:`DENSE_FRACTION` in doubt go to ``whole``."""
         low, high = grid.window_extremes(low_res)
         margin = ROUNDING_MARGIN * torch.maximum(low.abs(), high.abs()) + 1e-30
         low, high = low - margin, high + margin
         above = [low > t for t in thresholds]  # (N, Gy, Gx) each; NaN extremes are neither above
-        doubt = torch.zeros_like(above[0])  # nor below: in doubt
-        for t, surely in zip(thresholds, above, strict=True):
-            doubt |= ~surely & ~(high <= t)
-        dense = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows goes this way too
-        dense |= _count(doubt.flatten(1), 1) > DENSE_FRACTION * doubt[0].numel()
+        doubts = [~surely & ~(high <= t) for t, surely in zip(thresholds, above, strict=True)]  # nor below
+        doubt = torch.stack(doubts, dim=1).any(dim=1)
+        nonfinite = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows goes this way too
+        dense = nonfinite | (count_true(doubt.flatten(1), 1) > DENSE_FRACTION * doubt[0].numel())
+        wanted = torch.stack([d.flatten(1).any(1) for d in doubts], dim=1) | nonfinite[:, None]  # (N, K)
         doubt &= ~dense[:, None, None]
-        above = torch.stack(above, dim=1) & ~(doubt | dense[:, None, None])[:, None]  # (N, K, Gy, Gx)
+        above = torch.stack(above, dim=1) & ~doubt[:, None]  # (N, K, Gy, Gx): dense masks' settled tiles
         tiles = doubt.nonzero(as_tuple=True)
         with torch.autocast("cpu", enabled=False):  # the caller's bfloat16 network context stops here
             values = grid.values(low_res, tiles)
@@ -233,16 +262,69 @@ class TiledCuts:
         packed = [np.packbits(flags, axis=1) for flags in inside]
         counts = _settled_counts(above, grid)
         counts.index_add_(0, tiles[0], torch.from_numpy(np.stack([_popcount(p) for p in packed], axis=1)))
-        boxes = _boxes(above[:, -1], tiles, inside[-1].reshape(-1, *grid.tile), grid)
+        boxes = tile_boxes(above[:, -1], tiles, inside[-1].reshape(-1, *grid.tile), grid.tile, grid.size)
         counts = counts.numpy()
-        whole = _whole_masks(grid, low_res, np.flatnonzero(dense.numpy()), thresholds, counts, boxes)
+        chosen = np.flatnonzero(dense.numpy())
+        masks = {}
+        if len(chosen):
+            exact, boxes[chosen], found = whole.cut(
+                low_res[torch.from_numpy(chosen)], thresholds, wanted[chosen].numpy()
+            )
+            counts[chosen] = np.where(exact >= 0, exact, counts[chosen])
+            masks = dict(zip(chosen.tolist(), found, strict=True))
         return cls(
             counts,
             boxes,
             np.packbits(above[:, -1].flatten(1).numpy(), axis=1),
             tuple(t.numpy() for t in tiles),  # type: ignore[arg-type]
             packed[-1],
-            whole,
+            masks,
+        )
+
+    @classmethod
+    def _uniform(cls, grid: TileGrid, levels: np.ndarray) -> TiledCuts:
+        """Masks whose (N, K) ``levels`` are all 0 or 1: empty or whole at each threshold, no tiles."""
+        (height, width), tiles = grid.size, np.zeros(0, dtype=np.int64)
+        inside = levels[:, -1:] == 1
+        full = np.packbits(np.ones(len(grid.rows) * len(grid.cols), dtype=bool))
+        return cls(
+            levels.astype(np.int64) * (height * width),
+            np.where(inside, np.array([0, 0, width - 1, height - 1]), 0).astype(np.int64),
+            np.where(inside, full, 0).astype(np.uint8),
+            (tiles, tiles, tiles),
+            np.zeros((0, -(-grid.tile[0] * grid.tile[1] // 8)), dtype=np.uint8),
+            {},
+        )
+
+    @classmethod
+    def _whole(
+        cls,
+        grid: TileGrid,
+        low_res: torch.Tensor,
+        thresholds: Sequence[float],
+        levels: np.ndarray,
+        whole: WholeUpsampler,
+    ) -> TiledCuts:
+        """Masks all upsampled whole; thresholds their (N, K) ``levels`` settle are not compared again."""
+        counts, boxes, masks = whole.cut(low_res, thresholds, levels < 0)
+        settled = cls._uniform(grid, levels)
+        counts = np.where(counts >= 0, counts, settled.counts)
+        return replace(settled, counts=counts, boxes=boxes, whole=dict(enumerate(masks)))
+
+    def _spread(self, into: TiledCuts, rows: np.ndarray) -> TiledCuts:
+        """``into`` with these cuts written at its ``rows`` (increasing)."""
+        for name in ("counts", "boxes", "full"):
+            getattr(into, name)[rows] = getattr(self, name)
+        ours = (rows[self.tiles[0]], *self.tiles[1:])
+        tiles = [np.concatenate(pair) for pair in zip(into.tiles, ours, strict=True)]
+        order = np.argsort(tiles[0], kind="stable")  # mask-major again
+        return TiledCuts(
+            into.counts,
+            into.boxes,
+            into.full,
+            tuple(t[order] for t in tiles),  # type: ignore[arg-type]
+            np.concatenate([into.bits, self.bits])[order],
+            {**into.whole, **{int(rows[i]): mask for i, mask in self.whole.items()}},
         )
 
     def masks(self, grid: TileGrid) -> list[TiledMask | CompactMask]:
@@ -266,107 +348,19 @@ class TiledCuts:
         ]
 
 
-def _whole_masks(
-    grid: TileGrid,
-    low_res: torch.Tensor,
-    chosen: np.ndarray,
-    thresholds: Sequence[float],
-    counts: np.ndarray,
-    boxes: np.ndarray,
-) -> dict[int, CompactMask]:
-    """Masks ``chosen`` of (N, h, w) ``low_res`` upsampled whole by ``upsample_logits`` (as the reference
-    does), a few at a time: their ``counts`` and ``boxes`` rows are written, their masks returned."""
-    masks = {}
-    for start in range(0, len(chosen), budgets.DENSE_MASKS):
-        some = chosen[start : start + budgets.DENSE_MASKS]
-        logits = upsample_logits(
-            low_res[torch.from_numpy(some)][:, None], grid.square, grid.input_size, grid.size
-        )
-        for k, t in enumerate(thresholds):
-            counts[some, k] = (logits[:, 0] > t).sum((1, 2)).numpy()
-        for i, mask in zip(some.tolist(), logits[:, 0].numpy() > np.float32(thresholds[-1]), strict=True):
-            box = mask_box(mask)
-            masks[i] = CompactMask.from_mask(mask, box)
-            boxes[i] = box or (0, 0, 0, 0)
-    return masks
-
-
 def _settled_counts(above: torch.Tensor, grid: TileGrid) -> torch.Tensor:
     """(N, K) int64 pixels of the (N, K, Gy, Gx) settled tiles: whole tiles, less what the last tile row
     and column lack."""
     tile_y, tile_x = grid.tile
-    counts = _count(above.flatten(2), -1) * (tile_y * tile_x)
+    counts = count_true(above.flatten(2), -1) * (tile_y * tile_x)
     short_y, short_x = tile_y - int(grid.rows.sizes[-1]), tile_x - int(grid.cols.sizes[-1])
     if short_y:
-        counts -= _count(above[:, :, -1], -1) * short_y * tile_x
+        counts -= count_true(above[:, :, -1], -1) * short_y * tile_x
     if short_x:
-        counts -= _count(above[:, :, :, -1], -1) * short_x * tile_y
+        counts -= count_true(above[:, :, :, -1], -1) * short_x * tile_y
     if short_y and short_x:
         counts += above[:, :, -1, -1] * (short_y * short_x)
     return counts
-
-
-def _boxes(
-    full: torch.Tensor, tiles: tuple[torch.Tensor, ...], bits: np.ndarray, grid: TileGrid
-) -> np.ndarray:
-    """(N, 4) int64 XYXY boxes (far edge inclusive; zeros if empty) of masks made of the (N, Gy, Gx) ``full``
-    tiles and the (n, Ty, Tx) bool ``bits`` of the tiles ``(mask, tile row, tile column)`` (mask-major)."""
-    masks, row, col = (t.numpy() for t in tiles)
-    (tile_y, tile_x), (height, width) = grid.tile, grid.size
-    full = full.numpy()
-    # Whole tiles: the first and last tile row (column) holding one; the last may reach past the frame.
-    full_rows, full_cols = full.any(axis=2), full.any(axis=1)
-    starts = [_first(full_rows, tile_y), _first(full_cols, tile_x)]
-    stops = [_last(full_rows, tile_y, tile_y - 1), _last(full_cols, tile_x, tile_x - 1)]
-    rows, cols = _hits(bits)
-    offsets = np.searchsorted(masks, np.arange(len(full) + 1))
-    segments = offsets[:-1][offsets[1:] > offsets[:-1]]  # first tile of each mask that has some
-    with_tiles = np.flatnonzero(offsets[1:] > offsets[:-1])
-    for axis, (hits, place, size) in enumerate(((rows, row, tile_y), (cols, col, tile_x))):
-        first, last = _first(hits, 1, place * size), _last(hits, 1, place * size)
-        if len(segments):
-            starts[axis][with_tiles] = np.minimum(
-                starts[axis][with_tiles], np.minimum.reduceat(first, segments)
-            )
-            stops[axis][with_tiles] = np.maximum(stops[axis][with_tiles], np.maximum.reduceat(last, segments))
-    boxes = np.stack(
-        [starts[1], starts[0], np.minimum(stops[1], width - 1), np.minimum(stops[0], height - 1)], 1
-    )
-    boxes[stops[0] < 0] = 0
-    return boxes
-
-
-_NONE = 1 << 40
-"""First index of a row of flags with none set (larger than any); its last index is -1."""
-
-
-def _first(flags: np.ndarray, scale: int, offset: np.ndarray | int = 0) -> np.ndarray:
-    """(M,) int64 ``offset + scale * i`` for the first set flag i of each row of (M, L) bool flags
-    (:data:`_NONE` for a row with none)."""
-    return np.where(flags.any(axis=1), offset + scale * np.argmax(flags, axis=1), _NONE).astype(np.int64)
-
-
-def _last(flags: np.ndarray, scale: int, offset: np.ndarray | int = 0) -> np.ndarray:
-    """(M,) int64 ``offset + scale * i`` for the last set flag i of each row of (M, L) bool flags (-1 for a
-    row with none)."""
-    last = flags.shape[1] - 1 - np.argmax(flags[:, ::-1], axis=1)
-    return np.where(flags.any(axis=1), offset + scale * last, -1).astype(np.int64)
-
-
-def _hits(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Rows (n, Ty) and columns (n, Tx) of (n, Ty, Tx) bool tiles that hold a set pixel. A row of 1, 2, 4
-    or 8 pixels is read as one integer (many times faster than a reduction over so short an axis)."""
-    count, _, tile_x = pixels.shape
-    if tile_x not in (1, 2, 4, 8) or count == 0:
-        return pixels.any(axis=2), pixels.any(axis=1)
-    words = np.ascontiguousarray(pixels).view(np.uint8).view(f"u{tile_x}")[..., 0]  # (n, Ty)
-    columns = np.bitwise_or.reduce(words, axis=1)  # (n,): a column's byte is set if any row's is
-    return words != 0, columns.view(np.uint8).reshape(count, tile_x) != 0
-
-
-def _count(flags: torch.Tensor, dim: int) -> torch.Tensor:
-    """int64 number of True ``flags`` along ``dim`` (bytes summed as int32: faster than a bool sum)."""
-    return flags.view(torch.uint8).sum(dim, dtype=torch.int32).long()
 
 
 def _popcount(packed: np.ndarray) -> np.ndarray:

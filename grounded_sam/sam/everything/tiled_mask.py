@@ -47,11 +47,15 @@ class TiledMask:
     def to_mask(self) -> np.ndarray:
         """The (H, W) bool mask."""
         (rows, cols), (tile_h, tile_w) = self.grid, self.tile
-        frame = np.zeros((rows, cols, tile_h, tile_w), dtype=bool)
-        frame[np.unpackbits(self.full, count=rows * cols).view(bool).reshape(rows, cols)] = True
+        if self.area == 0:
+            return np.zeros(self.size, dtype=bool)
+        frame = np.empty((rows, tile_h, cols, tile_w), dtype=bool)  # row-major pixels, unlike a tile stack
+        frame[...] = np.unpackbits(self.full, count=rows * cols).view(bool).reshape(rows, 1, cols, 1)
         pixels = np.unpackbits(self.bits, axis=1, count=tile_h * tile_w).view(bool)
-        frame[self.places[:, 0], self.places[:, 1]] = pixels.reshape(-1, tile_h, tile_w)
-        tiled = frame.transpose(0, 2, 1, 3).reshape(rows * tile_h, cols * tile_w)
+        frame[self.places[:, 0], :, self.places[:, 1]] = pixels.reshape(-1, tile_h, tile_w)
+        tiled = frame.reshape(rows * tile_h, cols * tile_w)
+        if self.origin == (0, 0) and tiled.shape == self.size:
+            return tiled
         mask = np.zeros(self.size, dtype=bool)
         x0, y0 = self.origin
         height, width = min(tiled.shape[0], self.size[0] - y0), min(tiled.shape[1], self.size[1] - x0)
