@@ -248,11 +248,15 @@ class TiledCuts:
         margin = ROUNDING_MARGIN * torch.maximum(low.abs(), high.abs()) + 1e-30
         low, high = low - margin, high + margin
         above = [low > t for t in thresholds]  # (N, Gy, Gx) each; NaN extremes are neither above
-        doubts = [~surely & ~(high <= t) for t, surely in zip(thresholds, above, strict=True)]  # nor below
-        doubt = torch.stack(doubts, dim=1).any(dim=1)
+        doubts = [(high <= t).logical_or_(above[k]).logical_not_() for k, t in enumerate(thresholds)]
+        doubt = doubts[0].clone()  # nor below: in doubt
+        for more in doubts[1:]:
+            doubt |= more
         nonfinite = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows goes this way too
         dense = nonfinite | (count_true(doubt.flatten(1), 1) > DENSE_FRACTION * doubt[0].numel())
-        wanted = torch.stack([d.flatten(1).any(1) for d in doubts], dim=1) | nonfinite[:, None]  # (N, K)
+        chosen = np.flatnonzero(dense.numpy())
+        wanted = np.stack([d[chosen].flatten(1).any(1).numpy() for d in doubts], axis=1)
+        wanted |= nonfinite.numpy()[chosen, None]  # (n, K): the cuts left open
         doubt &= ~dense[:, None, None]
         above = torch.stack(above, dim=1) & ~doubt[:, None]  # (N, K, Gy, Gx): dense masks' settled tiles
         tiles = doubt.nonzero(as_tuple=True)
@@ -264,12 +268,9 @@ class TiledCuts:
         counts.index_add_(0, tiles[0], torch.from_numpy(np.stack([_popcount(p) for p in packed], axis=1)))
         boxes = tile_boxes(above[:, -1], tiles, inside[-1].reshape(-1, *grid.tile), grid.tile, grid.size)
         counts = counts.numpy()
-        chosen = np.flatnonzero(dense.numpy())
         masks = {}
         if len(chosen):
-            exact, boxes[chosen], found = whole.cut(
-                low_res[torch.from_numpy(chosen)], thresholds, wanted[chosen].numpy()
-            )
+            exact, boxes[chosen], found = whole.cut(low_res[torch.from_numpy(chosen)], thresholds, wanted)
             counts[chosen] = np.where(exact >= 0, exact, counts[chosen])
             masks = dict(zip(chosen.tolist(), found, strict=True))
         return cls(

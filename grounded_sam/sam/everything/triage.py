@@ -36,11 +36,11 @@ def uniform_levels(low_res: torch.Tensor, thresholds: Sequence[float]) -> np.nda
 
 def ragged_masks(low_res: torch.Tensor, threshold: float) -> np.ndarray:
     """(N,) bool: the (N, h, w) low-res logits cross ``threshold`` between more than :data:`DENSE_FRACTION`
-    of their neighbours (a crossing puts several tiles in doubt, so their tiles would not pay)."""
-    above = low_res > threshold
-    crossings = count_true((above[:, 1:] != above[:, :-1]).flatten(1), 1)
-    crossings += count_true((above[:, :, 1:] != above[:, :, :-1]).flatten(1), 1)
-    return (crossings > DENSE_FRACTION * 2 * above.shape[1] * above.shape[2]).numpy()
+    of their horizontal neighbours, in every fourth row (a crossing puts several tiles in doubt, so the
+    tiles of such a mask would not pay; a sample of rows tells contours everywhere)."""
+    above = low_res[:, ::4] > threshold
+    crossings = count_true((above[:, :, 1:] != above[:, :, :-1]).flatten(1), 1)
+    return (crossings > DENSE_FRACTION * above.shape[1] * above.shape[2]).numpy()
 
 
 def count_true(flags: torch.Tensor, dim: int) -> torch.Tensor:
