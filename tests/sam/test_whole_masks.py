@@ -97,3 +97,26 @@ def test_ragged_masks_take_the_whole_path_among_tiled_and_uniform(
             np.testing.assert_array_equal(mask.to_mask(), binary)
         assert mask.box == tuple(cuts.boxes[i]) == (mask_box(mask.to_mask()) or (0, 0, 0, 0))
         assert mask.area == cuts.counts[i, -1]
+
+
+@pytest.mark.parametrize(("low_side", "square", "input_size", "original_size"), SIZES)
+def test_tile_values_of_any_subset_equal_the_full_upsampling(low_side, square, input_size, original_size):
+    """All tiles (one weight pattern pair has most: no sorting) and the border tiles alone (pairs mixed)."""
+    low = smooth_logits(2, low_side, 20.0, seed=6)
+    full = upsample_logits(low[:, None], square, input_size, original_size)[:, 0]
+    grid = TileGrid.of((low_side, low_side), square, input_size, original_size)
+    (rows, cols), (tile_y, tile_x) = grid.shape, grid.tile
+    padded = torch.full((2, rows * tile_y, cols * tile_x), float("nan"))
+    padded[:, : original_size[0], : original_size[1]] = full
+    expected = padded.view(2, rows, tile_y, cols, tile_x).transpose(2, 3).flatten(3)  # (2, Gy, Gx, Ty * Tx)
+    everything = torch.meshgrid(*(torch.arange(n) for n in (2, rows, cols)), indexing="ij")
+    border = (
+        (everything[1] == 0)
+        | (everything[2] == 0)
+        | (everything[1] == rows - 1)
+        | (everything[2] == cols - 1)
+    )
+    for chosen in (torch.ones_like(border), border):
+        tiles = tuple(t[chosen] for t in everything)
+        values = grid.values(low, tiles)
+        torch.testing.assert_close(values, expected[tiles], atol=1e-5 * 20 * 4, rtol=0, equal_nan=True)

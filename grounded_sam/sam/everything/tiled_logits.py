@@ -147,7 +147,8 @@ class TileGrid:
         """(n, Ty * Tx) full-resolution logits (row-major in each tile) of the tiles ``(mask, tile row,
         tile column)`` (each (n,) int64) of (N, h, w) finite low-res logits; pixels outside the image are
         NaN. ``Wy @ window @ Wx.T`` per tile: one matrix product per pair of weight patterns
-        (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few."""
+        (``kron(Wy, Wx)`` on the flattened windows) when the pairs are few (with the tiles sorted by pair
+        unless one pair has most of them)."""
         masks, row, col = tiles
         rows, cols = self.rows, self.cols
         height, width = low_res.shape[1:]
@@ -156,23 +157,38 @@ class TileGrid:
         offsets = (np.arange(rows.width)[:, None] * width + np.arange(cols.width)).ravel()
         row_pattern, col_pattern = rows.pattern[row], cols.pattern[col]
         pairs = row_pattern * len(cols.patterns) + col_pattern
-        kinds = np.unique(pairs)
+        census = np.bincount(pairs)
+        kinds = np.flatnonzero(census)
         if len(kinds) > MAX_KERNEL_GROUPS:
             picked = torch.from_numpy(np.take(low_res.numpy(), corner[:, None] + offsets))
             windows = picked.unflatten(1, (rows.width, cols.width))
             across = torch.bmm(windows, cols.patterns[col_pattern].transpose(1, 2))  # (n, ky, Tx)
             return torch.bmm(rows.patterns[row_pattern], across).flatten(1)
+        if len(pairs) and 2 * census.max() >= len(pairs):  # one kernel for most: no sorting
+            picked = torch.from_numpy(np.take(low_res.numpy(), corner[:, None] + offsets))  # (n, ky * kx)
+            most = int(np.argmax(census))
+            out = torch.mm(picked, self._kernel(most).T)
+            others = np.flatnonzero(pairs != most)
+            for kind in np.unique(pairs[others]).tolist():
+                at = torch.from_numpy(others[pairs[others] == kind])
+                out[at] = torch.mm(picked[at], self._kernel(kind).T)
+            return out
         order = np.argsort(pairs, kind="stable")
-        picked = torch.from_numpy(np.take(low_res.numpy(), corner[order][:, None] + offsets))  # (n, ky * kx)
+        picked = torch.from_numpy(np.take(low_res.numpy(), corner[order][:, None] + offsets))
         bounds = [*np.searchsorted(pairs[order], kinds).tolist(), len(order)]
         ordered = low_res.new_empty((len(order), rows.tile * cols.tile))
         for kind, start, stop in zip(kinds.tolist(), bounds[:-1], bounds[1:], strict=True):
-            y, x = divmod(kind, len(cols.patterns))
-            kernel = torch.einsum("ia,jb->ijab", rows.patterns[y], cols.patterns[x]).flatten(2).flatten(0, 1)
-            torch.mm(picked[start:stop], kernel.T, out=ordered[start:stop])
+            torch.mm(picked[start:stop], self._kernel(kind).T, out=ordered[start:stop])
         out = torch.empty_like(ordered)
         out[torch.from_numpy(order)] = ordered
         return out
+
+    def _kernel(self, kind: int) -> torch.Tensor:
+        """(Ty * Tx, ky * kx) ``kron(Wy, Wx)`` of the pair of weight patterns ``kind``."""
+        y, x = divmod(kind, len(self.cols.patterns))
+        return (
+            torch.einsum("ia,jb->ijab", self.rows.patterns[y], self.cols.patterns[x]).flatten(2).flatten(0, 1)
+        )
 
 
 def _sliding(
@@ -244,25 +260,25 @@ class TiledCuts:
     ) -> TiledCuts:
         """:meth:`of` by tiles: the tiles settled by their windows' extremes are counted whole, the others
         computed; the masks over :data:`DENSE_FRACTION` in doubt go to ``whole``."""
-        low, high = grid.window_extremes(low_res)
-        margin = ROUNDING_MARGIN * torch.maximum(low.abs(), high.abs()) + 1e-30
-        low, high = low - margin, high + margin
-        above = [low > t for t in thresholds]  # (N, Gy, Gx) each; NaN extremes are neither above
-        doubts = [(high <= t).logical_or_(above[k]).logical_not_() for k, t in enumerate(thresholds)]
-        doubt = doubts[0].clone()  # nor below: in doubt
-        for more in doubts[1:]:
-            doubt |= more
-        nonfinite = ~torch.isfinite(low_res.sum((1, 2)))  # a sum that overflows goes this way too
-        dense = nonfinite | (count_true(doubt.flatten(1), 1) > DENSE_FRACTION * doubt[0].numel())
-        chosen = np.flatnonzero(dense.numpy())
-        wanted = np.stack([d[chosen].flatten(1).any(1).numpy() for d in doubts], axis=1)
-        wanted |= nonfinite.numpy()[chosen, None]  # (n, K): the cuts left open
+        low, high = (t.numpy() for t in grid.window_extremes(low_res))  # numpy compares a float32 array
+        margin = np.maximum(high, -low) * np.float32(ROUNDING_MARGIN) + np.float32(1e-30)  # with a float32
+        low, high, cuts = low - margin, high + margin, np.float32(thresholds)  # many times faster than torch
+        above = [low > t for t in cuts]  # (N, Gy, Gx) each; NaN extremes are neither above
+        doubts = [
+            np.logical_not(np.logical_or(high <= t, surely)) for t, surely in zip(cuts, above, strict=True)
+        ]
+        doubt = np.logical_or.reduce(doubts)  # nor below: in doubt
+        nonfinite = ~torch.isfinite(low_res.sum((1, 2))).numpy()  # a sum that overflows goes this way too
+        in_doubt = count_true(torch.from_numpy(doubt).flatten(1), 1).numpy()
+        dense = nonfinite | (in_doubt > DENSE_FRACTION * doubt[0].size)
+        chosen = np.flatnonzero(dense)
+        wanted = np.stack([d[chosen].any(axis=(1, 2)) for d in doubts], axis=1) | nonfinite[chosen, None]
         doubt &= ~dense[:, None, None]
-        above = torch.stack(above, dim=1) & ~doubt[:, None]  # (N, K, Gy, Gx): dense masks' settled tiles
-        tiles = doubt.nonzero(as_tuple=True)
+        above = torch.from_numpy(np.stack(above, axis=1) & ~doubt[:, None])  # (N, K, Gy, Gx)
+        tiles = tuple(torch.from_numpy(t) for t in doubt.nonzero())
         with torch.autocast("cpu", enabled=False):  # the caller's bfloat16 network context stops here
-            values = grid.values(low_res, tiles)
-        inside = [(values > t).numpy() for t in thresholds]  # (n, Ty * Tx) bool each
+            values = grid.values(low_res, tiles).numpy()
+        inside = [values > t for t in cuts]  # (n, Ty * Tx) bool each
         packed = [np.packbits(flags, axis=1) for flags in inside]
         counts = _settled_counts(above, grid)
         counts.index_add_(0, tiles[0], torch.from_numpy(np.stack([_popcount(p) for p in packed], axis=1)))
