@@ -10,7 +10,7 @@ from grounded_sam.sam import budgets
 from grounded_sam.sam.everything.mask_ops import CompactMask, mask_box, upsample_logits
 from grounded_sam.sam.everything.tiled_logits import TiledCuts, TileGrid
 from grounded_sam.sam.everything.tiled_mask import TiledMask
-from grounded_sam.sam.everything.triage import ragged_masks, uniform_levels
+from grounded_sam.sam.everything.triage import ragged_masks, uniform_levels, upsampled_whole
 from grounded_sam.sam.everything.whole_masks import WholeUpsampler
 from tests.sam.test_tiled_logits import CUTS, SIZES, smooth_logits
 
@@ -120,3 +120,20 @@ def test_tile_values_of_any_subset_equal_the_full_upsampling(low_side, square, i
         tiles = tuple(t[chosen] for t in everything)
         values = grid.values(low, tiles)
         torch.testing.assert_close(values, expected[tiles], atol=1e-5 * 20 * 4, rtol=0, equal_nan=True)
+
+
+def test_masks_of_small_tiles_are_upsampled_whole() -> None:
+    """A 256 x 256 image from 128-px logits (the demo pipeline's scenes): tiles of 2 x 2 pixels cost more
+    than the bilinear pass, so every mask that its extremes do not settle is upsampled whole, exactly."""
+    low = smooth_logits(3, 128, 4.0, seed=9)
+    low[1] = -2.0
+    grid = TileGrid.of((128, 128), 256, (256, 256), (256, 256))
+    assert grid.tile == (2, 2) and upsampled_whole(low, 0.0, grid.tile).all()
+    assert not upsampled_whole(low[:1], 0.0, (4, 4)).any()  # smooth: tiles pay from 4 x 4 pixels on
+    cuts = TiledCuts.of(grid, low, CUTS)
+    full = upsample_logits(low[:, None], 256, (256, 256), (256, 256))[:, 0]
+    assert sorted(cuts.whole) == [0, 2] and len(cuts.tiles[0]) == 0
+    expected = np.stack([(full > t).sum((1, 2)).numpy() for t in CUTS], axis=1)
+    np.testing.assert_array_equal(cuts.counts, expected)
+    for i, mask in enumerate(cuts.masks(grid)):
+        np.testing.assert_array_equal(mask.to_mask(), (full[i] > 0).numpy())

@@ -29,8 +29,8 @@ from grounded_sam.sam.everything.triage import (
     DENSE_FRACTION,
     ROUNDING_MARGIN,
     count_true,
-    ragged_masks,
     uniform_levels,
+    upsampled_whole,
 )
 from grounded_sam.sam.everything.whole_masks import WholeUpsampler
 
@@ -243,7 +243,7 @@ class TiledCuts:
         levels = uniform_levels(low_res, thresholds)
         whole = whole or WholeUpsampler(grid.square, grid.input_size, grid.size)
         varied = np.flatnonzero((levels < 0).any(axis=1))
-        ragged = ragged_masks(low_res[torch.from_numpy(varied)], thresholds[-1])
+        ragged = upsampled_whole(low_res[torch.from_numpy(varied)], thresholds[-1], grid.tile)
         cuts = cls._uniform(grid, levels)
         if ragged.any():
             rows = varied[ragged]

@@ -34,6 +34,21 @@ def uniform_levels(low_res: torch.Tensor, thresholds: Sequence[float]) -> np.nda
     return np.where(low > cuts, 1, np.where(high <= cuts, 0, -1)).astype(np.int8)
 
 
+MIN_TILE_PIXELS = 16
+"""Output pixels per tile (one low-res cell) below which every mask is upsampled whole: the tiles' analysis
+costs more than the bilinear pass then. Demo model (128-px logits), one thread, ms per mask tiled / whole:
+256 x 256 (2 x 2 tiles) 0.74 / 0.18, 384 x 384 (3 x 3) 1.12 / 0.46, 512 x 512 (4 x 4) 0.81 / 0.72,
+640 x 640 (5 x 5) 0.94 / 1.03, 768 x 1024 (8 x 8) 0.58 / 2.08."""
+
+
+def upsampled_whole(low_res: torch.Tensor, threshold: float, tile: tuple[int, int]) -> np.ndarray:
+    """(N,) bool: which of the (N, h, w) low-res logits to upsample whole rather than by tiles of ``tile``
+    (Ty, Tx) pixels: all when the tiles are small (:data:`MIN_TILE_PIXELS`), else the ragged ones."""
+    if tile[0] * tile[1] < MIN_TILE_PIXELS:
+        return np.ones(len(low_res), dtype=bool)
+    return ragged_masks(low_res, threshold)
+
+
 def ragged_masks(low_res: torch.Tensor, threshold: float) -> np.ndarray:
     """(N,) bool: the (N, h, w) low-res logits cross ``threshold`` between more than :data:`DENSE_FRACTION`
     of their horizontal neighbours, in every fourth row (a crossing puts several tiles in doubt, so the
