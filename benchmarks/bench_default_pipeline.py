@@ -104,12 +104,17 @@ def demo_side_by_side(args: argparse.Namespace) -> None:
                 f"{base['cpu_per_image']:.2f} s, {base['instances']} instances): ratio "
                 f"{ours['per_image'] / base['per_image']:.3f}; load {base['load']:.1f}"
             )
-    ratios = [o["per_image"] / b["per_image"] for o, b in zip(runs["ours"], runs["baseline"], strict=True)]
+    pairs = list(zip(runs["ours"], runs["baseline"], strict=True))
+    ratios = [o["per_image"] / b["per_image"] for o, b in pairs]
     print(
         f"{args.images} demo scenes, batch {args.batch_size}; code: ours {ROOT}, baseline {trees['baseline']}"
     )
-    median = sorted(ratios)[len(ratios) // 2]
-    print(f"median ratio ours / baseline per image: {median:.3f} ({min(ratios):.3f}-{max(ratios):.3f})")
+    cpu = [o["cpu_per_image"] / b["cpu_per_image"] for o, b in pairs]
+    for name, values in (("wall", ratios), ("CPU", cpu)):
+        median = sorted(values)[len(values) // 2]
+        spread = f"{min(values):.3f}-{max(values):.3f}"
+        print(f"median {name} ratio ours / baseline per image: {median:.3f} ({spread})")
+    print(f"load average at end {os.getloadavg()}")
 
 
 if __name__ == "__main__":

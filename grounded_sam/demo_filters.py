@@ -22,24 +22,15 @@ import torch
 import torch.nn.functional as F
 
 from grounded_sam.data import SceneConfig
+from grounded_sam.sam.everything.prompt_points import edge_strength
 from grounded_sam.text.demo_clip import phrase_words
 
 _SCENES = SceneConfig()
 
 
-def edge_strength(image: np.ndarray) -> torch.Tensor:
-    """(H, W) float32 colour edge strength of an (H, W, 3) uint8 RGB image: the largest over the channels
-    of the gradient magnitude (0-255 per pixel, central differences) of the image smoothed by a 3 x 3 box."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32)).permute(2, 0, 1)[:, None]
-    smooth = F.avg_pool2d(F.pad(pixels, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
-    padded = F.pad(smooth, (1, 1, 1, 1), mode="replicate")
-    dx = (padded[..., 1:-1, 2:] - padded[..., 1:-1, :-2]) / 2
-    dy = (padded[..., 2:, 1:-1] - padded[..., :-2, 1:-1]) / 2
-    return torch.sqrt(dx * dx + dy * dy).amax(dim=0)[0]
-
-
 def boundary_contrast(image: np.ndarray, masks: np.ndarray, rim: int = 1) -> np.ndarray:
-    """(N,) float32 mean colour edge strength (:func:`edge_strength`) over each mask's boundary: the
+    """(N,) float32 mean colour edge strength (see
+    :func:`~grounded_sam.sam.everything.prompt_points.edge_strength`) over each mask's boundary: the
     pixels within ``rim`` of it on either side, the image border excluded; 0 for an empty mask or one
     that fills the image. An object's outline follows colour edges (tens of levels per pixel); a region
     cut out of a smooth background does not (a gradient: well under one level per pixel).

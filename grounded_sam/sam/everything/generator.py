@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -43,6 +43,9 @@ from grounded_sam.sam.everything.mask_ops import CompactMask
 from grounded_sam.sam.everything.object_aware import BoxSource, DetectorLike, prompt_boxes
 from grounded_sam.sam.modeling.sam import Sam
 from grounded_sam.sam.predictor import SamPredictor
+
+if TYPE_CHECKING:
+    from grounded_sam.sam.everything.prompt_points import PromptPointSelector
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +145,9 @@ class MaskGenerator:
     masks are no longer exactly the float32 reference's.
     ``predictor``: a predictor of ``model`` to embed images with (e.g. a ``ZoomPredictor`` whose embedding
     the caller reuses for box prompts afterwards); by default one of its own.
+    ``prompt_points``: chooses each crop's point prompts from its grid (e.g.
+    :class:`~grounded_sam.sam.everything.prompt_points.FlatRegionPoints`); by default the whole grid,
+    as the reference.
 
     Example:
         >>> generator = MaskGenerator(sam, pred_iou_thresh=0.86, crop_n_layers=1)  # doctest: +SKIP
@@ -170,6 +176,7 @@ class MaskGenerator:
         config: EverythingConfig | None = None,
         precision: PrecisionRequest = "float32",
         predictor: SamPredictor | None = None,
+        prompt_points: PromptPointSelector | None = None,
     ) -> None:
         given = dict(locals())
         if config is None:
@@ -188,6 +195,7 @@ class MaskGenerator:
         if predictor is not None and predictor.model is not model:
             raise ValueError("predictor must wrap the generator's model")
         self.predictor = SamPredictor(model, precision) if predictor is None else predictor
+        self.prompt_points = prompt_points
         self.stats = GenerationStats()
         """Counts of the last ``generate*`` call."""
 
@@ -288,8 +296,11 @@ class MaskGenerator:
     ) -> MaskSet:
         """Masks of one crop (XYXY, far edge exclusive) after its own NMS, in the image's frame."""
         x0, y0, x1, y1 = crop
-        self.predictor.set_image(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
+        cropped = np.ascontiguousarray(pixels[y0:y1, x0:x1])
+        self.predictor.set_image(cropped)
         embedding = self.predictor.embedding
+        if self.prompt_points is not None:
+            grid = self.prompt_points(cropped, grid)
         points = grid * np.array(embedding.original_size[::-1])[None]
         image_box = (0, 0, pixels.shape[1], pixels.shape[0])
         found = decode_candidates(
