@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from grounded_sam.sam.fast.image_encoder import FastRelPosAttention
-from grounded_sam.sam.fast.int8_gelu import fuse_gelus
+from grounded_sam.sam.fast.int8_gelu import fuse_gelus, input_qparams, weight_scales
 from grounded_sam.sam.modeling.image_encoder import RelPosAttention
 
 __all__ = ["Int8Linear", "Int8RelPosAttention", "calibrating", "int8_encoder", "quantize_linears"]
@@ -85,9 +85,7 @@ class Int8Linear(nn.Module):
         """Quantize inputs statically with the observed range (7 bits, as the dynamic path) from now on."""
         if self.observed is None:
             raise RuntimeError("this layer saw no input while calibrating")
-        low, high = min(self.observed[0], 0.0), max(self.observed[1], 0.0)
-        scale = max(high - low, 1e-8) / 127
-        self.input_qparams = (scale, round(-low / scale))
+        self.input_qparams = input_qparams(*self.observed)
         # Static input quantization exists for fbgemm's packed weights only.
         bias = None if self.bias is None else self.bias.float()
         self._packed = _pack(self._weight.float(), bias, "fbgemm")
@@ -101,7 +99,7 @@ def _pack(weight: torch.Tensor, bias: torch.Tensor | None, engine: str) -> Any:
     ``engine``'s kernels ("onednn" or "fbgemm"; the engine the process has when that one is not built in).
     oneDNN's dynamic int8 linear is 5-13 % faster than fbgemm's on AVX2 and AVX-512 alike, with the same
     7-bit inputs and so the same results."""
-    scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12).double()
+    scales = weight_scales(weight).double()
     zero_points = torch.zeros(weight.shape[0], dtype=torch.long)
     with warnings.catch_warnings():
         # torch 2.14 marks quantized tensors deprecated; fbgemm's packing still takes one.

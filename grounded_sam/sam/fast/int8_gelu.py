@@ -16,11 +16,23 @@ from torch import nn
 from grounded_sam.sam.modeling.common import FeedForward
 from grounded_sam.sam.modeling.tiny_vit import NormMlp
 
-__all__ = ["Int8LinearGelu", "fuse_gelus"]
+__all__ = ["Int8LinearGelu", "fuse_gelus", "input_qparams", "weight_scales"]
 
 _INPUT_LEVELS = 127  # 7 bits
 # MLPs that run `lin2(act(lin1(x)))`, and the name of their first layer.
 _FIRST_LAYERS: dict[type[nn.Module], str] = {FeedForward: "lin1", NormMlp: "fc1"}
+
+
+def weight_scales(weight: torch.Tensor) -> torch.Tensor:
+    """(out,) float scales of a symmetric per-output-channel int8 quantization of ``weight`` (out, in)."""
+    return (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+
+
+def input_qparams(low: float, high: float) -> tuple[float, int]:
+    """(scale, zero point) quantizing inputs in [``low``, ``high``] (widened to hold 0) to 7 bits."""
+    low, high = min(low, 0.0), max(high, 0.0)
+    scale = max(high - low, 1e-8) / _INPUT_LEVELS
+    return scale, round(-low / scale)
 
 
 class Int8LinearGelu(nn.Module):
@@ -33,7 +45,7 @@ class Int8LinearGelu(nn.Module):
         super().__init__()
         weight = linear.weight.detach().float()
         self.out_features, self.in_features = weight.shape
-        scales = (weight.abs().amax(dim=1) / 127).clamp_min(1e-12)
+        scales = weight_scales(weight)
         quantized = torch.round(weight / scales[:, None]).to(torch.int8)
         self._weight = torch.ops.onednn.qlinear_prepack(quantized, None)
         self._scales = scales
@@ -42,10 +54,7 @@ class Int8LinearGelu(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, self.in_features).float()
-        low, high = (value.item() for value in torch.aminmax(rows))
-        low, high = min(low, 0.0), max(high, 0.0)
-        scale = max(high - low, 1e-8) / _INPUT_LEVELS
-        zero_point = round(-low / scale)
+        scale, zero_point = input_qparams(*(value.item() for value in torch.aminmax(rows)))
         quantized = torch.mul(rows, 1 / scale).add_(zero_point).round_().clamp_(0, _INPUT_LEVELS)
         out = torch.ops.onednn.qlinear_pointwise(
             quantized.to(torch.uint8),
