@@ -63,9 +63,9 @@ def decode_gated(
         features, image_pe, dense, len(sparse) >= budgets.SHARED_PROJECTIONS_MIN_PROMPTS
     )
     staged = _StagedDecoder(model.mask_decoder, features, image, multimask, workspace)
-    if iou_thresh <= 0 or len(sparse) == 0 or not supports_gate(staged.decoder, features):
-        return staged.decode(sparse, iou_thresh)
-    if workspace.gate_pays is False:  # an earlier batch's probe found that gating does not pay
+    # workspace.gate_pays is False: an earlier batch's probe found that gating does not pay.
+    ungated = iou_thresh <= 0 or len(sparse) == 0 or workspace.gate_pays is False
+    if ungated or not supports_gate(staged.decoder, features):
         return staged.decode(sparse, iou_thresh)
     # A spread-out probe of the prompts is gated first: when most of it comes near the threshold (loose
     # thresholds), gating the rest would cost nearly what it saves, and they go straight to the decoder.
