@@ -27,11 +27,16 @@ def uniform_levels(low_res: torch.Tensor, thresholds: Sequence[float]) -> np.nda
     the threshold, 0 if surely not, -1 if some may be either (NaN: -1). Upsampled pixels are convex
     combinations of low-res logits, so the logits' extremes settle this, with :data:`ROUNDING_MARGIN`."""
     flat = low_res.flatten(1)
-    low, high = flat.amin(1), flat.amax(1)
-    margin = ROUNDING_MARGIN * torch.maximum(low.abs(), high.abs()) + 1e-30
-    low, high = (low - margin).numpy()[:, None], (high + margin).numpy()[:, None]
+    low, high = widened(flat.amin(1).numpy()[:, None], flat.amax(1).numpy()[:, None])
     cuts = np.asarray(thresholds, dtype=np.float32)
     return np.where(low > cuts, 1, np.where(high <= cuts, 0, -1)).astype(np.int8)
+
+
+def widened(low: np.ndarray, high: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 extremes ``low`` <= ``high`` (same shape) pushed apart by :data:`ROUNDING_MARGIN` of their
+    magnitude, so that every convex combination of the values between them lies inside."""
+    margin = np.maximum(high, -low) * np.float32(ROUNDING_MARGIN) + np.float32(1e-30)
+    return low - margin, high + margin
 
 
 MIN_TILE_PIXELS = 16
